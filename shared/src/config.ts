@@ -1,0 +1,136 @@
+import { z } from "zod";
+
+/** OpenSSH prints SHA-256 fingerprints as `SHA256:` followed by 43 characters of unpadded base64. */
+export const HOST_KEY_SHA256_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+const absoluteLocalPath = (what: string) =>
+  z
+    .string({ error: `must be the absolute path of the ${what}` })
+    .min(1, { error: `must be the absolute path of the ${what}` })
+    .refine((p) => p.startsWith("/"), { error: `must be an absolute path (starting with /) for the ${what}` })
+    .refine((p) => !p.includes("\0"), { error: "must not contain a NUL character" });
+
+const sftpFolder = (what: string) =>
+  z
+    .string({ error: `must be the SFTP path of the ${what}, e.g. /C:/Plutus/Inbox or /Inbox inside a chroot` })
+    .refine((p) => p.startsWith("/"), {
+      error: `must start with / (e.g. /C:/Plutus/Inbox, or /Inbox inside a chroot) for the ${what}`,
+    })
+    .refine((p) => !p.includes("\\"), { error: "must use forward slashes, as SFTP paths do (/C:/Plutus/Inbox)" })
+    .refine((p) => !/[\0\r\n]/.test(p), { error: "must not contain NUL or line breaks" });
+
+const wholeNumber = (min: number, max: number, unit: string) =>
+  z
+    .number({ error: `must be a whole number of ${unit} from ${min} to ${max}` })
+    .int({ error: `must be a whole number of ${unit} from ${min} to ${max}` })
+    .min(min, { error: `must be at least ${min} ${unit}` })
+    .max(max, { error: `must be at most ${max} ${unit}` });
+
+export const remoteSchema = z.strictObject({
+  /** Address of the ERP's SFTP server. */
+  host: z
+    .string({ error: "must be the ERP server's host name or IP address" })
+    .regex(/^[A-Za-z0-9.:_-]+$/, { error: "must be a host name or IP address (letters, digits, . : _ -)" }),
+  /** TCP port of the ERP's SFTP server. */
+  port: wholeNumber(1, 65535, "port").default(22),
+  /** The SFTP-only account the agent logs in as. */
+  username: z
+    .string({ error: "must be the SFTP account name" })
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: "must be 1-64 letters, digits, dots, dashes or underscores" }),
+  /** Private key (OpenSSH or PEM format, no passphrase) readable only by the agent's account. */
+  privateKeyPath: absoluteLocalPath("private key file"),
+  /** The server's pinned host key, as `ssh-keygen -lf` prints it. */
+  hostKeySha256: z
+    .string({ error: "must be the ERP host key fingerprint, SHA256:… as printed by ssh-keygen -lf" })
+    .regex(HOST_KEY_SHA256_PATTERN, {
+      error: "must be the OpenSSH form SHA256:<43 base64 characters>, as printed by `ssh-keygen -lf <host key>.pub`",
+    }),
+  /** The folder the ERP reads orders from. */
+  inbox: sftpFolder("ERP inbox"),
+  /** A folder on the same remote volume as the inbox, where uploads are verified before publishing. */
+  staging: sftpFolder("staging folder"),
+});
+
+export const agentConfigSchema = z
+  .strictObject({
+    /** Where the web shop writes order files. */
+    outbox: absoluteLocalPath("outbox folder"),
+    /** Delivered files, by delivery date. */
+    archive: absoluteLocalPath("archive folder"),
+    /** Files that cannot be delivered, each with a .reason.json beside it. */
+    quarantine: absoluteLocalPath("quarantine folder"),
+    /** Journal, lock and last-run status. */
+    stateDir: absoluteLocalPath("state folder"),
+    /** Rotated JSON-lines logs. */
+    logDir: absoluteLocalPath("log folder"),
+    /** A file is taken only once its last change is at least this old. */
+    minAgeSeconds: wholeNumber(0, 86_400, "seconds"),
+    remote: remoteSchema,
+    /** Files uploaded at the same time over the one SFTP channel. */
+    concurrency: wholeNumber(1, 64, "files").default(16),
+    /** Larger files are quarantined. */
+    maxFileBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").default(10 * 1024 * 1024),
+    /** A pass stops starting new work at this point and ends; keep it under the cron interval. */
+    passDeadlineSeconds: wholeNumber(5, 3_600, "seconds").default(240),
+    /** Any single SFTP request that takes longer tears the connection down. */
+    operationTimeoutSeconds: wholeNumber(1, 600, "seconds").default(30),
+    /** TCP connect plus SSH handshake and authentication. */
+    connectTimeoutSeconds: wholeNumber(1, 300, "seconds").default(20),
+    /** Reconnects and re-tries of a file within one pass after a transient error. */
+    retries: wholeNumber(0, 20, "retries").default(3),
+    /** First back-off delay; doubles after each retry. */
+    retryBaseDelayMs: wholeNumber(0, 60_000, "milliseconds").default(500),
+    logLevel: z.enum(["error", "warn", "info", "debug"], { error: "must be one of error, warn, info, debug" }).default("info"),
+    /** Days of logs kept. */
+    logRetentionDays: wholeNumber(1, 3_650, "days").default(30),
+  })
+  .superRefine((config, ctx) => {
+    const local = ["outbox", "archive", "quarantine", "stateDir"] as const;
+    for (let i = 0; i < local.length; i++) {
+      for (let j = i + 1; j < local.length; j++) {
+        if (trimSlash(config[local[i]]) === trimSlash(config[local[j]])) {
+          ctx.addIssue({ code: "custom", path: [local[j]], message: `must differ from ${local[i]} (${config[local[i]]})` });
+        }
+      }
+    }
+    if (trimSlash(config.remote.inbox).toLowerCase() === trimSlash(config.remote.staging).toLowerCase()) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["remote", "staging"],
+        message: "must be a folder other than the inbox (on the same volume), so unverified uploads never show in the inbox",
+      });
+    }
+  });
+
+function trimSlash(p: string): string {
+  return p.length > 1 ? p.replace(/\/+$/, "") : p;
+}
+
+/** The configuration as written in the JSON file (tuning keys optional). */
+export type AgentConfigInput = z.input<typeof agentConfigSchema>;
+/** The configuration with every default filled in. */
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+export class ConfigValidationError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigValidationError";
+  }
+}
+
+/** Validates a parsed configuration object; every problem is reported at once, by key path. */
+export function parseAgentConfig(value: unknown, source = "configuration"): AgentConfig {
+  const result = agentConfigSchema.safeParse(value);
+  if (result.success) return result.data;
+  throw new ConfigValidationError(source, result.error.issues.map(describeIssue));
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
+  if (issue.code === "unrecognized_keys") return `${where}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+  if (issue.code === "invalid_type" && issue.input === undefined) return `${where}: is required`;
+  return `${where}: ${issue.message}`;
+}

@@ -1,0 +1,50 @@
+/** Exit codes of `plutus-sync`; cron, install.sh and the Pulumi canary rely on them. */
+export const ExitCode = {
+  /** The pass completed with no failed delivery (also: nothing to do, or another pass holds the lock). */
+  Ok: 0,
+  /** At least one file could not be delivered (or archived) and waits for the next pass. */
+  DeliveryFailed: 1,
+  /** Configuration or usage error, including a private key readable by group or others. */
+  ConfigError: 2,
+  /** Cannot connect or authenticate, or the host key does not match: nothing delivered. */
+  ConnectFailed: 3,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** What `plutus-sync run --json` prints as its last stdout line. */
+export interface RunSummary {
+  found: number;
+  delivered: number;
+  failed: number;
+  quarantined: number;
+  deferred: number;
+  durationMs: number;
+  /** Delivered files whose local archiving failed; they wait in the outbox, never re-sent. */
+  archivePending: number;
+  /** Earlier in-doubt deliveries settled by this pass's recovery. */
+  recovered: number;
+  /** Set when another pass held the lock and this one did nothing. */
+  skippedLocked?: boolean;
+}
+
+/** Written to `<stateDir>/last-run.json` after every pass. */
+export interface LastRunRecord {
+  startedAt: string;
+  finishedAt: string;
+  exitCode: number;
+  summary: RunSummary;
+  error?: string;
+  consecutiveFailedRuns: number;
+}
+
+/** What `plutus-sync status --json` prints. */
+export interface StatusReport {
+  lastRun: LastRunRecord | null;
+  outbox: { waiting: number; oldestAgeSeconds: number | null };
+  quarantined: number;
+  inDoubt: number;
+  consecutiveFailedRuns: number;
+}
+
+/** Canary orders are ordinary orders whose name the ERP can recognise and ignore. */
+export const CANARY_PREFIX = "plutus-canary-";

@@ -1,0 +1,83 @@
+import { parseAgentConfig, ConfigValidationError } from "@plutus/shared";
+
+const valid = {
+  outbox: "/var/lib/plutus/outbox",
+  archive: "/var/lib/plutus/archive",
+  quarantine: "/var/lib/plutus/quarantine",
+  stateDir: "/var/lib/plutus/state",
+  logDir: "/var/log/plutus",
+  minAgeSeconds: 10,
+  remote: {
+    host: "192.168.50.20",
+    port: 22,
+    username: "plutus-sync",
+    privateKeyPath: "/etc/plutus/id_ed25519",
+    hostKeySha256: "SHA256:" + "A".repeat(43),
+    inbox: "/C:/Plutus/Inbox",
+    staging: "/C:/Plutus/Staging",
+  },
+};
+
+function problemsOf(value: unknown): readonly string[] {
+  try {
+    parseAgentConfig(value, "test.json");
+  } catch (error) {
+    if (error instanceof ConfigValidationError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected the configuration to be rejected");
+}
+
+describe("agent configuration schema", () => {
+  it("accepts the documented example and fills every default", () => {
+    const config = parseAgentConfig(valid);
+    expect(config).toEqual({
+      ...valid,
+      concurrency: 16,
+      maxFileBytes: 10 * 1024 * 1024,
+      passDeadlineSeconds: 240,
+      operationTimeoutSeconds: 30,
+      connectTimeoutSeconds: 20,
+      retries: 3,
+      retryBaseDelayMs: 500,
+      logLevel: "info",
+      logRetentionDays: 30,
+    });
+  });
+
+  it("defaults the port to 22", () => {
+    const { port: _omitted, ...remote } = valid.remote;
+    expect(parseAgentConfig({ ...valid, remote }).remote.port).toBe(22);
+  });
+
+  it("reports every problem at once, by key path", () => {
+    const { outbox: _omitted, ...rest } = valid;
+    expect(
+      problemsOf({ ...rest, minAgeSeconds: -1, extra: true, remote: { ...valid.remote, hostKeySha256: "abc", inbox: "C:\\Plutus\\Inbox" } }),
+    ).toEqual([
+      "outbox: is required",
+      "minAgeSeconds: must be at least 0 seconds",
+      "remote.hostKeySha256: must be the OpenSSH form SHA256:<43 base64 characters>, as printed by `ssh-keygen -lf <host key>.pub`",
+      "remote.inbox: must start with / (e.g. /C:/Plutus/Inbox, or /Inbox inside a chroot) for the ERP inbox",
+      "remote.inbox: must use forward slashes, as SFTP paths do (/C:/Plutus/Inbox)",
+      '(top level): unknown key(s) "extra"',
+    ]);
+  });
+
+  it("rejects relative local paths and a staging folder equal to the inbox", () => {
+    expect(problemsOf({ ...valid, archive: "archive", remote: { ...valid.remote, staging: "/C:/plutus/inbox/" } })).toEqual([
+      "archive: must be an absolute path (starting with /) for the archive folder",
+      "remote.staging: must be a folder other than the inbox (on the same volume), so unverified uploads never show in the inbox",
+    ]);
+  });
+
+  it("rejects local folders that coincide", () => {
+    expect(problemsOf({ ...valid, quarantine: "/var/lib/plutus/outbox/" })).toEqual([
+      "quarantine: must differ from outbox (/var/lib/plutus/outbox)",
+    ]);
+  });
+
+  it("names the source in the error message", () => {
+    expect(() => parseAgentConfig({}, "/etc/plutus/agent.json")).toThrow(/^invalid configuration in \/etc\/plutus\/agent.json:\n  - outbox: is required/);
+  });
+});
