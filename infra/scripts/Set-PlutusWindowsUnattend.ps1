@@ -1,0 +1,85 @@
+<#
+.SYNOPSIS
+    Writes Windows\Panther\unattend.xml into a Windows child disk before its first boot.
+.DESCRIPTION
+    The disk is mounted, written and dismounted in finally. Skipped when the VM already exists (its
+    first boot consumed the answer file). An identical unattend.xml is left alone.
+.PARAMETER DiskPath
+    The Windows differencing child disk (never the master).
+.PARAMETER VmName
+    The VM that boots from the disk.
+.PARAMETER ComputerName
+    The guest's computer name (NetBIOS, up to 15 characters).
+.PARAMETER AdminPassword
+    The Administrator password; secret, arrives on stdin only.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $true)][string]$DiskPath,
+    [Parameter(Mandatory = $true)][string]$VmName,
+    [Parameter(Mandatory = $true)][ValidatePattern('^[A-Za-z0-9-]{1,15}$')][string]$ComputerName,
+    [Parameter(Mandatory = $true)][string]$AdminPassword
+)
+$ErrorActionPreference = 'Stop'
+
+$existing = Hyper-V\Get-VM | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $VmName }
+if ($null -ne $existing) {
+    [pscustomobject]@{ path = $DiskPath; changed = @(); note = "VM '$VmName' exists; unattend.xml applies only before its first boot" } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
+    return
+}
+$vhd = Hyper-V\Get-VHD -Path $DiskPath
+if ($vhd.VhdType -ne 'Differencing') {
+    throw "'$DiskPath' is not a differencing child disk; unattend.xml is only ever written into a child, never a master."
+}
+
+$encodedPassword = [System.Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($AdminPassword + 'AdministratorPassword'))
+$component = 'processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS"'
+$lines = @(
+    '<?xml version="1.0" encoding="utf-8"?>',
+    '<unattend xmlns="urn:schemas-microsoft-com:unattend">',
+    '  <settings pass="specialize">',
+    "    <component name=""Microsoft-Windows-Shell-Setup"" $component>",
+    ('      <ComputerName>{0}</ComputerName>' -f [System.Security.SecurityElement]::Escape($ComputerName)),
+    '      <TimeZone>UTC</TimeZone>',
+    '    </component>',
+    '  </settings>',
+    '  <settings pass="oobeSystem">',
+    "    <component name=""Microsoft-Windows-International-Core"" $component>",
+    '      <InputLocale>en-US</InputLocale><SystemLocale>en-US</SystemLocale><UILanguage>en-US</UILanguage><UserLocale>en-US</UserLocale>',
+    '    </component>',
+    "    <component name=""Microsoft-Windows-Shell-Setup"" $component>",
+    '      <OOBE><HideEULAPage>true</HideEULAPage><HideLocalAccountScreen>true</HideLocalAccountScreen><HideOEMRegistrationScreen>true</HideOEMRegistrationScreen><HideOnlineAccountScreens>true</HideOnlineAccountScreens><HideWirelessSetupInOOBE>true</HideWirelessSetupInOOBE><ProtectYourPC>3</ProtectYourPC><SkipMachineOOBE>true</SkipMachineOOBE><SkipUserOOBE>true</SkipUserOOBE></OOBE>',
+    ('      <UserAccounts><AdministratorPassword><Value>{0}</Value><PlainText>false</PlainText></AdministratorPassword></UserAccounts>' -f $encodedPassword),
+    '    </component>',
+    '  </settings>',
+    '</unattend>'
+)
+$bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes(($lines -join "`r`n") + "`r`n")
+
+$changes = @()
+$mounted = Hyper-V\Mount-VHD -Path $DiskPath -Passthru
+try {
+    $windowsRoot = $null
+    foreach ($partition in @(Storage\Get-Partition -DiskNumber $mounted.DiskNumber)) {
+        if (-not $partition.DriveLetter) { continue }
+        $candidate = "$($partition.DriveLetter):\Windows"
+        if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $candidate -PathType Container) { $windowsRoot = $candidate }
+    }
+    if ($null -eq $windowsRoot) {
+        throw "No Windows folder found on '$DiskPath'; is the master a generalized Windows Server 2022 disk?"
+    }
+    $panther = Microsoft.PowerShell.Management\Join-Path -Path $windowsRoot -ChildPath 'Panther'
+    $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $panther -Force
+    $target = Microsoft.PowerShell.Management\Join-Path -Path $panther -ChildPath 'unattend.xml'
+    $same = $false
+    if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $target -PathType Leaf) {
+        $same = [System.Convert]::ToBase64String([System.IO.File]::ReadAllBytes($target)) -eq [System.Convert]::ToBase64String($bytes)
+    }
+    if (-not $same) {
+        [System.IO.File]::WriteAllBytes($target, $bytes)
+        $changes = @('wrote Windows\Panther\unattend.xml')
+    }
+} finally {
+    Hyper-V\Dismount-VHD -Path $DiskPath
+}
+[pscustomobject]@{ path = $DiskPath; changed = $changes } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
