@@ -1,0 +1,64 @@
+import { promises as fs, constants } from "node:fs";
+import { randomBytes } from "node:crypto";
+import type { AgentConfig } from "@plutus/shared";
+import { SftpSession } from "./sftpSession";
+import { ConfigError, errorMessage } from "./errors";
+
+/**
+ * Proves the configuration end to end without sending an order: local folders, then the
+ * connection and host key, then that staging and inbox exist and accept a probe file. The probe
+ * is named `.plutus-check-<random>.probe` (never `*.json`) and removed at once.
+ */
+export async function runCheck(config: AgentConfig, privateKey: Buffer, say: (line: string) => void): Promise<void> {
+  await fs.access(config.outbox, constants.R_OK | constants.W_OK | constants.X_OK).catch((error) => {
+    throw new ConfigError(`outbox ${config.outbox} is not readable and writable by this account: ${errorMessage(error)}`);
+  });
+  for (const dir of [config.stateDir, config.archive, config.quarantine, config.logDir]) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 }).catch(() => undefined);
+    await fs.access(dir, constants.W_OK).catch((error) => {
+      throw new ConfigError(`${dir} is not writable by this account: ${errorMessage(error)}`);
+    });
+  }
+  say(`OK local folders: ${config.outbox}, ${config.archive}, ${config.quarantine}, ${config.stateDir}, ${config.logDir}`);
+  const session = await SftpSession.connect({
+    host: config.remote.host,
+    port: config.remote.port,
+    username: config.remote.username,
+    privateKey,
+    hostKeySha256: config.remote.hostKeySha256,
+    connectTimeoutMs: config.connectTimeoutSeconds * 1000,
+    operationTimeoutMs: config.operationTimeoutSeconds * 1000,
+  });
+  try {
+    say(`OK connected to ${config.remote.username}@${config.remote.host}:${config.remote.port}, host key ${config.remote.hostKeySha256}`);
+    for (const [what, folder] of [
+      ["staging", config.remote.staging],
+      ["inbox", config.remote.inbox],
+    ] as const) {
+      const stat = await session.stat(folder).catch((error) => {
+        throw new ConfigError(`remote ${what} ${folder} cannot be used: ${errorMessage(error)}`);
+      });
+      if (!stat.isDirectory()) throw new ConfigError(`remote ${what} ${folder} is not a folder`);
+    }
+    const probe = `.plutus-check-${randomBytes(6).toString("hex")}.probe`;
+    const stagingProbe = `${config.remote.staging.replace(/\/+$/, "")}/${probe}`;
+    const inboxProbe = `${config.remote.inbox.replace(/\/+$/, "")}/${probe}`;
+    try {
+      const handle = await session.open(stagingProbe, "wx+");
+      await session.write(handle, Buffer.from("plutus-sync check\n"));
+      await session.closeHandle(handle);
+    } catch (error) {
+      throw new ConfigError(`remote staging ${config.remote.staging} is not writable: ${errorMessage(error)}`);
+    }
+    try {
+      await session.rename(stagingProbe, inboxProbe);
+    } catch (error) {
+      await session.unlink(stagingProbe).catch(() => undefined);
+      throw new ConfigError(`cannot rename from staging into inbox ${config.remote.inbox} (both must be writable and on one volume): ${errorMessage(error)}`);
+    }
+    await session.unlink(inboxProbe).catch(() => undefined);
+    say(`OK remote staging ${config.remote.staging} and inbox ${config.remote.inbox} exist and are writable`);
+  } finally {
+    session.close();
+  }
+}

@@ -1,0 +1,141 @@
+import { parseArgs } from "node:util";
+import { promises as fs, constants } from "node:fs";
+import { ExitCode, type RunSummary } from "@plutus/shared";
+import { loadConfig, readPrivateKey } from "./config";
+import { createLogger, endLogger, Logger } from "./logger";
+import { runPass } from "./pass";
+import { readStatus, formatStatus } from "./status";
+import { runCheck } from "./check";
+import { AgentError, ConfigError, UsageError, errorMessage } from "./errors";
+
+const VERSION = "0.1.0";
+const USAGE = `usage: plutus-sync <command> --config FILE [--json]
+
+commands:
+  run      one delivery pass (what cron runs every 5 minutes)
+  status   last run, files waiting in the outbox, quarantined and in-doubt files
+  check    validate the configuration, key permissions, connection, host key, inbox and staging
+
+exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
+            2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch`;
+
+interface Invocation {
+  command: "run" | "status" | "check";
+  configPath: string;
+  json: boolean;
+}
+
+function parseInvocation(argv: string[]): Invocation | "help" | "version" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, version: { type: "boolean" } },
+    });
+  } catch (error) {
+    throw new UsageError(`${errorMessage(error)}\n${USAGE}`);
+  }
+  if (parsed.values.help) return "help";
+  if (parsed.values.version) return "version";
+  const [command, ...extra] = parsed.positionals;
+  if (command !== "run" && command !== "status" && command !== "check") {
+    throw new UsageError(`${command === undefined ? "no command given" : `unknown command "${command}"`}\n${USAGE}`);
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\n${USAGE}`);
+  if (!parsed.values.config) throw new UsageError(`--config FILE is required\n${USAGE}`);
+  return { command, configPath: parsed.values.config, json: parsed.values.json === true };
+}
+
+export function describeSummary(summary: RunSummary): string {
+  const extra = [
+    summary.recovered > 0 ? `, ${summary.recovered} recovered` : "",
+    summary.archivePending > 0 ? `, ${summary.archivePending} awaiting archive` : "",
+  ].join("");
+  return `plutus-sync: ${summary.delivered}/${summary.found} delivered, ${summary.failed} failed, ${summary.quarantined} quarantined, ${summary.deferred} deferred${extra} in ${(summary.durationMs / 1000).toFixed(1)} s`;
+}
+
+async function run(invocation: Invocation): Promise<ExitCode> {
+  const config = await loadConfig(invocation.configPath);
+  if (invocation.command === "status") {
+    const report = await readStatus(config);
+    process.stdout.write((invocation.json ? JSON.stringify(report) : formatStatus(report)) + "\n");
+    return ExitCode.Ok;
+  }
+  const privateKey = await readPrivateKey(config.remote.privateKeyPath);
+  if (invocation.command === "check") {
+    await runCheck(config, privateKey, (line) => process.stdout.write(line + "\n"));
+    process.stdout.write("OK\n");
+    return ExitCode.Ok;
+  }
+  await fs.mkdir(config.logDir, { recursive: true, mode: 0o750 }).catch(() => undefined);
+  await fs.access(config.logDir, constants.W_OK).catch((error) => {
+    throw new ConfigError(`log folder ${config.logDir} is not writable: ${errorMessage(error)}`);
+  });
+  const log = createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays });
+  // A pass must end before the next cron tick whatever happens; this is the last line of defence.
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`plutus-sync: pass exceeded its deadline of ${config.passDeadlineSeconds} s; exiting\n`);
+    process.exit(ExitCode.DeliveryFailed);
+  }, (config.passDeadlineSeconds + 15) * 1000);
+  watchdog.unref();
+  try {
+    return await runAndReport(config.passDeadlineSeconds, invocation.json, () => runPass(config, privateKey, log), log);
+  } finally {
+    await endLogger(log);
+  }
+}
+
+async function runAndReport(
+  _deadlineSeconds: number,
+  json: boolean,
+  pass: () => ReturnType<typeof runPass>,
+  log: Logger,
+): Promise<ExitCode> {
+  let result;
+  try {
+    result = await pass();
+  } catch (error) {
+    log.error("pass failed", { event: "pass-failed", error: errorMessage(error), exitCode: error instanceof AgentError ? error.exitCode : ExitCode.DeliveryFailed });
+    throw error;
+  }
+  const { summary, exitCode, connectError } = result;
+  log.info("pass finished", { event: "pass", exitCode, ...summary, ...(connectError ? { error: connectError.message } : {}) });
+  if (connectError) process.stderr.write(`plutus-sync: ${connectError.message}\n`);
+  if (summary.skippedLocked) process.stderr.write("plutus-sync: another pass holds the lock; nothing done\n");
+  process.stdout.write(describeSummary(summary) + "\n");
+  if (json) {
+    const { found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered } = summary;
+    process.stdout.write(JSON.stringify({ found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered, ...(summary.skippedLocked ? { skippedLocked: true } : {}) }) + "\n");
+  }
+  return exitCode;
+}
+
+/** The one place where errors become exit codes. */
+export async function main(argv: string[]): Promise<ExitCode> {
+  try {
+    const invocation = parseInvocation(argv);
+    if (invocation === "help") {
+      process.stdout.write(USAGE + "\n");
+      return ExitCode.Ok;
+    }
+    if (invocation === "version") {
+      process.stdout.write(`plutus-sync ${VERSION}\n`);
+      return ExitCode.Ok;
+    }
+    return await run(invocation);
+  } catch (error) {
+    if (error instanceof AgentError) {
+      process.stderr.write(`plutus-sync: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`plutus-sync: unexpected error: ${error instanceof Error ? error.stack : String(error)}\n`);
+    return ExitCode.DeliveryFailed;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

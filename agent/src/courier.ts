@@ -1,0 +1,202 @@
+import { promises as fs } from "node:fs";
+import { createHash, randomUUID } from "node:crypto";
+import { join } from "node:path";
+import type { AgentConfig } from "@plutus/shared";
+import { Journal, JournalEntry } from "./journal";
+import { RemoteLink } from "./remoteLink";
+import { SftpSession } from "./sftpSession";
+import { archiveFile } from "./localMoves";
+import { crashPoint } from "./crashHook";
+import { OutcomeUnknownError, TransferError, errorMessage } from "./errors";
+import type { Logger } from "./logger";
+
+const posixJoin = (folder: string, name: string) => `${folder.replace(/\/+$/, "")}/${name}`;
+
+/** `<stem>.<first 8 hex of sha256>.json`: where an order goes when its name is taken by other content. */
+export function conflictName(name: string, sha256: string): string {
+  const dot = name.lastIndexOf(".");
+  return `${name.slice(0, dot)}.${sha256.slice(0, 8)}${name.slice(dot)}`;
+}
+
+export type ArchiveOutcome = { archived: true; path: string | null } | { archived: false; error: string };
+
+/**
+ * Moves one order through the delivery protocol: upload to a unique staging name, verify size and
+ * SHA-256 by reading it back, journal the commit (fsync), RENAME into the inbox, journal the
+ * publication, archive locally. Also settles entries whose rename outcome is unknown.
+ */
+export class Courier {
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly journal: Journal,
+    private readonly link: RemoteLink,
+    private readonly log: Logger,
+    private readonly agentId: string,
+  ) {}
+
+  get stagingPrefix(): string {
+    return `plutus-${this.agentId}-`;
+  }
+
+  private stagingPath(entry: Pick<JournalEntry, "staging">): string {
+    return posixJoin(this.config.remote.staging, entry.staging);
+  }
+
+  private inboxPath(name: string): string {
+    return posixJoin(this.config.remote.inbox, name);
+  }
+
+  /** Uploads and verifies; returns the journal entry at the commit point, renamed or not. */
+  async uploadAndCommit(name: string, content: Buffer, sha256: string): Promise<JournalEntry> {
+    const session = await this.link.session();
+    const staging = `${this.stagingPrefix}${randomUUID()}.part`;
+    const stagingPath = posixJoin(this.config.remote.staging, staging);
+    const handle = await session.open(stagingPath, "wx+");
+    let failure: unknown;
+    try {
+      await session.write(handle, content);
+      crashPoint("after-upload");
+      const readBack = await session.readAll(handle, content.length);
+      const readBackSha256 = createHash("sha256").update(readBack).digest("hex");
+      if (readBack.length !== content.length || readBackSha256 !== sha256) {
+        failure = new TransferError(
+          `verification of ${stagingPath} failed: sent ${content.length} bytes sha256 ${sha256}, read back ${readBack.length} bytes sha256 ${readBackSha256}`,
+        );
+      }
+    } catch (error) {
+      failure = error;
+    }
+    try {
+      await session.closeHandle(handle);
+    } catch (error) {
+      failure ??= error;
+    }
+    if (failure) {
+      // Best effort: an upload left behind is removed by the next pass's orphan sweep.
+      if (session.isOpen) await session.unlink(stagingPath).catch(() => undefined);
+      throw failure;
+    }
+    crashPoint("after-verify");
+    const id = randomUUID();
+    await this.journal.record({ t: "commit", id, name, sha256, size: content.length, staging, target: name, at: new Date().toISOString() });
+    crashPoint("after-commit-record");
+    return { id, state: "committing", name, sha256, size: content.length, staging, target: name };
+  }
+
+  /**
+   * Publishes a committed upload with a plain RENAME, which never replaces an existing file.
+   * A refused rename is explained by looking at the target: our own bytes (delivered before), or
+   * someone else's (deliver under the conflict name instead). An unanswered rename throws
+   * OutcomeUnknownError and stays in doubt for `settle`.
+   */
+  async publish(entry: JournalEntry): Promise<JournalEntry> {
+    const session = await this.link.session();
+    const stagingPath = this.stagingPath(entry);
+    const targetPath = this.inboxPath(entry.target);
+    try {
+      await session.rename(stagingPath, targetPath);
+      crashPoint("after-rename");
+      return await this.markPublished(entry, "renamed");
+    } catch (error) {
+      if (error instanceof OutcomeUnknownError) throw error;
+      const existing = await session.hashRemote(targetPath, this.config.maxFileBytes * 2 + 1024 * 1024);
+      if (existing?.sha256 === entry.sha256) {
+        await session.unlink(stagingPath).catch(() => undefined);
+        return this.markPublished(entry, "already in the inbox with the same SHA-256");
+      }
+      if (existing) return this.publishUnderConflictName(entry, existing.sha256);
+      if (!(await session.exists(stagingPath))) {
+        return this.markPublished(entry, "rename reported failure but the staging copy is gone and moved");
+      }
+      throw new TransferError(`rename ${stagingPath} -> ${targetPath} failed: ${errorMessage(error)}`, { cause: error });
+    }
+  }
+
+  private async publishUnderConflictName(entry: JournalEntry, otherSha256: string): Promise<JournalEntry> {
+    const alternative = conflictName(entry.name, entry.sha256);
+    if (entry.target === alternative) {
+      throw new TransferError(`both ${entry.name} and ${alternative} exist in the inbox with other content; not overwriting either`);
+    }
+    this.log.warn("name taken in the inbox by other content; delivering under another name", {
+      event: "conflict",
+      file: entry.name,
+      deliveredAs: alternative,
+      sha256: entry.sha256,
+      inboxSha256: otherSha256,
+    });
+    const moved: JournalEntry = { ...entry, target: alternative };
+    // Durable before the second rename, so recovery looks for the right name.
+    await this.journal.record({ t: "commit", id: entry.id, name: entry.name, sha256: entry.sha256, size: entry.size, staging: entry.staging, target: alternative, at: new Date().toISOString() });
+    return this.publish(moved);
+  }
+
+  private async markPublished(entry: JournalEntry, how: string): Promise<JournalEntry> {
+    await this.journal.record({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() });
+    crashPoint("after-published-record");
+    this.log.debug("published", { event: "published", file: entry.name, target: entry.target, how });
+    return { ...entry, state: "published" };
+  }
+
+  /**
+   * Decides an in-doubt rename from what is on the server now:
+   *   staging gone                      -> the rename happened (the ERP may have taken the file)
+   *   staging there, target absent      -> it did not: rename again
+   *   staging there, target ours        -> link made, unlink not: remove staging, delivered
+   *   staging there, target not ours    -> it did not, and the name is taken: conflict name
+   */
+  async settle(entry: JournalEntry): Promise<JournalEntry> {
+    const session: SftpSession = await this.link.session();
+    if (!(await session.exists(this.stagingPath(entry)))) {
+      return this.markPublished(entry, "staging copy gone: the earlier rename took effect");
+    }
+    return this.publish(entry);
+  }
+
+  /** Moves the delivered local file to the archive; a replaced or vanished outbox file is not touched. */
+  async archive(entry: JournalEntry, knownUnchanged: boolean): Promise<ArchiveOutcome> {
+    const path = join(this.config.outbox, entry.name);
+    try {
+      if (!knownUnchanged) {
+        let content: Buffer;
+        try {
+          content = await fs.readFile(path);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+          await this.journal.record({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
+          return { archived: true, path: null };
+        }
+        if (createHash("sha256").update(content).digest("hex") !== entry.sha256) {
+          this.log.warn("the outbox file was replaced after delivery; the new content is a new order", { event: "replaced", file: entry.name, deliveredSha256: entry.sha256 });
+          await this.journal.record({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
+          return { archived: true, path: null };
+        }
+      }
+      const dest = await archiveFile(path, entry.name, this.config.archive, new Date());
+      crashPoint("after-archive");
+      await this.journal.record({ t: "archived", id: entry.id, archivedAs: dest, at: new Date().toISOString() });
+      return { archived: true, path: dest };
+    } catch (error) {
+      this.log.error("delivered but could not be archived; it stays in the outbox and will not be sent again", {
+        event: "archive-failed",
+        file: entry.name,
+        error: errorMessage(error),
+      });
+      return { archived: false, error: errorMessage(error) };
+    }
+  }
+
+  /** Removes this agent's staging uploads that never reached the commit point. */
+  async removeOrphanUploads(): Promise<number> {
+    const session = await this.link.session();
+    const committed = new Set(this.journal.entries().filter((e) => e.state === "committing").map((e) => e.staging));
+    const names = await session.readdir(this.config.remote.staging);
+    let removed = 0;
+    for (const name of names) {
+      if (!name.startsWith(this.stagingPrefix) || !name.endsWith(".part") || committed.has(name)) continue;
+      await session.unlink(posixJoin(this.config.remote.staging, name));
+      removed++;
+    }
+    if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
+    return removed;
+  }
+}

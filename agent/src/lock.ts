@@ -1,0 +1,89 @@
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import { hostname } from "node:os";
+import { errorCode } from "./errors";
+
+interface LockOwner {
+  pid: number;
+  host: string;
+  startedAt: number;
+}
+
+export interface PassLock {
+  release(): Promise<void>;
+}
+
+/**
+ * One pass at a time per state folder. A lock whose owner is dead (same host) or older than
+ * `staleAfterMs` is broken; breaking is itself guarded by an exclusive file so two passes that
+ * both see a stale lock cannot both take it. The pass watchdog guarantees no live pass is older
+ * than `staleAfterMs`.
+ */
+export async function acquirePassLock(stateDir: string, staleAfterMs: number): Promise<PassLock | undefined> {
+  const lockPath = join(stateDir, "pass.lock");
+  const breakPath = join(stateDir, "pass.lock.break");
+  const me: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await fs.writeFile(lockPath, JSON.stringify(me), { flag: "wx", mode: 0o600 });
+      return { release: () => releaseIfMine(lockPath, me) };
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+    }
+    const owner = await readOwner(lockPath);
+    if (owner && !isStale(owner, staleAfterMs)) return undefined;
+    if (!(await takeBreakGuard(breakPath, staleAfterMs))) return undefined;
+    try {
+      // Re-read under the guard: the lock may have been replaced since we looked.
+      const again = await readOwner(lockPath);
+      if (again && !isStale(again, staleAfterMs)) return undefined;
+      await fs.rm(lockPath, { force: true });
+    } finally {
+      await fs.rm(breakPath, { force: true });
+    }
+  }
+  return undefined;
+}
+
+async function readOwner(lockPath: string): Promise<LockOwner | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(lockPath, "utf8")) as Partial<LockOwner>;
+    if (typeof parsed.pid === "number" && typeof parsed.startedAt === "number" && typeof parsed.host === "string") {
+      return parsed as LockOwner;
+    }
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return undefined;
+  }
+  // Unreadable or torn (killed while writing it): as good as dead, but only once it is a little old.
+  const stat = await fs.stat(lockPath).catch(() => undefined);
+  return stat ? { pid: -1, host: "", startedAt: stat.mtimeMs } : undefined;
+}
+
+function isStale(owner: LockOwner, staleAfterMs: number): boolean {
+  if (Date.now() - owner.startedAt > staleAfterMs) return true;
+  if (owner.pid === -1) return Date.now() - owner.startedAt > 5_000;
+  if (owner.host !== hostname()) return false;
+  try {
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (error) {
+    return errorCode(error) === "ESRCH";
+  }
+}
+
+async function takeBreakGuard(breakPath: string, staleAfterMs: number): Promise<boolean> {
+  try {
+    await fs.writeFile(breakPath, String(process.pid), { flag: "wx", mode: 0o600 });
+    return true;
+  } catch (error) {
+    if (errorCode(error) !== "EEXIST") throw error;
+  }
+  const stat = await fs.stat(breakPath).catch(() => undefined);
+  if (stat && Date.now() - stat.mtimeMs > Math.min(staleAfterMs, 60_000)) await fs.rm(breakPath, { force: true });
+  return false;
+}
+
+async function releaseIfMine(lockPath: string, me: LockOwner): Promise<void> {
+  const owner = await readOwner(lockPath);
+  if (owner && owner.pid === me.pid && owner.startedAt === me.startedAt) await fs.rm(lockPath, { force: true });
+}

@@ -1,0 +1,59 @@
+import winston from "winston";
+import DailyRotateFile from "winston-daily-rotate-file";
+
+export type Logger = winston.Logger;
+
+export interface LoggerOptions {
+  logDir: string;
+  level: string;
+  retentionDays: number;
+}
+
+/**
+ * JSON lines with ISO timestamps in `<logDir>/plutus-sync-YYYY-MM-DD.log`, rotated daily and
+ * kept `retentionDays`. Call `closeLogger` before exiting: winston writes asynchronously.
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const transport = new DailyRotateFile({
+    dirname: options.logDir,
+    filename: "plutus-sync-%DATE%.log",
+    datePattern: "YYYY-MM-DD",
+    maxFiles: `${options.retentionDays}d`,
+    auditFile: `${options.logDir}/.plutus-sync-audit.json`,
+    utc: false,
+  });
+  return winston.createLogger({
+    level: options.level,
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    defaultMeta: { pid: process.pid },
+    transports: [transport],
+  });
+}
+
+/** A logger for commands that must not write logs (e.g. before the config is known). */
+export function createSilentLogger(): Logger {
+  return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
+}
+
+export async function closeLogger(logger: Logger): Promise<void> {
+  const transports = logger.transports;
+  await Promise.all(
+    transports.map(
+      (transport) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 5_000);
+          transport.once("finish", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        }),
+    ),
+  );
+  // The finish listeners must be registered before end(), which triggers them.
+}
+
+export async function endLogger(logger: Logger): Promise<void> {
+  const closing = closeLogger(logger);
+  logger.end();
+  await closing;
+}

@@ -1,0 +1,119 @@
+import { promises as fs, constants, Stats } from "node:fs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { windowsNameProblem } from "./windowsName";
+import { describeKind } from "./durableFs";
+import { errorCode, errorMessage } from "./errors";
+
+/** What the outbox scan makes of one directory entry. */
+export type Inspection =
+  | { kind: "ready"; name: string; content: Buffer; sha256: string; mtimeMs: number }
+  | { kind: "deferred"; name: string; reason: string }
+  | { kind: "quarantine"; name: string; path: string | Buffer; reason: string };
+
+export interface InspectRules {
+  minAgeMs: number;
+  maxFileBytes: number;
+  now: () => number;
+}
+
+/** Order files are `*.json` (any letter case, as Windows sees it); everything else is left alone. */
+export function isOrderFileName(name: string): boolean {
+  return /\.json$/i.test(name) && name.length > ".json".length;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decides whether one outbox entry can be delivered now. Symlinks are never followed, fifos are
+ * never opened for a blocking read, and a file that changes while it is read is deferred.
+ */
+export async function inspect(outbox: string, rawName: Buffer, rules: InspectRules): Promise<Inspection> {
+  const path = Buffer.concat([Buffer.from(outbox + "/"), rawName]);
+  let name: string;
+  try {
+    name = utf8.decode(rawName);
+  } catch {
+    return { kind: "quarantine", name: rawName.toString("latin1"), path, reason: "file name is not valid UTF-8" };
+  }
+  const quarantine = (reason: string): Inspection => ({ kind: "quarantine", name, path: join(outbox, name), reason });
+
+  let before: Stats;
+  try {
+    before = await fs.lstat(join(outbox, name));
+  } catch (error) {
+    return { kind: "deferred", name, reason: `vanished before it could be read (${errorCode(error)})` };
+  }
+  if (before.isSymbolicLink()) return quarantine("symbolic link (links are never followed)");
+  if (!before.isFile()) return quarantine(`not a regular file (${describeKind(before)})`);
+  const nameProblem = windowsNameProblem(name);
+  if (nameProblem) return quarantine(`${nameProblem}; the ERP cannot store this name`);
+  const ageMs = rules.now() - before.mtimeMs;
+  if (ageMs < rules.minAgeMs) {
+    return { kind: "deferred", name, reason: `modified ${Math.max(0, Math.round(ageMs / 1000))} s ago, waiting until it is ${rules.minAgeMs / 1000} s old` };
+  }
+  if (before.size > rules.maxFileBytes) {
+    return quarantine(`file is ${before.size} bytes, larger than maxFileBytes (${rules.maxFileBytes})`);
+  }
+
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(join(outbox, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ELOOP") return quarantine("symbolic link (links are never followed)");
+    if (code === "ENOENT") return { kind: "deferred", name, reason: "vanished before it could be read" };
+    return quarantine(`cannot be read: ${errorMessage(error)}`);
+  }
+  let content: Buffer;
+  let after: Stats;
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) return quarantine(`not a regular file (${describeKind(opened)})`);
+    if (opened.ino !== before.ino || opened.size !== before.size || opened.mtimeMs !== before.mtimeMs) {
+      return { kind: "deferred", name, reason: "changed while it was being checked" };
+    }
+    content = Buffer.alloc(opened.size);
+    let offset = 0;
+    while (offset < content.length) {
+      const { bytesRead } = await handle.read(content, offset, content.length - offset, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+    }
+    after = await handle.stat();
+    if (offset !== content.length || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+      return { kind: "deferred", name, reason: "changed while it was being read" };
+    }
+  } catch (error) {
+    return quarantine(`cannot be read: ${errorMessage(error)}`);
+  } finally {
+    await handle.close();
+  }
+
+  const contentProblem = jsonProblem(content);
+  if (contentProblem) return quarantine(contentProblem);
+  return { kind: "ready", name, content, sha256: createHash("sha256").update(content).digest("hex"), mtimeMs: after.mtimeMs };
+}
+
+/** Why the bytes are not a JSON order document, or undefined. A UTF-8 BOM is tolerated. */
+export function jsonProblem(content: Buffer): string | undefined {
+  if (content.length === 0) return "empty file";
+  let text: string;
+  try {
+    text = utf8.decode(content);
+  } catch {
+    return "content is not valid UTF-8";
+  }
+  text = text.replace(/^\uFEFF/, "");
+  if (text.trim() === "") return "file holds only white space";
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return `invalid JSON: ${errorMessage(error)}`;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return "an order must be a JSON object";
+  }
+  return undefined;
+}

@@ -1,0 +1,320 @@
+import { promises as fs } from "node:fs";
+import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
+import { Journal, JournalEntry } from "./journal";
+import { RemoteLink } from "./remoteLink";
+import { Courier } from "./courier";
+import { inspect, isOrderFileName, Inspection } from "./orderFile";
+import { quarantineFile } from "./localMoves";
+import { acquirePassLock } from "./lock";
+import { agentId, readLastRun, writeLastRun } from "./stateFiles";
+import { crashPoint } from "./crashHook";
+import { ConnectError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
+import type { Logger } from "./logger";
+
+export interface PassResult {
+  summary: RunSummary;
+  exitCode: ExitCode;
+  /** The reason no file could be sent, when the pass could not connect. */
+  connectError?: ConnectError;
+}
+
+interface Deadlines {
+  /** No new file is started after this instant. */
+  stopStarting: number;
+  /** In-flight requests are aborted at this instant. */
+  abortAt: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One delivery pass: lock, recover what an earlier pass left in doubt, then take every stable
+ * order file in the outbox through the courier with `concurrency` files in flight.
+ */
+export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logger): Promise<PassResult> {
+  const startedAt = new Date();
+  const summary: RunSummary = { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0 };
+  await prepareFolders(config);
+  const lock = await acquirePassLock(config.stateDir, (config.passDeadlineSeconds + 60) * 1000).catch((error) => {
+    throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}; the agent's account must own it`, { cause: error });
+  });
+  if (!lock) {
+    log.info("another pass holds the lock; nothing done", { event: "locked" });
+    return { summary: { ...summary, skippedLocked: true }, exitCode: ExitCode.Ok };
+  }
+  const deadlineMs = config.passDeadlineSeconds * 1000;
+  const deadlines: Deadlines = {
+    stopStarting: startedAt.getTime() + Math.max(deadlineMs / 2, deadlineMs - config.operationTimeoutSeconds * 1000),
+    abortAt: startedAt.getTime() + deadlineMs,
+  };
+  const link = new RemoteLink(
+    {
+      host: config.remote.host,
+      port: config.remote.port,
+      username: config.remote.username,
+      privateKey,
+      hostKeySha256: config.remote.hostKeySha256,
+      connectTimeoutMs: config.connectTimeoutSeconds * 1000,
+      operationTimeoutMs: config.operationTimeoutSeconds * 1000,
+    },
+    log,
+    config.retries,
+    config.retryBaseDelayMs,
+  );
+  const abortTimer = setTimeout(() => {
+    log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
+    link.close();
+  }, Math.max(0, deadlines.abortAt - Date.now()));
+  abortTimer.unref();
+
+  let journal: Journal | undefined;
+  let result: PassResult;
+  try {
+    journal = await Journal.open(config.stateDir).catch((error) => {
+      throw new StateError(`cannot open the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+    });
+    if (journal.skippedLines > 0) log.warn("journal had unreadable lines (torn write); ignored", { event: "journal-torn", lines: journal.skippedLines });
+    const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
+    const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
+    await worker.recover();
+    await worker.deliverOutbox();
+    result = worker.result();
+  } finally {
+    clearTimeout(abortTimer);
+    link.close();
+    if (journal) {
+      await journal.compact().catch((error) => log.error("could not compact the journal", { event: "journal-compact-failed", error: errorMessage(error) }));
+      await journal.close().catch(() => undefined);
+    }
+    await lock.release().catch(() => undefined);
+  }
+  summary.durationMs = Date.now() - startedAt.getTime();
+  await recordRun(config, startedAt, result, log);
+  return result;
+}
+
+async function prepareFolders(config: AgentConfig): Promise<void> {
+  const outbox = await fs.stat(config.outbox).catch((error) => {
+    throw new StateError(`outbox ${config.outbox} cannot be used: ${errorMessage(error)}`, { cause: error });
+  });
+  if (!outbox.isDirectory()) throw new StateError(`outbox ${config.outbox} is not a folder`);
+  for (const [dir, what] of [
+    [config.stateDir, "state"],
+    [config.archive, "archive"],
+    [config.quarantine, "quarantine"],
+  ] as const) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 }).catch((error) => {
+      throw new StateError(`cannot create the ${what} folder ${dir}: ${errorMessage(error)}`, { cause: error });
+    });
+  }
+  await fs.access(config.stateDir, fs.constants.W_OK).catch((error) => {
+    throw new StateError(`state folder ${config.stateDir} is not writable: ${errorMessage(error)}; nothing was sent`, { cause: error });
+  });
+}
+
+async function recordRun(config: AgentConfig, startedAt: Date, result: PassResult, log: Logger): Promise<void> {
+  if (result.summary.skippedLocked) return;
+  try {
+    const previous = await readLastRun(config.stateDir).catch(() => null);
+    const failedRun = result.exitCode !== ExitCode.Ok;
+    await writeLastRun(config.stateDir, {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      exitCode: result.exitCode,
+      summary: result.summary,
+      ...(result.connectError ? { error: result.connectError.message } : {}),
+      consecutiveFailedRuns: failedRun ? (previous?.consecutiveFailedRuns ?? 0) + 1 : 0,
+    });
+  } catch (error) {
+    log.error("could not write last-run.json", { event: "status-write-failed", error: errorMessage(error) });
+  }
+}
+
+class PassWorker {
+  private connectError: ConnectError | undefined;
+  /** Names the journal still owns; the scan leaves them to recovery. */
+  private readonly owned = new Set<string>();
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly journal: Journal,
+    private readonly courier: Courier,
+    private readonly link: RemoteLink,
+    private readonly log: Logger,
+    private readonly summary: RunSummary,
+    private readonly deadlines: Deadlines,
+  ) {}
+
+  /** Settles what an earlier pass left: archive published files, decide in-doubt renames, sweep orphans. */
+  async recover(): Promise<void> {
+    const pending = this.journal.entries();
+    for (const entry of pending) {
+      this.owned.add(entry.name);
+      crashPoint("during-recovery");
+      if (entry.state === "committing") {
+        try {
+          const settled = await this.courier.settle(entry);
+          this.log.info("in-doubt delivery settled", { event: "recovered", file: entry.name, target: settled.target });
+          this.summary.recovered++;
+          await this.finishDelivered(settled, false, undefined);
+        } catch (error) {
+          this.noteRemoteError(error);
+          this.log.error("in-doubt delivery could not be settled; the file stays in the outbox and will not be re-sent until it is", {
+            event: "recovery-failed",
+            file: entry.name,
+            error: errorMessage(error),
+          });
+        }
+      } else {
+        const outcome = await this.courier.archive(entry, false);
+        if (outcome.archived) this.owned.delete(entry.name);
+        else this.summary.archivePending++;
+      }
+    }
+    if (!this.connectError && (pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
+      try {
+        await this.courier.removeOrphanUploads();
+      } catch (error) {
+        this.noteRemoteError(error);
+        this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
+      }
+    }
+  }
+
+  async deliverOutbox(): Promise<void> {
+    const names = (await fs.readdir(this.config.outbox, { encoding: "buffer" })).filter((raw) => isOrderFileName(raw.toString("utf8")));
+    crashPoint("after-scan");
+    let next = 0;
+    const work = async () => {
+      while (next < names.length) {
+        const raw = names[next++];
+        if (this.owned.has(raw.toString("utf8"))) continue;
+        this.summary.found++;
+        await this.handle(raw);
+      }
+    };
+    await Promise.all(Array.from({ length: this.config.concurrency }, work));
+  }
+
+  private async handle(raw: Buffer): Promise<void> {
+    const inspection = await inspect(this.config.outbox, raw, {
+      minAgeMs: this.config.minAgeSeconds * 1000,
+      maxFileBytes: this.config.maxFileBytes,
+      now: Date.now,
+    });
+    if (inspection.kind === "deferred") {
+      this.summary.deferred++;
+      this.log.info("deferred", { event: "deferred", file: inspection.name, reason: inspection.reason });
+      return;
+    }
+    if (inspection.kind === "quarantine") {
+      await this.quarantine(inspection);
+      return;
+    }
+    if (Date.now() >= this.deadlines.stopStarting) {
+      this.summary.deferred++;
+      this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "pass deadline near; next pass" });
+      return;
+    }
+    if (this.connectError) {
+      this.summary.failed++;
+      this.log.error("failed", { event: "failed", file: inspection.name, error: this.connectError.message });
+      return;
+    }
+    await this.deliver(inspection);
+  }
+
+  private async quarantine(inspection: Extract<Inspection, { kind: "quarantine" }>): Promise<void> {
+    try {
+      const movedTo = await quarantineFile(inspection.path, inspection.name, inspection.reason, this.config.quarantine);
+      this.summary.quarantined++;
+      this.log.warn("quarantined", { event: "quarantined", file: inspection.name, reason: inspection.reason, movedTo });
+    } catch (error) {
+      this.summary.failed++;
+      this.log.error("should be quarantined but could not be moved; it stays in the outbox", {
+        event: "quarantine-failed",
+        file: inspection.name,
+        reason: inspection.reason,
+        error: errorMessage(error),
+      });
+    }
+  }
+
+  private async deliver(file: Extract<Inspection, { kind: "ready" }>): Promise<void> {
+    const started = Date.now();
+    this.log.info("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
+    let entry: JournalEntry | undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!entry) entry = await this.courier.uploadAndCommit(file.name, file.content, file.sha256);
+        entry = entry.state === "committing" && attempt > 0 ? await this.courier.settle(entry) : await this.courier.publish(entry);
+        await this.finishDelivered(entry, true, started);
+        return;
+      } catch (error) {
+        this.noteRemoteError(error);
+        const retry = this.mayRetry(error, attempt);
+        this.log[retry ? "warn" : "error"](retry ? "attempt failed; retrying" : "failed", {
+          event: retry ? "retry" : "failed",
+          file: file.name,
+          attempt: attempt + 1,
+          error: errorMessage(error),
+          inDoubt: entry?.state === "committing",
+        });
+        if (!retry) {
+          this.summary.failed++;
+          if (entry) this.owned.add(entry.name);
+          return;
+        }
+        await sleep(Math.min(this.config.retryBaseDelayMs * 2 ** attempt, Math.max(0, this.deadlines.stopStarting - Date.now())));
+      }
+    }
+  }
+
+  /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */
+  private mayRetry(error: unknown, attempt: number): boolean {
+    if (attempt >= this.config.retries || Date.now() >= this.deadlines.stopStarting) return false;
+    if (this.connectError) return false;
+    return error instanceof OutcomeUnknownError || (error instanceof ConnectError && !this.connectError);
+  }
+
+  private noteRemoteError(error: unknown): void {
+    if (error instanceof ConnectError && !(error instanceof OutcomeUnknownError)) {
+      // One failed connect is final for this pass when it was the host key or the credentials.
+      if (/host key mismatch|authentication/.test(error.message) || this.link.connects === 0) this.connectError ??= error;
+    }
+  }
+
+  private async finishDelivered(entry: JournalEntry, unchangedSinceRead: boolean, started: number | undefined): Promise<void> {
+    const outcome = await this.courier.archive(entry, unchangedSinceRead);
+    if (started !== undefined) {
+      this.summary.delivered++;
+      this.log.info("delivered", {
+        event: "delivered",
+        file: entry.name,
+        deliveredAs: entry.target,
+        size: entry.size,
+        sha256: entry.sha256,
+        durationMs: Date.now() - started,
+        archivedAs: outcome.archived ? outcome.path : null,
+      });
+    }
+    if (!outcome.archived) {
+      this.summary.archivePending++;
+      this.owned.add(entry.name);
+    }
+  }
+
+  private async outboxHasOrders(): Promise<boolean> {
+    const names = await fs.readdir(this.config.outbox);
+    return names.some(isOrderFileName);
+  }
+
+  result(): PassResult {
+    const s = this.summary;
+    const inDoubt = this.journal.entries().some((e) => e.state === "committing");
+    if (this.connectError && s.delivered === 0 && s.recovered === 0 && (s.failed > 0 || inDoubt)) {
+      return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
+    }
+    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
+  }
+}

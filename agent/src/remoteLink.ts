@@ -1,0 +1,56 @@
+import { SftpSession, SftpTarget } from "./sftpSession";
+import { ConnectError, HostKeyMismatchError, errorMessage } from "./errors";
+import type { Logger } from "./logger";
+
+/**
+ * The pass's one connection, opened on first use and re-opened after a drop. Concurrent callers
+ * share one connection attempt. Host key and authentication failures are final for the pass.
+ */
+export class RemoteLink {
+  private current: SftpSession | undefined;
+  private connecting: Promise<SftpSession> | undefined;
+  private finalError: ConnectError | undefined;
+  connects = 0;
+
+  constructor(
+    private readonly target: SftpTarget,
+    private readonly log: Logger,
+    private readonly retries = 3,
+    private readonly retryBaseDelayMs = 500,
+  ) {}
+
+  async session(): Promise<SftpSession> {
+    if (this.finalError) throw this.finalError;
+    if (this.current?.isOpen) return this.current;
+    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async connect(): Promise<SftpSession> {
+    this.current?.close();
+    for (let attempt = 0; ; attempt++) {
+      const started = Date.now();
+      try {
+        this.current = await SftpSession.connect(this.target);
+      } catch (error) {
+        if (error instanceof HostKeyMismatchError || (error instanceof ConnectError && /authentication/.test(error.message))) {
+          this.finalError = error;
+          throw error;
+        }
+        // A refused or reset connection (sshd restarting) is worth a few quick retries; a timeout is not.
+        if (attempt >= this.retries || !/ECONNREFUSED|ECONNRESET|closed the connection/.test(errorMessage(error))) throw error;
+        this.log.warn("connect failed; retrying", { event: "connect-retry", attempt: attempt + 1, error: errorMessage(error) });
+        await new Promise((resolve) => setTimeout(resolve, this.retryBaseDelayMs * 2 ** attempt));
+        continue;
+      }
+      this.connects++;
+      this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects });
+      return this.current;
+    }
+  }
+
+  close(): void {
+    this.current?.close();
+    this.current = undefined;
+  }
+}

@@ -1,0 +1,250 @@
+import { createHash } from "node:crypto";
+import { Client, SFTPWrapper, Stats, utils } from "ssh2";
+import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
+
+export interface SftpTarget {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: Buffer;
+  hostKeySha256: string;
+  connectTimeoutMs: number;
+  operationTimeoutMs: number;
+}
+
+/** SFTP status codes (draft-ietf-secsh-filexfer-02) that ssh2 puts in `error.code`. */
+export const SFTP_NO_SUCH_FILE = 2;
+export const SFTP_PERMISSION_DENIED = 3;
+export const SFTP_FAILURE = 4;
+
+const { OPEN_MODE } = utils.sftp;
+const CREATE_EXCLUSIVE_READ_WRITE = OPEN_MODE.CREAT | OPEN_MODE.EXCL | OPEN_MODE.READ | OPEN_MODE.WRITE;
+
+export function openSshFingerprint(keyBlob: Buffer): string {
+  return "SHA256:" + createHash("sha256").update(keyBlob).digest("base64").replace(/=+$/, "");
+}
+
+/**
+ * One SSH connection with one SFTP channel. Requests are pipelined by ssh2 on the channel; every
+ * request has its own deadline, and a request that misses it tears the whole connection down
+ * (ssh2 would otherwise wait forever for a reply that never comes) and fails with
+ * OutcomeUnknownError.
+ */
+export class SftpSession {
+  private closedError: Error | undefined;
+
+  private constructor(
+    private readonly client: Client,
+    private readonly sftp: SFTPWrapper,
+    private readonly operationTimeoutMs: number,
+  ) {
+    client.on("close", () => {
+      this.closedError ??= new OutcomeUnknownError("the SSH connection closed");
+    });
+    client.on("error", (error) => {
+      this.closedError ??= new OutcomeUnknownError(`the SSH connection failed: ${errorMessage(error)}`, { cause: error });
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.closedError === undefined;
+  }
+
+  static async connect(target: SftpTarget): Promise<SftpSession> {
+    const client = new Client();
+    let presented: string | undefined;
+    const where = `${target.username}@${target.host}:${target.port}`;
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.destroy();
+        reject(new ConnectError(`cannot connect to ${where}: no SSH session within ${target.connectTimeoutMs} ms`));
+      }, target.connectTimeoutMs);
+      client.once("ready", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.once("error", (error: Error & { level?: string }) => {
+        clearTimeout(timer);
+        client.destroy();
+        if (presented !== undefined && presented !== target.hostKeySha256) {
+          reject(new HostKeyMismatchError(target.hostKeySha256, presented, `${target.host}:${target.port}`));
+        } else if (error.level === "client-authentication") {
+          reject(new ConnectError(`authentication as ${where} failed: the server did not accept the private key (only public-key authentication is attempted)`, { cause: error }));
+        } else {
+          reject(new ConnectError(`cannot connect to ${where}: ${errorMessage(error)}`, { cause: error }));
+        }
+      });
+      client.once("close", () => {
+        clearTimeout(timer);
+        reject(new ConnectError(`cannot connect to ${where}: the server closed the connection during the handshake`));
+      });
+    });
+    client.connect({
+      host: target.host,
+      port: target.port,
+      username: target.username,
+      privateKey: target.privateKey,
+      // Public key only: no password, no keyboard-interactive, no agent, ever.
+      authHandler: ["publickey"],
+      tryKeyboard: false,
+      hostVerifier: (keyBlob: Buffer) => {
+        presented = openSshFingerprint(keyBlob);
+        return presented === target.hostKeySha256;
+      },
+      readyTimeout: target.connectTimeoutMs,
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 3,
+    });
+    await ready;
+    const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.destroy();
+        reject(new ConnectError(`${where} opened no SFTP channel within ${target.operationTimeoutMs} ms`));
+      }, target.operationTimeoutMs);
+      client.sftp((error, channel) => {
+        clearTimeout(timer);
+        if (error) {
+          client.destroy();
+          reject(new ConnectError(`${where} refused the SFTP subsystem: ${errorMessage(error)}`, { cause: error }));
+        } else resolve(channel);
+      });
+    });
+    return new SftpSession(client, sftp, target.operationTimeoutMs);
+  }
+
+  close(): void {
+    this.closedError ??= new OutcomeUnknownError("the SSH connection was closed by the agent");
+    this.client.end();
+    this.client.destroy();
+  }
+
+  private call<T>(what: string, start: (done: (error: Error | null | undefined, value?: T) => void) => void): Promise<T> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        const error = new OutcomeUnknownError(`${what}: no reply within ${this.operationTimeoutMs} ms; connection dropped`);
+        this.closedError ??= error;
+        this.client.destroy();
+        reject(error);
+      }, this.operationTimeoutMs);
+      try {
+        start((error, value) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (error) reject(this.describe(what, error));
+          else resolve(value as T);
+        });
+      } catch (error) {
+        settled = true;
+        clearTimeout(timer);
+        reject(this.describe(what, error as Error));
+      }
+    });
+  }
+
+  /** A status reply is a definite answer; anything else (no reply, channel gone) is not. */
+  private describe(what: string, error: Error): Error {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "number") {
+      return Object.assign(new Error(`${what}: ${error.message}`, { cause: error }), { code });
+    }
+    this.closedError ??= new OutcomeUnknownError(`connection lost: ${errorMessage(error)}`);
+    return new OutcomeUnknownError(`${what}: ${errorMessage(error)}`, { cause: error });
+  }
+
+  /** "r": read; "wx+": create exclusively (fail if it exists), read and write. */
+  open(path: string, flags: "r" | "wx+"): Promise<Buffer> {
+    const mode = flags === "r" ? utils.sftp.OPEN_MODE.READ : CREATE_EXCLUSIVE_READ_WRITE;
+    return this.call(`open ${path}`, (done) => this.sftp.open(path, mode, { mode: 0o640 }, done));
+  }
+
+  write(handle: Buffer, data: Buffer): Promise<void> {
+    return this.call("write", (done) => this.sftp.write(handle, data, 0, data.length, 0, (error) => done(error)));
+  }
+
+  fstat(handle: Buffer): Promise<Stats> {
+    return this.call("fstat", (done) => this.sftp.fstat(handle, done));
+  }
+
+  read(handle: Buffer, length: number, position: number): Promise<Buffer> {
+    const buffer = Buffer.alloc(length);
+    return this.call("read", (done) =>
+      this.sftp.read(handle, buffer, 0, length, position, (error, bytesRead) => done(error, buffer.subarray(0, bytesRead))),
+    );
+  }
+
+  closeHandle(handle: Buffer): Promise<void> {
+    return this.call("close", (done) => this.sftp.close(handle, (error) => done(error)));
+  }
+
+  stat(path: string): Promise<Stats> {
+    return this.call(`stat ${path}`, (done) => this.sftp.stat(path, done));
+  }
+
+  /** Plain SFTP RENAME: never replaces an existing target (OpenSSH links then unlinks). */
+  rename(from: string, to: string): Promise<void> {
+    return this.call(`rename ${from} -> ${to}`, (done) => this.sftp.rename(from, to, (error) => done(error)));
+  }
+
+  unlink(path: string): Promise<void> {
+    return this.call(`remove ${path}`, (done) => this.sftp.unlink(path, (error) => done(error)));
+  }
+
+  readdir(path: string): Promise<string[]> {
+    return this.call(`list ${path}`, (done) =>
+      this.sftp.readdir(path, (error, list) => done(error, list?.map((entry) => entry.filename))),
+    );
+  }
+
+  /** Reads a whole remote file through an open handle: its size from fstat, then its bytes. */
+  async readAll(handle: Buffer, maxBytes: number): Promise<Buffer> {
+    const { size } = await this.fstat(handle);
+    if (size > maxBytes) throw new Error(`remote file is ${size} bytes, more than the ${maxBytes} expected`);
+    const chunks: Buffer[] = [];
+    let position = 0;
+    for (;;) {
+      const chunk = await this.read(handle, Math.max(Math.min(size - position, 256 * 1024), 1), position).catch((error) => {
+        // ssh2 reports end of file as a status error with code SFTP_EOF (1).
+        if ((error as { code?: unknown }).code === 1) return Buffer.alloc(0);
+        throw error;
+      });
+      if (chunk.length === 0) break;
+      chunks.push(chunk);
+      position += chunk.length;
+      if (position > maxBytes) throw new Error(`remote file grew past ${maxBytes} bytes while being read`);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** The SHA-256 (hex) and size of a remote file, or undefined when it does not exist. */
+  async hashRemote(path: string, maxBytes: number): Promise<{ sha256: string; size: number } | undefined> {
+    let handle: Buffer;
+    try {
+      handle = await this.open(path, "r");
+    } catch (error) {
+      if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return undefined;
+      throw error;
+    }
+    try {
+      const content = await this.readAll(handle, maxBytes);
+      return { sha256: createHash("sha256").update(content).digest("hex"), size: content.length };
+    } finally {
+      await this.closeHandle(handle).catch(() => undefined);
+    }
+  }
+
+  /** True, false, or throws when the answer is not a definite "no such file". */
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return false;
+      throw error;
+    }
+  }
+}

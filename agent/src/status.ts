@@ -1,0 +1,43 @@
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import type { AgentConfig, StatusReport } from "@plutus/shared";
+import { Journal } from "./journal";
+import { isOrderFileName } from "./orderFile";
+import { countQuarantined } from "./localMoves";
+import { readLastRun } from "./stateFiles";
+
+/** What an operator (or the deployment canary) needs to know, from local state only. */
+export async function readStatus(config: AgentConfig, now = Date.now()): Promise<StatusReport> {
+  const lastRun = await readLastRun(config.stateDir);
+  const names = (await fs.readdir(config.outbox)).filter(isOrderFileName);
+  let oldest: number | null = null;
+  let waiting = 0;
+  for (const name of names) {
+    const stat = await fs.lstat(join(config.outbox, name)).catch(() => undefined);
+    if (!stat) continue;
+    waiting++;
+    oldest = oldest === null ? stat.mtimeMs : Math.min(oldest, stat.mtimeMs);
+  }
+  const entries = await Journal.peek(config.stateDir);
+  return {
+    lastRun,
+    outbox: { waiting, oldestAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)) },
+    quarantined: await countQuarantined(config.quarantine),
+    inDoubt: entries.filter((e) => e.state === "committing").length,
+    consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
+  };
+}
+
+export function formatStatus(report: StatusReport): string {
+  const last = report.lastRun;
+  const lines = [
+    last
+      ? `last run: ${last.finishedAt} exit ${last.exitCode}: ${last.summary.delivered}/${last.summary.found} delivered, ${last.summary.failed} failed, ${last.summary.quarantined} quarantined, ${last.summary.deferred} deferred${last.error ? ` (${last.error})` : ""}`
+      : "last run: never",
+    `outbox: ${report.outbox.waiting} waiting${report.outbox.oldestAgeSeconds === null ? "" : `, oldest ${report.outbox.oldestAgeSeconds} s old`}`,
+    `quarantined: ${report.quarantined}`,
+    `in doubt: ${report.inDoubt}`,
+    `consecutive failed runs: ${report.consecutiveFailedRuns}`,
+  ];
+  return lines.join("\n");
+}

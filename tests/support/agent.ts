@@ -1,0 +1,103 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { AgentConfigInput } from "@plutus/shared";
+import type { ErpServer } from "./sshd";
+
+export const BUNDLE = resolve(__dirname, "../../agent/dist/plutus-sync.cjs");
+
+export interface LocalSide {
+  readonly root: string;
+  readonly outbox: string;
+  readonly archive: string;
+  readonly quarantine: string;
+  readonly stateDir: string;
+  readonly logDir: string;
+  readonly configPath: string;
+  readonly config: AgentConfigInput;
+  /** Writes an order file into the outbox, old enough to be taken at once. */
+  writeOrder(name: string, content: string | Buffer, ageSeconds?: number): string;
+  destroy(): void;
+}
+
+/** A web server's side: folders and a config file pointing at the given ERP. */
+export function makeLocalSide(erp: ErpServer, overrides: Partial<AgentConfigInput> = {}): LocalSide {
+  const root = mkdtempSync(join(tmpdir(), "plutus-local-"));
+  const dirs = {
+    outbox: join(root, "outbox"),
+    archive: join(root, "archive"),
+    quarantine: join(root, "quarantine"),
+    stateDir: join(root, "state"),
+    logDir: join(root, "log"),
+  };
+  mkdirSync(dirs.outbox);
+  const config: AgentConfigInput = {
+    ...dirs,
+    minAgeSeconds: 2,
+    remote: {
+      host: erp.host,
+      port: erp.port,
+      username: erp.username,
+      privateKeyPath: erp.clientKeyPath,
+      hostKeySha256: erp.hostKeySha256,
+      inbox: "/Inbox",
+      staging: "/Staging",
+    },
+    ...overrides,
+  };
+  const configPath = join(root, "agent.json");
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  return {
+    root,
+    ...dirs,
+    configPath,
+    config,
+    writeOrder(name, content, ageSeconds = 60) {
+      const path = join(dirs.outbox, name);
+      writeFileSync(path, content);
+      const when = new Date(Date.now() - ageSeconds * 1000);
+      utimesSync(path, when, when);
+      return path;
+    },
+    destroy() {
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface AgentResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the bundled agent as cron would: a fresh process. */
+export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = process.execPath): Promise<AgentResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(node, [BUNDLE, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+  });
+}
+
+/** The JSON summary `run --json` prints as its last stdout line. */
+export function lastJsonLine(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+}
+
+export function sampleOrder(id: number, extraBytes = 0): string {
+  return JSON.stringify({
+    orderId: `PL-${String(id).padStart(6, "0")}`,
+    createdAt: new Date(1_700_000_000_000 + id * 60_000).toISOString(),
+    customer: { name: `Kunde ${id}`, email: `kunde${id}@example.com` },
+    lines: [{ sku: "LAMP-ARC-01", qty: 1 + (id % 3), price: 149.0 }],
+    note: "x".repeat(extraBytes),
+  });
+}
