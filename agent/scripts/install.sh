@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# install.sh - installs, upgrades or removes plutus-sync on an Ubuntu/Debian web server.
+#
+# Run as root from the release bundle (the folder holding plutus-sync.cjs, sync_plutus.sh,
+# install.sh and SHA256SUMS), or from /opt/plutus-sync to repair an installation.
+#
+#   install.sh --stdin [--outbox-group GROUP]
+#       reads ONE JSON document from stdin:
+#       {"agentConfig": {...agent configuration...}, "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n..."}
+#   install.sh --config FILE --key FILE [--outbox-group GROUP]
+#       the agent configuration and the sync private key as files (manual installs)
+#   install.sh --uninstall
+#       removes the cron entry, /opt/plutus-sync, /etc/plutus and the account; keeps every
+#       order folder (outbox, archive, quarantine) and the state and log folders
+#
+# Idempotent: everything is compared before it is written; a second run with the same input
+# changes nothing and says so. Files are written atomically (temporary file, then rename).
+#
+# Exit status: 0 installed (or removed) and `plutus-sync check` passed; 1 installation failed;
+# 2 usage or input error (nothing changed); 4 installed, but `plutus-sync check` failed.
+set -euo pipefail
+umask 022
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+export LC_ALL=C.UTF-8
+unset NODE_OPTIONS NODE_PATH
+cd /
+
+readonly ACCOUNT=plutus
+readonly PREFIX=/opt/plutus-sync
+readonly ETC_DIR=/etc/plutus
+readonly CONFIG_FILE=/etc/plutus/agent.json
+readonly KEY_FILE=/etc/plutus/id_ed25519
+readonly CRON_FILE=/etc/cron.d/plutus-sync
+readonly PROGRAM_FILES=(plutus-sync.cjs sync_plutus.sh install.sh SHA256SUMS)
+readonly NOLOGIN=/usr/sbin/nologin
+readonly MIN_NODE_MAJOR=18
+
+changes=0
+work=""
+pending_tmp=""
+
+say() { printf 'install.sh: %s\n' "$*"; }
+change() { changes=$((changes + 1)); say "$*"; }
+warn() { printf 'install.sh: WARNING: %s\n' "$*" >&2; }
+die() { printf 'install.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
+usage_error() { printf 'install.sh: %s\nusage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --uninstall\n' "$1" >&2; exit 2; }
+
+cleanup() {
+  if [ -n "${pending_tmp}" ]; then rm -f -- "${pending_tmp}"; fi
+  if [ -n "${work}" ]; then rm -rf -- "${work}"; fi
+}
+trap cleanup EXIT
+trap 'die "interrupted"' INT TERM
+
+# --- arguments -----------------------------------------------------------------------------
+
+mode=""
+config_arg=""
+key_arg=""
+outbox_group=www-data
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stdin) [ -z "${mode}" ] || usage_error "--stdin cannot be combined with --${mode}"; mode=stdin ;;
+    --uninstall) [ -z "${mode}" ] || usage_error "--uninstall cannot be combined with --${mode}"; mode=uninstall ;;
+    --config) [ $# -ge 2 ] || usage_error "--config needs a file"; config_arg="$2"; shift ;;
+    --key) [ $# -ge 2 ] || usage_error "--key needs a file"; key_arg="$2"; shift ;;
+    --outbox-group) [ $# -ge 2 ] || usage_error "--outbox-group needs a group name"; outbox_group="$2"; shift ;;
+    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
+  esac
+  shift
+done
+if [ -n "${config_arg}" ] || [ -n "${key_arg}" ]; then
+  [ -z "${mode}" ] || usage_error "--config/--key cannot be combined with --${mode}"
+  if [ -z "${config_arg}" ] || [ -z "${key_arg}" ]; then usage_error "--config and --key go together"; fi
+  mode=files
+fi
+[ -n "${mode}" ] || usage_error "say what to do: --stdin, --config FILE --key FILE, or --uninstall"
+[[ "${outbox_group}" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || usage_error "--outbox-group: not a valid group name: ${outbox_group}"
+[ "$(id -u)" -eq 0 ] || die "must run as root (it creates an account, /opt/plutus-sync, /etc/plutus and /etc/cron.d/plutus-sync)"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/plutus-install.XXXXXX")"
+
+# --- helpers ---------------------------------------------------------------------------------
+
+# Prints the path of the Node.js the cron job will use (same order as sync_plutus.sh), or nothing.
+find_node() {
+  if [ -x /usr/bin/node ]; then echo /usr/bin/node; else command -v node || true; fi
+}
+
+node_version() { "$1" -e 'process.stdout.write(process.versions.node)' 2>/dev/null || true; }
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Node.js >= 18 for the agent: the distribution's package when there is none at all.
+ensure_node() {
+  node="$(find_node)"
+  if [ -z "${node}" ]; then
+    say "Node.js not found: installing the distribution's nodejs package"
+    apt_install nodejs || die "Node.js is not installed and 'apt-get install nodejs' failed; install Node.js ${MIN_NODE_MAJOR} or later and re-run"
+    change "installed the distribution's nodejs package"
+    node="$(find_node)"
+    [ -n "${node}" ] || die "the nodejs package installed no node executable; install Node.js ${MIN_NODE_MAJOR} or later and re-run"
+  fi
+  local version major
+  version="$(node_version "${node}")"
+  [ -n "${version}" ] || die "${node} does not run; install Node.js ${MIN_NODE_MAJOR} or later and re-run"
+  major="${version%%.*}"
+  if ! [[ "${major}" =~ ^[0-9]+$ ]] || [ "${major}" -lt "${MIN_NODE_MAJOR}" ]; then
+    die "Node.js ${version} at ${node} is too old: plutus-sync needs Node.js ${MIN_NODE_MAJOR} or later. Ubuntu 24.04 and later ship it ('apt-get install nodejs'); on older releases install Node.js ${MIN_NODE_MAJOR}+ from NodeSource, then re-run install.sh"
+  fi
+  say "Node.js ${version} at ${node}"
+}
+
+# Compares numerically, so "640" and "0640" agree.
+mode_is() { [ "$((8#$(stat -c %a -- "$1")))" -eq "$((8#$2))" ]; }
+
+# install_file SRC DST OWNER GROUP MODE - atomic (temporary file + rename), only when different.
+install_file() {
+  local src="$1" dst="$2" owner="$3" group="$4" mode="$5"
+  if [ -L "${dst}" ]; then rm -f -- "${dst}"; fi
+  if [ -f "${dst}" ] && cmp -s -- "${src}" "${dst}" && [ "$(stat -c %U:%G -- "${dst}")" = "${owner}:${group}" ] && mode_is "${dst}" "${mode}"; then
+    say "unchanged: ${dst}"
+    return 0
+  fi
+  local what=created
+  if [ -e "${dst}" ]; then what=updated; fi
+  pending_tmp="$(mktemp "$(dirname -- "${dst}")/.$(basename -- "${dst}").XXXXXX")"
+  cat -- "${src}" >"${pending_tmp}"
+  chown "${owner}:${group}" -- "${pending_tmp}"
+  chmod "${mode}" -- "${pending_tmp}"
+  sync -- "${pending_tmp}"
+  mv -f -- "${pending_tmp}" "${dst}"
+  pending_tmp=""
+  change "${what} ${dst} (${owner}:${group} ${mode})"
+}
+
+# ensure_dir PATH OWNER GROUP MODE - creates missing parents root:root 0755; owner/mode on PATH.
+ensure_dir() {
+  local dir="$1" owner="$2" group="$3" mode="$4"
+  local parent="" part
+  local - IFS=/
+  set -f
+  for part in ${dir#/}; do
+    parent="${parent}/${part}"
+    if [ -L "${parent}" ]; then die "${parent} is a symbolic link; plutus-sync folders must be real folders (${dir})"; fi
+    if [ -e "${parent}" ] && [ ! -d "${parent}" ]; then die "${parent} exists and is not a folder (${dir})"; fi
+    if [ ! -e "${parent}" ]; then
+      mkdir -m 0755 -- "${parent}"
+      if [ "${parent}" != "${dir}" ]; then change "created ${parent} (root:root 0755)"; fi
+    elif [ "${parent}" = "${dir}" ]; then
+      if [ "$(stat -c %U:%G -- "${dir}")" = "${owner}:${group}" ] && mode_is "${dir}" "${mode}"; then
+        say "unchanged: ${dir}"
+        return 0
+      fi
+      chown "${owner}:${group}" -- "${dir}"
+      chmod "0${mode}" -- "${dir}"
+      change "set ${dir} to ${owner}:${group} ${mode}"
+      return 0
+    fi
+  done
+  chown "${owner}:${group}" -- "${dir}"
+  chmod "0${mode}" -- "${dir}"
+  change "created ${dir} (${owner}:${group} ${mode})"
+}
+
+# Entries left owned by a since-deleted plutus account (uninstall, then install with a new uid).
+adopt_orphans() {
+  local dir="$1" fix_group="$2" count
+  count="$(find "${dir}" -xdev -nouser -printf . | wc -c)"
+  if [ "${count}" -gt 0 ]; then
+    find "${dir}" -xdev -nouser -exec chown -h "${ACCOUNT}" -- {} +
+    change "gave ${count} entr(y/ies) in ${dir} owned by a deleted account to ${ACCOUNT}"
+  fi
+  if [ "${fix_group}" = yes ]; then
+    count="$(find "${dir}" -xdev -nogroup -printf . | wc -c)"
+    if [ "${count}" -gt 0 ]; then
+      find "${dir}" -xdev -nogroup -exec chgrp -h "${ACCOUNT}" -- {} +
+      change "gave ${count} entr(y/ies) in ${dir} with a deleted group to group ${ACCOUNT}"
+    fi
+  fi
+}
+
+# The web application's files in the outbox must be readable by the agent whatever umask the web
+# application runs with: a default ACL gives every new file an entry for the plutus account.
+readonly OUTBOX_ACL="user::rwx
+group::rwx
+other::---
+default:user::rwx
+default:user:${ACCOUNT}:rwx
+default:group::rwx
+default:mask::rwx
+default:other::---"
+
+ensure_outbox_acl() {
+  local dir="$1"
+  if ! command -v setfacl >/dev/null 2>&1; then
+    say "setfacl not found: installing the acl package"
+    if apt_install acl; then change "installed the acl package"; fi
+  fi
+  if ! command -v setfacl >/dev/null 2>&1 || ! command -v getfacl >/dev/null 2>&1; then
+    warn "setfacl/getfacl unavailable: the web application must create order files readable by others (umask 022, mode 0644) or the agent cannot read them; install the acl package and re-run install.sh to remove this requirement"
+    return 0
+  fi
+  local current
+  current="$(getfacl --omit-header --absolute-names -- "${dir}" 2>/dev/null | sed '/^$/d')"
+  if [ "${current}" = "${OUTBOX_ACL}" ]; then
+    say "unchanged: ACL of ${dir}"
+    return 0
+  fi
+  local spec
+  spec="$(printf '%s' "${OUTBOX_ACL}" | tr '\n' ',')"
+  if ! setfacl --set "${spec}" -- "${dir}" 2>"${work}/setfacl.err"; then
+    warn "cannot set an ACL on ${dir} ($(head -n 1 "${work}/setfacl.err")): the web application must create order files readable by others (umask 022, mode 0644) or the agent cannot read them"
+    return 0
+  fi
+  change "set ACL of ${dir}: new files readable and movable by ${ACCOUNT} whatever the web application's umask"
+}
+
+# Reads and checks the input with Node (never eval), leaving work/agent.json, work/id_key and
+# work/folders (outbox archive quarantine stateDir logDir, NUL-separated). Values never reach a
+# command line or the output.
+readonly PARSER='
+"use strict";
+const fs = require("fs");
+const posix = require("path").posix;
+const [mode, first, second, out] = process.argv.slice(1);
+const fail = (message) => { process.stderr.write("install.sh: error: " + message + "\n"); process.exit(2); };
+const readText = (file, what) => {
+  try { return fs.readFileSync(file, "utf8"); } catch (e) { return fail("cannot read " + what + ": " + (e.code || e.message)); }
+};
+const parseJson = (text, what) => {
+  // Not the parser message: it can quote the input, and the input holds the private key.
+  try { return JSON.parse(text.replace(/^\uFEFF/, "")); } catch { return fail(what + " is not valid JSON"); }
+};
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const FOLDERS = ["outbox", "archive", "quarantine", "stateDir", "logDir"];
+let config, key;
+if (mode === "stdin") {
+  const doc = parseJson(readText(first, "stdin"), "the document on stdin");
+  if (!isObject(doc)) fail("stdin must hold one JSON object: {\"agentConfig\": {...}, \"privateKey\": \"-----BEGIN OPENSSH PRIVATE KEY-----...\"}");
+  const unknown = Object.keys(doc).filter((k) => k !== "agentConfig" && k !== "privateKey");
+  if (unknown.length > 0) fail("unknown key(s) in the document on stdin: " + unknown.map((k) => JSON.stringify(k)).join(", ") + " (expected agentConfig and privateKey)");
+  if (!("agentConfig" in doc)) fail("agentConfig is missing from the document on stdin");
+  if (typeof doc.privateKey !== "string") fail("privateKey is missing from the document on stdin (a string holding the OpenSSH private key)");
+  config = doc.agentConfig;
+  key = doc.privateKey;
+} else if (mode === "files") {
+  config = parseJson(readText(first, "configuration " + first), "configuration " + first);
+  key = readText(second, "private key " + second);
+} else if (mode === "folders") {
+  // Uninstall: list the folders an installed configuration names, whatever else it holds.
+  let installed = null;
+  try { installed = JSON.parse(fs.readFileSync(first, "utf8")); } catch { process.exit(0); }
+  if (isObject(installed)) for (const k of FOLDERS) if (typeof installed[k] === "string") process.stdout.write(k + "\t" + installed[k].replace(/[\x00-\x1f]/g, "?") + "\n");
+  process.exit(0);
+}
+if (!isObject(config)) fail("agentConfig must be a JSON object (the agent configuration)");
+const SYSTEM = new Set(["/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt", "/opt", "/proc",
+  "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin",
+  "/usr/share", "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/log", "/var/mail", "/var/opt", "/var/spool",
+  "/var/www", "/home/ubuntu"]);
+const VOLATILE_OR_OURS = ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/run", "/etc/plutus", "/opt/plutus-sync"];
+const folders = [];
+for (const k of FOLDERS) {
+  const v = config[k];
+  if (typeof v !== "string") fail("agentConfig." + k + " must be the absolute path of a folder");
+  if (/[\x00-\x1f\x7f]/.test(v)) fail("agentConfig." + k + " must not contain control characters");
+  if (!v.startsWith("/") || posix.normalize(v) !== v || v.endsWith("/")) fail("agentConfig." + k + " must be a normalised absolute path (no ./.., no double or trailing slash): " + v);
+  if (v.split("/").length < 3) fail("agentConfig." + k + " must be at least two levels deep (e.g. /var/lib/plutus/outbox), not " + v);
+  if (SYSTEM.has(v)) fail("agentConfig." + k + " is a system folder (" + v + "); use a folder of its own, e.g. /var/lib/plutus/" + k);
+  const under = VOLATILE_OR_OURS.find((p) => v === p || v.startsWith(p + "/"));
+  if (under) fail("agentConfig." + k + " (" + v + ") must not be under " + under + " (temporary, virtual or managed by install.sh)");
+  folders.push([k, v]);
+}
+for (const [a, av] of folders) for (const [b, bv] of folders) {
+  if (a !== b && (av === bv || bv.startsWith(av + "/"))) fail("agentConfig." + b + " (" + bv + ") must not be the same as or inside agentConfig." + a + " (" + av + ")");
+}
+if (!isObject(config.remote)) fail("agentConfig.remote must be a JSON object");
+if (config.remote.privateKeyPath !== "/etc/plutus/id_ed25519") fail("agentConfig.remote.privateKeyPath must be /etc/plutus/id_ed25519, where install.sh puts the key (found " + JSON.stringify(String(config.remote.privateKeyPath)) + ")");
+key = key.replace(/\r\n/g, "\n").trim() + "\n";
+if (!/^-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----\n[A-Za-z0-9+\/=\n:, -]+\n-----END ([A-Z0-9]+ )*PRIVATE KEY-----\n$/.test(key)) {
+  fail("the private key is not an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY----- ... -----END ... PRIVATE KEY-----)");
+}
+fs.writeFileSync(out + "/agent.json", JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+fs.writeFileSync(out + "/id_key", key, { mode: 0o600 });
+fs.writeFileSync(out + "/folders", folders.map(([, v]) => v + "\0").join(""), { mode: 0o600 });
+'
+
+cron_file_text() {
+  cat <<'EOF'
+# /etc/cron.d/plutus-sync - installed by /opt/plutus-sync/install.sh; re-run it rather than editing.
+# One plutus-sync delivery pass every 5 minutes as the plutus account. The agent logs to its log
+# folder (logDir in /etc/plutus/agent.json); anything it prints on stderr goes to syslog with the
+# tag plutus-sync (journalctl -t plutus-sync).
+SHELL=/bin/sh
+PATH=/usr/bin:/bin
+HOME=/
+*/5 * * * * plutus /opt/plutus-sync/sync_plutus.sh 2>&1 >/dev/null | logger -t plutus-sync -p user.warning
+EOF
+}
+
+# --- uninstall -------------------------------------------------------------------------------
+
+uninstall() {
+  local kept=""
+  if [ -f "${CONFIG_FILE}" ]; then
+    local node_bin
+    node_bin="$(find_node)"
+    if [ -n "${node_bin}" ]; then kept="$("${node_bin}" -e "${PARSER}" folders "${CONFIG_FILE}" "" "${work}" || true)"; fi
+  fi
+  if [ -e "${CRON_FILE}" ] || [ -L "${CRON_FILE}" ]; then
+    rm -f -- "${CRON_FILE}"
+    change "removed ${CRON_FILE}"
+  fi
+  if getent passwd "${ACCOUNT}" >/dev/null; then
+    # A pass that already started finishes on its own (it ends before its deadline); then stop.
+    local waited=0
+    while pgrep -u "${ACCOUNT}" >/dev/null 2>&1 && [ "${waited}" -lt 60 ]; do
+      [ "${waited}" -gt 0 ] || say "waiting up to 60 s for a running plutus-sync pass to end"
+      sleep 1
+      waited=$((waited + 1))
+    done
+    if pgrep -u "${ACCOUNT}" >/dev/null 2>&1; then
+      pkill -TERM -u "${ACCOUNT}" || true
+      sleep 5
+      pkill -KILL -u "${ACCOUNT}" || true
+      sleep 1
+      change "stopped the running plutus-sync pass (its journal lets a later installation finish it)"
+    fi
+  fi
+  if [ -e "${PREFIX}" ]; then
+    rm -rf -- "${PREFIX}"
+    change "removed ${PREFIX}"
+  fi
+  if [ -e "${ETC_DIR}" ]; then
+    rm -rf -- "${ETC_DIR}"
+    change "removed ${ETC_DIR} (configuration and private key)"
+  fi
+  if getent passwd "${ACCOUNT}" >/dev/null; then
+    userdel "${ACCOUNT}"
+    change "removed account ${ACCOUNT}"
+  fi
+  if getent group "${ACCOUNT}" >/dev/null; then
+    groupdel "${ACCOUNT}"
+    change "removed group ${ACCOUNT}"
+  fi
+  if [ -n "${kept}" ]; then
+    say "kept, not removed (orders, journal and logs; delete them yourself once no longer needed):"
+    printf '%s\n' "${kept}" | while IFS=$'\t' read -r name path; do
+      printf 'install.sh:   %-10s %s\n' "${name}" "${path}"
+    done
+  fi
+  if [ "${changes}" -eq 0 ]; then
+    say "nothing to remove: plutus-sync is not installed"
+  else
+    say "plutus-sync removed (${changes} change(s)); order folders kept"
+  fi
+}
+
+# --- install ---------------------------------------------------------------------------------
+
+install() {
+  local bundle
+  bundle="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+  local f
+  for f in "${PROGRAM_FILES[@]}"; do
+    [ -f "${bundle}/${f}" ] || die "${bundle}/${f} is missing: run install.sh from a complete release bundle"
+  done
+  (cd -- "${bundle}" && sha256sum --check --strict --quiet SHA256SUMS >"${work}/sha.out" 2>&1) \
+    || die "the release bundle in ${bundle} does not match its SHA256SUMS (incomplete or modified copy): $(tr '\n' ' ' <"${work}/sha.out")"
+  if [ "${mode}" = stdin ]; then
+    head -c 1048577 >"${work}/input"
+    [ "$(stat -c %s "${work}/input")" -le 1048576 ] || die "the document on stdin is larger than 1 MiB" 2
+    [ -s "${work}/input" ] || die "nothing on stdin: expected {\"agentConfig\": {...}, \"privateKey\": \"...\"}" 2
+  else
+    [ -f "${config_arg}" ] || die "--config ${config_arg}: no such file" 2
+    [ -f "${key_arg}" ] || die "--key ${key_arg}: no such file" 2
+  fi
+  getent group "${outbox_group}" >/dev/null || die "group ${outbox_group} does not exist: pass the web application's group with --outbox-group (default www-data)" 2
+
+  ensure_node
+  if [ "${mode}" = stdin ]; then
+    "${node}" -e "${PARSER}" stdin "${work}/input" "" "${work}" || exit 2
+    rm -f -- "${work}/input"
+  else
+    "${node}" -e "${PARSER}" files "${config_arg}" "${key_arg}" "${work}" || exit 2
+  fi
+  local folders=()
+  mapfile -d '' -t folders <"${work}/folders"
+  local outbox="${folders[0]}" archive="${folders[1]}" quarantine="${folders[2]}" state="${folders[3]}" logs="${folders[4]}"
+
+  # The account: a system user with its own group, no home, no login shell.
+  if ! getent passwd "${ACCOUNT}" >/dev/null; then
+    local group_opt=(--user-group)
+    if getent group "${ACCOUNT}" >/dev/null; then group_opt=(--gid "${ACCOUNT}"); fi
+    useradd --system "${group_opt[@]}" --home-dir /nonexistent --no-create-home --shell "${NOLOGIN}" \
+      --comment "plutus-sync order delivery" "${ACCOUNT}"
+    change "created system account ${ACCOUNT} (no login shell, no home)"
+  else
+    say "unchanged: account ${ACCOUNT}"
+    if [ "$(getent passwd "${ACCOUNT}" | cut -d: -f7)" != "${NOLOGIN}" ]; then
+      usermod --shell "${NOLOGIN}" "${ACCOUNT}"
+      change "set the login shell of ${ACCOUNT} to ${NOLOGIN}"
+    fi
+  fi
+
+  # The program: root-owned, not writable by the account that runs it.
+  ensure_dir "${PREFIX}" root root 755
+  for f in "${PROGRAM_FILES[@]}"; do
+    local fmode=755
+    if [ "${f}" = SHA256SUMS ]; then fmode=644; fi
+    install_file "${bundle}/${f}" "${PREFIX}/${f}" root root "${fmode}"
+  done
+  local entry
+  for entry in "${PREFIX}"/* "${PREFIX}"/.[!.]*; do
+    [ -e "${entry}" ] || [ -L "${entry}" ] || continue
+    case " ${PROGRAM_FILES[*]} " in *" $(basename -- "${entry}") "*) continue ;; esac
+    rm -rf -- "${entry}"
+    change "removed ${entry} (not part of the release)"
+  done
+
+  # Configuration and key: the account may read them, never change them.
+  ensure_dir "${ETC_DIR}" root "${ACCOUNT}" 750
+  install_file "${work}/agent.json" "${CONFIG_FILE}" root "${ACCOUNT}" 640
+  install_file "${work}/id_key" "${KEY_FILE}" "${ACCOUNT}" "${ACCOUNT}" 600
+
+  # Folders. The outbox is shared with the web application's group; setgid keeps that group on
+  # every file, the default ACL keeps every file readable by the agent.
+  ensure_dir "${outbox}" "${ACCOUNT}" "${outbox_group}" 2770
+  ensure_outbox_acl "${outbox}"
+  ensure_dir "${archive}" "${ACCOUNT}" "${ACCOUNT}" 750
+  ensure_dir "${quarantine}" "${ACCOUNT}" "${ACCOUNT}" 750
+  ensure_dir "${state}" "${ACCOUNT}" "${ACCOUNT}" 700
+  ensure_dir "${logs}" "${ACCOUNT}" "${ACCOUNT}" 750
+  adopt_orphans "${outbox}" no
+  local d
+  for d in "${archive}" "${quarantine}" "${state}" "${logs}"; do adopt_orphans "${d}" yes; done
+
+  # Last: the schedule, once everything it runs is in place.
+  cron_file_text >"${work}/cron"
+  install_file "${work}/cron" "${CRON_FILE}" root root 644
+
+  if [ "${changes}" -eq 0 ]; then
+    say "no changes: plutus-sync is already installed exactly as specified"
+  else
+    say "installed: ${changes} change(s)"
+  fi
+
+  say "running: plutus-sync check --config ${CONFIG_FILE} (as ${ACCOUNT})"
+  local rc=0
+  (umask 077 && setpriv --reuid="${ACCOUNT}" --regid="${ACCOUNT}" --init-groups -- \
+    env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 "${node}" "${PREFIX}/plutus-sync.cjs" check --config "${CONFIG_FILE}") \
+    >"${work}/check.out" 2>&1 || rc=$?
+  sed 's/^/install.sh:   /' "${work}/check.out"
+  if [ "${rc}" -ne 0 ]; then
+    printf 'install.sh: error: installed, but plutus-sync check failed (exit %s); fix the cause above, then run: runuser -u %s -- %s %s/plutus-sync.cjs check --config %s\n' \
+      "${rc}" "${ACCOUNT}" "${node}" "${PREFIX}" "${CONFIG_FILE}" >&2
+    exit 4
+  fi
+  say "check passed; cron runs ${PREFIX}/sync_plutus.sh every 5 minutes as ${ACCOUNT}"
+}
+
+node=""
+if [ "${mode}" = uninstall ]; then uninstall; else install; fi
