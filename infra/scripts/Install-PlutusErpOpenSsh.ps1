@@ -1,0 +1,178 @@
+<#
+.SYNOPSIS
+    In the ERP guest (PowerShell Direct): installs OpenSSH Server, installs the pre-generated host key before the first start, writes sshd_config after `sshd -t`, opens port 22 to the web VM only.
+.DESCRIPTION
+    Get, compare, set. The install source is the Windows capability (Windows Update), a
+    Features-on-Demand folder on the Hyper-V host, or the Win32-OpenSSH MSI on the host; both are
+    copied into the guest over the PowerShell Direct session. The service is restarted only when the
+    host key or sshd_config changed, and only after `sshd -t` accepted the new configuration.
+.PARAMETER VmName
+    Exact name of the ERP VM.
+.PARAMETER SourceKind
+    capability, fod or msi.
+.PARAMETER SourcePath
+    For fod: the Features-on-Demand folder on the host; for msi: the .msi on the host; empty for capability.
+.PARAMETER HostPublicKey
+    The pre-generated ed25519 host public key line.
+.PARAMETER SshdConfig
+    The complete sshd_config text.
+.PARAMETER AllowedClientIp
+    The only address allowed to reach TCP 22 (the web VM).
+.PARAMETER DeadlineSeconds
+    How long to keep retrying PowerShell Direct.
+.PARAMETER AdminPassword
+    The Administrator password; secret, arrives on stdin only.
+.PARAMETER HostPrivateKey
+    The ed25519 host private key (OpenSSH format); secret, arrives on stdin only.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $true)][string]$VmName,
+    [Parameter(Mandatory = $true)][ValidateSet('capability', 'fod', 'msi')][string]$SourceKind,
+    [Parameter(Mandatory = $false)][string]$SourcePath = '',
+    [Parameter(Mandatory = $true)][string]$HostPublicKey,
+    [Parameter(Mandatory = $true)][string]$SshdConfig,
+    [Parameter(Mandatory = $true)][string]$AllowedClientIp,
+    [Parameter(Mandatory = $true)][int]$DeadlineSeconds,
+    [Parameter(Mandatory = $true)][string]$AdminPassword,
+    [Parameter(Mandatory = $true)][string]$HostPrivateKey
+)
+$ErrorActionPreference = 'Stop'
+$secure = Microsoft.PowerShell.Security\ConvertTo-SecureString -String $AdminPassword -AsPlainText -Force
+$credential = New-Object -TypeName System.Management.Automation.PSCredential -ArgumentList '.\Administrator', $secure
+
+$deadline = (Microsoft.PowerShell.Utility\Get-Date).AddSeconds($DeadlineSeconds)
+$attempt = 0
+$session = $null
+while ($null -eq $session) {
+    $attempt++
+    try {
+        $session = Microsoft.PowerShell.Core\New-PSSession -VMName $VmName -Credential $credential -ErrorAction Stop
+    } catch {
+        if ((Microsoft.PowerShell.Utility\Get-Date) -ge $deadline) {
+            throw "PowerShell Direct to '$VmName' still fails after $attempt attempts in $DeadlineSeconds s: $($_.Exception.Message)"
+        }
+        Microsoft.PowerShell.Utility\Start-Sleep -Seconds 10
+    }
+}
+try {
+    $guestSource = ''
+    if ($SourceKind -ne 'capability') {
+        if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $SourcePath)) {
+            throw "OpenSSH source '$SourcePath' not found on the Hyper-V host; fix openSshSource.path."
+        }
+        $guestSource = 'C:\Windows\Temp\PlutusOpenSshSource'
+        if ($SourceKind -eq 'msi') { $guestSource = 'C:\Windows\Temp\PlutusOpenSsh.msi' }
+        $present = Microsoft.PowerShell.Core\Invoke-Command -Session $session -ArgumentList $guestSource -ScriptBlock {
+            param([string]$Path)
+            Microsoft.PowerShell.Management\Test-Path -LiteralPath $Path
+        }
+        if (-not $present) {
+            Microsoft.PowerShell.Management\Copy-Item -ToSession $session -LiteralPath $SourcePath -Destination $guestSource -Recurse
+        }
+    }
+
+    $result = Microsoft.PowerShell.Core\Invoke-Command -Session $session -ErrorAction Stop -ArgumentList $SourceKind, $guestSource, $HostPublicKey, $HostPrivateKey, $SshdConfig, $AllowedClientIp -ScriptBlock {
+        param([string]$SourceKind, [string]$GuestSource, [string]$HostPublicKey, [string]$HostPrivateKey, [string]$SshdConfig, [string]$AllowedClientIp)
+        $ErrorActionPreference = 'Stop'
+        $changes = New-Object -TypeName System.Collections.Generic.List[string]
+        $utf8 = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false
+
+        $service = Microsoft.PowerShell.Management\Get-Service -Name 'sshd' -ErrorAction SilentlyContinue
+        if ($null -eq $service) {
+            if ($SourceKind -eq 'msi') {
+                $process = Microsoft.PowerShell.Management\Start-Process -FilePath 'msiexec.exe' -ArgumentList @('/i', ('"{0}"' -f $GuestSource), '/qn', '/norestart', 'ADDLOCAL=Server') -Wait -PassThru
+                if ($process.ExitCode -ne 0) { throw "msiexec failed with exit code $($process.ExitCode)" }
+            } elseif ($SourceKind -eq 'fod') {
+                $null = Dism\Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' -Source $GuestSource -LimitAccess
+            } else {
+                $null = Dism\Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0'
+            }
+            $changes.Add("installed OpenSSH Server ($SourceKind)")
+            $service = Microsoft.PowerShell.Management\Get-Service -Name 'sshd'
+        }
+        $binary = (CimCmdlets\Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
+        $installDir = [System.IO.Path]::GetDirectoryName($binary)
+
+        $sshDir = Microsoft.PowerShell.Management\Join-Path -Path $env:ProgramData -ChildPath 'ssh'
+        $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $sshDir -Force
+        $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
+        $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
+        $restart = $false
+        function Set-PlutusProtectedFile {
+            param([string]$Path, [string]$Text, [bool]$PublicRead)
+            $bytes = $utf8.GetBytes($Text)
+            $same = (Microsoft.PowerShell.Management\Test-Path -LiteralPath $Path -PathType Leaf) -and ([System.Convert]::ToBase64String([System.IO.File]::ReadAllBytes($Path)) -eq [System.Convert]::ToBase64String($bytes))
+            if (-not $same) { [System.IO.File]::WriteAllBytes($Path, $bytes) }
+            $acl = New-Object -TypeName System.Security.AccessControl.FileSecurity
+            $acl.SetAccessRuleProtection($true, $false)
+            $acl.SetOwner($administrators)
+            foreach ($sid in @($system, $administrators)) {
+                $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', 'Allow'))
+            }
+            if ($PublicRead) {
+                $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
+                $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $users, 'Read', 'Allow'))
+            }
+            if ((Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path).Sddl -ne $acl.Sddl) {
+                Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $acl
+            }
+            return (-not $same)
+        }
+        $keyPath = Microsoft.PowerShell.Management\Join-Path -Path $sshDir -ChildPath 'ssh_host_ed25519_key'
+        if (Set-PlutusProtectedFile -Path $keyPath -Text ($HostPrivateKey.Trim() + "`n") -PublicRead $false) { $changes.Add('installed the pre-generated ed25519 host key'); $restart = $true }
+        if (Set-PlutusProtectedFile -Path "$keyPath.pub" -Text ($HostPublicKey.Trim() + "`n") -PublicRead $true) { $changes.Add('installed the host public key'); $restart = $true }
+
+        $configPath = Microsoft.PowerShell.Management\Join-Path -Path $sshDir -ChildPath 'sshd_config'
+        $candidate = Microsoft.PowerShell.Management\Join-Path -Path $sshDir -ChildPath 'sshd_config.plutus-candidate'
+        $wanted = $utf8.GetBytes($SshdConfig)
+        $same = (Microsoft.PowerShell.Management\Test-Path -LiteralPath $configPath -PathType Leaf) -and ([System.Convert]::ToBase64String([System.IO.File]::ReadAllBytes($configPath)) -eq [System.Convert]::ToBase64String($wanted))
+        if (-not $same) {
+            [System.IO.File]::WriteAllBytes($candidate, $wanted)
+            $check = & $binary -t -f $candidate 2>&1
+            if ($LASTEXITCODE -ne 0) {
+                Microsoft.PowerShell.Management\Remove-Item -LiteralPath $candidate -Force
+                throw "sshd -t rejected the new sshd_config, the running one is unchanged: $($check -join ' ')"
+            }
+            Microsoft.PowerShell.Management\Move-Item -LiteralPath $candidate -Destination $configPath -Force
+            $changes.Add('wrote sshd_config (sshd -t passed)')
+            $restart = $true
+        }
+
+        foreach ($rule in @(NetSecurity\Get-NetFirewallRule -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq 'OpenSSH-Server-In-TCP' -and $_.Enabled -eq 'True' })) {
+            NetSecurity\Disable-NetFirewallRule -Name $rule.Name
+            $changes.Add('disabled the default OpenSSH rule (open to all)')
+        }
+        $ruleName = 'Plutus-SFTP-In'
+        $ours = NetSecurity\Get-NetFirewallRule -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $ruleName }
+        $ok = $false
+        if ($null -ne $ours) {
+            $address = ($ours | NetSecurity\Get-NetFirewallAddressFilter).RemoteAddress
+            $port = $ours | NetSecurity\Get-NetFirewallPortFilter
+            $ok = ($ours.Enabled -eq 'True') -and ($ours.Action -eq 'Allow') -and ($ours.Direction -eq 'Inbound') -and (@($address) -join ',') -eq $AllowedClientIp -and $port.Protocol -eq 'TCP' -and (@($port.LocalPort) -join ',') -eq '22'
+            if (-not $ok) { NetSecurity\Remove-NetFirewallRule -Name $ruleName }
+        }
+        if (-not $ok) {
+            $null = NetSecurity\New-NetFirewallRule -Name $ruleName -DisplayName 'Plutus SFTP from the web VM' -Direction Inbound -Action Allow -Protocol TCP -LocalPort 22 -RemoteAddress $AllowedClientIp -Profile Any
+            $changes.Add("firewall: TCP 22 open to $AllowedClientIp only")
+        }
+
+        if ($service.StartType -ne 'Automatic') {
+            Microsoft.PowerShell.Management\Set-Service -Name 'sshd' -StartupType Automatic
+            $changes.Add('sshd starts automatically')
+        }
+        $service = Microsoft.PowerShell.Management\Get-Service -Name 'sshd'
+        if ($service.Status -ne 'Running') {
+            Microsoft.PowerShell.Management\Start-Service -Name 'sshd'
+            $changes.Add('started sshd')
+        } elseif ($restart) {
+            Microsoft.PowerShell.Management\Restart-Service -Name 'sshd'
+            $changes.Add('restarted sshd')
+        }
+        $fingerprint = & (Microsoft.PowerShell.Management\Join-Path -Path $installDir -ChildPath 'ssh-keygen.exe') -lf "$keyPath.pub"
+        [pscustomobject]@{ fingerprint = [string]$fingerprint; changed = @($changes) }
+    }
+} finally {
+    Microsoft.PowerShell.Core\Remove-PSSession -Session $session
+}
+[pscustomobject]@{ vmName = $VmName; hostKey = $result.fingerprint; changed = @($result.changed) } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
