@@ -1,0 +1,178 @@
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { parseAgentConfig, type AgentConfig } from "@plutus/shared";
+import { readLabConfig } from "./config";
+import { readBundle, BundleError, type AgentBundle } from "./bundle";
+import { LabNetwork } from "./network";
+import { DifferencingDisk } from "./differencingDisk";
+import { UbuntuVm } from "./ubuntuVm";
+import { WindowsVm } from "./windowsVm";
+import { ErpOpenSsh, SYNC_ACCOUNT } from "./erpOpenSsh";
+import { AgentDeployment, Canary, type WebVmConnection } from "./agentDeployment";
+import { sshFingerprintSha256 } from "./keys";
+
+const lab = readLabConfig(new pulumi.Config());
+
+const bundleDir = lab.agentBundleDir ?? path.resolve(__dirname, "..", "agent", "dist", "bundle");
+let bundle: AgentBundle;
+try {
+  bundle = readBundle(bundleDir);
+} catch (err) {
+  if (err instanceof BundleError) throw new pulumi.RunError(err.message);
+  throw err;
+}
+
+const host = lab.hostAccess;
+const masters = [lab.ubuntuMasterVhdx, lab.windowsMasterVhdx];
+const vmDir = (name: string) => `${lab.vmFolder}\\${name}`;
+
+// Keys: generated once, kept in the (encrypted) state; private parts are secrets.
+const ed25519 = { algorithm: "ED25519" } as const;
+const syncKey = new tls.PrivateKey("sync-key", ed25519);
+const webHostKey = new tls.PrivateKey("web-host-key", ed25519);
+const erpHostKey = new tls.PrivateKey("erp-host-key", ed25519);
+const webAdminKey = new tls.PrivateKey("web-admin-key", ed25519);
+
+const network = new LabNetwork("lab-network", {
+  host,
+  switchName: lab.switchName,
+  subnetCidr: lab.subnet.cidr,
+  prefixLength: lab.subnet.prefixLength,
+  gatewayIp: lab.gatewayIp,
+  nat: lab.nat,
+});
+
+const webDisk = new DifferencingDisk("web-disk", {
+  host,
+  masterPath: lab.ubuntuMasterVhdx,
+  path: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-os.vhdx`,
+  protectedPaths: masters,
+});
+const erpDisk = new DifferencingDisk("erp-disk", {
+  host,
+  masterPath: lab.windowsMasterVhdx,
+  path: `${vmDir(lab.erpVm.name)}\\${lab.erpVm.name}-os.vhdx`,
+  protectedPaths: masters,
+});
+
+const webVm = new UbuntuVm(
+  "web-vm",
+  {
+    host,
+    vmName: lab.webVm.name,
+    vmFolder: lab.vmFolder,
+    osDiskPath: webDisk.path,
+    seedDiskPath: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-cidata.vhdx`,
+    protectedPaths: masters,
+    switchName: network.switchName,
+    memoryMB: lab.webVm.memoryMB,
+    cpus: lab.webVm.cpus,
+    ip: lab.webVm.ip,
+    prefixLength: lab.subnet.prefixLength,
+    gateway: lab.gatewayIp,
+    dnsServers: lab.dnsServers,
+    adminUser: lab.webAdminUser,
+    adminPublicKey: webAdminKey.publicKeyOpenssh,
+    hostPrivateKey: webHostKey.privateKeyOpenssh,
+    hostPublicKey: webHostKey.publicKeyOpenssh,
+  },
+  { dependsOn: [network, webDisk] },
+);
+
+const erpVm = new WindowsVm(
+  "erp-vm",
+  {
+    host,
+    vmName: lab.erpVm.name,
+    computerName: lab.erpVm.name.replace(/[^A-Za-z0-9-]/g, "-").slice(0, 15).toUpperCase(),
+    vmFolder: lab.vmFolder,
+    osDiskPath: erpDisk.path,
+    switchName: network.switchName,
+    memoryMB: lab.erpVm.memoryMB,
+    cpus: lab.erpVm.cpus,
+    ip: lab.erpVm.ip,
+    prefixLength: lab.subnet.prefixLength,
+    gateway: lab.gatewayIp,
+    dnsServers: lab.dnsServers,
+    adminPassword: lab.windowsAdminPassword,
+  },
+  { dependsOn: [network, erpDisk] },
+);
+
+const erpSsh = new ErpOpenSsh(
+  "erp-openssh",
+  {
+    host,
+    vmName: lab.erpVm.name,
+    adminPassword: lab.windowsAdminPassword,
+    source: lab.openSshSource,
+    hostPrivateKey: erpHostKey.privateKeyOpenssh,
+    hostPublicKey: erpHostKey.publicKeyOpenssh,
+    syncPublicKey: syncKey.publicKeyOpenssh,
+    folders: lab.erpFolders,
+    allowedClientIp: lab.webVm.ip,
+  },
+  { dependsOn: [erpVm] },
+);
+
+const erpFingerprint = erpHostKey.publicKeyOpenssh.apply(sshFingerprintSha256);
+const webFingerprint = webHostKey.publicKeyOpenssh.apply(sshFingerprintSha256);
+
+const config: pulumi.Output<AgentConfig> = erpFingerprint.apply((hostKeySha256) =>
+  parseAgentConfig(
+    {
+      outbox: "/var/lib/plutus/outbox",
+      archive: "/var/lib/plutus/archive",
+      quarantine: "/var/lib/plutus/quarantine",
+      stateDir: "/var/lib/plutus/state",
+      logDir: "/var/log/plutus",
+      minAgeSeconds: lab.agentMinAgeSeconds,
+      remote: {
+        host: lab.erpVm.ip,
+        port: 22,
+        username: SYNC_ACCOUNT,
+        privateKeyPath: "/etc/plutus/id_ed25519",
+        hostKeySha256,
+        inbox: lab.erpFolders.sftpInbox,
+        staging: lab.erpFolders.sftpStaging,
+      },
+    },
+    "the stack's agentConfig",
+  ),
+);
+
+const webConnection: WebVmConnection = {
+  host: lab.webVm.ip,
+  user: lab.webAdminUser,
+  privateKey: webAdminKey.privateKeyOpenssh,
+  hostKey: webHostKey.publicKeyOpenssh,
+  proxy:
+    host.mode === "ssh"
+      ? { host: host.host, port: host.port, user: host.user, privateKey: host.privateKey, hostKey: host.hostKey }
+      : undefined,
+};
+
+const agent = new AgentDeployment(
+  "agent",
+  { connection: webConnection, bundle, agentConfig: config, syncPrivateKey: syncKey.privateKeyOpenssh },
+  { dependsOn: [webVm, erpSsh] },
+);
+
+const canaryRun = new Canary(
+  "canary",
+  {
+    connection: webConnection,
+    canary: { outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: lab.agentMinAgeSeconds },
+    triggers: [bundle.checksum, config.apply((c) => JSON.stringify(c))],
+  },
+  { dependsOn: [agent.installed] },
+);
+
+export const webHost = lab.webVm.ip;
+export const erpHost = lab.erpVm.ip;
+export const webHostKeySha256 = webFingerprint;
+export const erpHostKeySha256 = erpFingerprint;
+export const syncPublicKey = syncKey.publicKeyOpenssh;
+export const agentConfig = config;
+export const canary = canaryRun.result;
