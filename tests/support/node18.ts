@@ -1,13 +1,21 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
- * Debian bookworm's Node.js 18 (`nodejs` + `libnode108`, plus any shared library this machine
+ * Debian bookworm's Node.js 18 (`nodejs` + `libnode108`, the builtins Debian keeps outside it:
+ * `node-acorn`, `node-cjs-module-lexer`, `node-undici`, plus any shared library this machine
  * lacks), fetched with `apt-get download` and unpacked with `dpkg -x` into a cache beside the
- * machine's own Node. Nothing is installed into the system.
+ * machine's own Node. Nothing is installed into the system's package database.
+ *
+ * Debian's libnode loads those builtins from the absolute path /usr/share/nodejs/…, compiled in.
+ * The cached copy of libnode has that prefix replaced by one of the same length, SHARE_LINK, a
+ * symbolic link to the unpacked /usr/share/nodejs; so nothing is written under /usr.
  */
 export const NODE18_CACHE = "/var/cache/plutus-test/node18";
+const DEBIAN_SHARE = "/usr/share/nodejs/";
+const SHARE_LINK = "/var/cache/plnd18/";
+const BUILTIN_PACKAGES = ["node-acorn", "node-cjs-module-lexer", "node-undici"];
 
 /** Shared libraries libnode108 links against, and the bookworm package that ships each. */
 const LIBRARY_PACKAGES: Record<string, string> = {
@@ -30,7 +38,10 @@ const LIBRARY_PACKAGES: Record<string, string> = {
  */
 export function ensureNode18(): string {
   const wrapper = join(NODE18_CACHE, "node");
-  if (existsSync(wrapper)) return wrapper;
+  if (existsSync(wrapper)) {
+    linkShare();
+    return wrapper;
+  }
   mkdirSync("/var/cache/plutus-test", { recursive: true, mode: 0o755 });
   // Built beside the cache and renamed into place, so a concurrent or interrupted run never leaves half a cache.
   const build = mkdtempSync(`${NODE18_CACHE}.build-`);
@@ -41,7 +52,7 @@ export function ensureNode18(): string {
     mkdirSync(debs);
     mkdirSync(root, { mode: 0o755 });
     const version = node18Version();
-    download(debs, [`nodejs=${version}`, `libnode108=${version}`]);
+    download(debs, [`nodejs=${version}`, `libnode108=${version}`, ...BUILTIN_PACKAGES]);
     unpackAll(debs, root);
     const binary = join(root, "usr/bin/node");
     const libDir = join(root, "usr/lib/x86_64-linux-gnu");
@@ -53,6 +64,8 @@ export function ensureNode18(): string {
       const still = missingLibraries(binary, libDir);
       if (still.length > 0) fail(`still missing after unpacking ${extra.join(", ")}: ${still.join(", ")}`);
     }
+    // After the last unpacking, which would restore the original.
+    relocateBuiltins(join(libDir, "libnode.so.108"));
     const finalRoot = join(NODE18_CACHE, "root");
     writeFileSync(
       join(build, "node"),
@@ -65,12 +78,42 @@ export function ensureNode18(): string {
     } catch (error) {
       if (!existsSync(wrapper)) throw error; // another run finished first: use its cache
     }
+    linkShare();
   } finally {
     rmSync(build, { recursive: true, force: true });
   }
   const printed = execFileSync(wrapper, ["--version"]).toString().trim();
   if (!printed.startsWith("v18.")) fail(`${wrapper} printed ${printed}, not v18.x`);
   return wrapper;
+}
+
+function relocateBuiltins(libnode: string): void {
+  const from = Buffer.from(DEBIAN_SHARE);
+  const to = Buffer.from(SHARE_LINK);
+  if (from.length !== to.length) fail("internal: the relocated builtin prefix must keep its length");
+  const bytes = readFileSync(libnode);
+  let count = 0;
+  for (let at = bytes.indexOf(from); at !== -1; at = bytes.indexOf(from, at + to.length)) {
+    to.copy(bytes, at);
+    count++;
+  }
+  if (count === 0) fail(`${libnode} does not mention ${DEBIAN_SHARE}; the relocation no longer applies`);
+  writeFileSync(libnode, bytes);
+}
+
+/** SHARE_LINK -> the cache's usr/share/nodejs, made (atomically) when missing or wrong. */
+function linkShare(): void {
+  const link = SHARE_LINK.replace(/\/$/, "");
+  const target = join(NODE18_CACHE, "root/usr/share/nodejs");
+  try {
+    if (readlinkSync(link) === target) return;
+  } catch {
+    // absent: made below
+  }
+  const temp = `${link}.${process.pid}`;
+  rmSync(temp, { force: true });
+  symlinkSync(target, temp);
+  renameSync(temp, link);
 }
 
 function fail(message: string): never {
