@@ -86,6 +86,24 @@ export interface Recorded {
   dependencies: string[];
   deleteBeforeReplace: boolean;
   additionalSecretOutputs: string[];
+  /** Top-level inputs that arrived as Pulumi secrets (unwrapped in `inputs`). */
+  secretInputs: string[];
+}
+
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+
+/** Replaces Pulumi's secret envelopes by their values; reports whether any was found. */
+function unwrap(value: any, found: { secret: boolean }): any {
+  if (Array.isArray(value)) return value.map((v) => unwrap(v, found));
+  if (value && typeof value === "object") {
+    if (value[SIG_KEY] === SECRET_SIG) {
+      found.secret = true;
+      return unwrap(value.value, found);
+    }
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrap(v, found)]));
+  }
+  return value;
 }
 
 export interface ProgramRun {
@@ -130,6 +148,7 @@ export async function runProgram(config: Record<string, string | undefined> = {}
           dependencies: req.getDependenciesList(),
           deleteBeforeReplace: req.getDeletebeforereplace(),
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          secretInputs: [],
         });
         return original.call(this, req, callback);
       };
@@ -138,7 +157,12 @@ export async function runProgram(config: Record<string, string | undefined> = {}
           newResource(args) {
             const rec = [...resources].reverse().find((r) => r.name === args.name && r.type === args.type && r.urn === "");
             if (rec) {
-              rec.inputs = args.inputs;
+              rec.inputs = {};
+              for (const [k, v] of Object.entries(args.inputs ?? {})) {
+                const found = { secret: false };
+                rec.inputs[k] = unwrap(v, found);
+                if (found.secret) rec.secretInputs.push(k);
+              }
               rec.urn = `${args.type}::${args.name}`;
             }
             if (args.type === "tls:index/privateKey:PrivateKey") {

@@ -1,8 +1,353 @@
-import { runProgram } from "./harness";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { CANARY_PREFIX, HOST_KEY_SHA256_PATTERN } from "@plutus/shared";
+import { runProgram, nameOfUrn, SECRETS, type ProgramRun } from "./harness";
+import {
+  renderCanaryCommand,
+  renderCopyCommand,
+  renderInstallCommand,
+  renderUninstallCommand,
+  renderWaitCommand,
+  remoteBundleDir,
+} from "../../infra/agentDeployment";
+import { renderCommandLine } from "../../infra/powershell";
+import { readBundle } from "../../infra/bundle";
 
-test("smoke", async () => {
-  const run = await runProgram();
-  console.log(run.resources.map((r) => `${r.type} ${r.name} parent=${r.parent.split("::").pop()} deps=${r.dependencies.map((d) => d.split("::").pop()).join(",")} dbr=${r.deleteBeforeReplace}`).join("\n"));
-  console.log(JSON.stringify(run.outputs, null, 1).slice(0, 1500), run.secretOutputs);
-  console.log(Object.keys(run.byName("web-vm-seed-run").inputs));
+let run: ProgramRun;
+beforeAll(async () => {
+  run = await runProgram();
+}, 60_000);
+
+const names = (filter: (r: ProgramRun["resources"][number]) => boolean) => run.resources.filter(filter).map((r) => r.name).sort();
+const parentName = (name: string) => nameOfUrn(run.byName(name).parent);
+const deps = (name: string) => run.byName(name).dependencies.map(nameOfUrn);
+const stdinDoc = (name: string) => JSON.parse(run.byName(name).inputs.stdin);
+
+const HOST_COMMANDS = [
+  "lab-network-switch-run",
+  "web-disk-vhdx-run",
+  "erp-disk-vhdx-run",
+  "web-vm-seed-run",
+  "web-vm-vm-run",
+  "erp-vm-unattend-run",
+  "erp-vm-vm-run",
+  "erp-vm-guest-run",
+  "erp-openssh-account-run",
+  "erp-openssh-sshd-run",
+];
+
+test("creates exactly the expected resources, each child under its component", () => {
+  expect(names((r) => r.type === "command:local:Command")).toEqual([...HOST_COMMANDS].sort());
+  expect(names((r) => r.type === "command:remote:Command")).toEqual(["agent-copy", "agent-install", "agent-wait", "canary-run"]);
+  expect(names((r) => r.type === "tls:index/privateKey:PrivateKey")).toEqual(["erp-host-key", "sync-key", "web-admin-key", "web-host-key"]);
+  for (const key of ["erp-host-key", "sync-key", "web-admin-key", "web-host-key"]) expect(run.byName(key).inputs).toEqual({ algorithm: "ED25519" });
+  const components = run.resources.filter((r) => r.type.startsWith("plutus:")).map((r) => `${r.type} ${r.name} <- ${nameOfUrn(r.parent)}`).sort();
+  expect(components).toEqual([
+    "plutus:agentDeployment:AgentDeployment agent <- ",
+    "plutus:agentDeployment:Canary canary <- ",
+    "plutus:disk:DifferencingDisk erp-disk <- ",
+    "plutus:disk:DifferencingDisk web-disk <- ",
+    "plutus:erpOpenSsh:ErpOpenSsh erp-openssh <- ",
+    "plutus:network:LabNetwork lab-network <- ",
+    "plutus:powershell:PowerShellCommand erp-disk-vhdx <- erp-disk",
+    "plutus:powershell:PowerShellCommand erp-openssh-account <- erp-openssh",
+    "plutus:powershell:PowerShellCommand erp-openssh-sshd <- erp-openssh",
+    "plutus:powershell:PowerShellCommand erp-vm-guest <- erp-vm",
+    "plutus:powershell:PowerShellCommand erp-vm-unattend <- erp-vm",
+    "plutus:powershell:PowerShellCommand erp-vm-vm <- erp-vm",
+    "plutus:powershell:PowerShellCommand lab-network-switch <- lab-network",
+    "plutus:powershell:PowerShellCommand web-disk-vhdx <- web-disk",
+    "plutus:powershell:PowerShellCommand web-vm-seed <- web-vm",
+    "plutus:powershell:PowerShellCommand web-vm-vm <- web-vm",
+    "plutus:ubuntuVm:UbuntuVm web-vm <- ",
+    "plutus:windowsVm:WindowsVm erp-vm <- ",
+  ]);
+  for (const name of HOST_COMMANDS) expect(parentName(name)).toBe(name.replace(/-run$/, ""));
+  for (const name of ["agent-wait", "agent-copy", "agent-install"]) expect(parentName(name)).toBe("agent");
+  expect(parentName("canary-run")).toBe("canary");
 });
+
+test("orders the work: switch and disks before VMs, OpenSSH after the Windows VM, agent after both, canary last", () => {
+  expect(deps("web-vm-seed-run")).toEqual(expect.arrayContaining(["lab-network-switch-run", "web-disk-vhdx-run"]));
+  expect(deps("web-vm-vm-run")).toEqual(expect.arrayContaining(["lab-network-switch-run", "web-disk-vhdx-run", "web-vm-seed-run"]));
+  expect(deps("erp-vm-unattend-run")).toEqual(expect.arrayContaining(["lab-network-switch-run", "erp-disk-vhdx-run"]));
+  expect(deps("erp-vm-vm-run")).toEqual(expect.arrayContaining(["lab-network-switch-run", "erp-disk-vhdx-run", "erp-vm-unattend-run"]));
+  expect(deps("erp-vm-guest-run")).toEqual(["erp-vm-vm-run"]);
+  expect(deps("erp-openssh-account-run")).toEqual(expect.arrayContaining(["erp-vm-vm-run", "erp-vm-guest-run"]));
+  expect(deps("erp-openssh-sshd-run")).toEqual(expect.arrayContaining(["erp-vm-guest-run", "erp-openssh-account-run"]));
+  expect(deps("agent-wait")).toEqual(expect.arrayContaining(["web-vm-vm-run", "erp-openssh-sshd-run"]));
+  expect(deps("agent-copy")).toEqual(expect.arrayContaining(["agent-wait"]));
+  expect(deps("agent-install")).toEqual(expect.arrayContaining(["agent-copy"]));
+  expect(deps("canary-run")).toEqual(expect.arrayContaining(["agent-install"]));
+});
+
+test("named Hyper-V objects are deleted before their replacement; guest-side steps are not", () => {
+  const dbr = names((r) => r.deleteBeforeReplace);
+  expect(dbr).toEqual(["erp-disk-vhdx-run", "erp-vm-vm-run", "lab-network-switch-run", "web-disk-vhdx-run", "web-vm-seed-run", "web-vm-vm-run"]);
+});
+
+test("host commands: one fixed command line per step, data on stdin, script hashes in triggers", () => {
+  for (const name of HOST_COMMANDS) {
+    const inputs = run.byName(name).inputs;
+    expect(inputs.create).toBe(renderCommandLine("create"));
+    expect(inputs.interpreter).toEqual(["cmd.exe", "/C"]);
+    const doc = JSON.parse(inputs.stdin);
+    const script = fs.readFileSync(path.join(__dirname, "../../infra/scripts", doc.create.name.match(/\((.+)\)$/)[1]), "utf8");
+    expect(doc.create.script).toBe(script);
+    const hash = require("node:crypto").createHash("sha256").update(script).digest("hex");
+    expect(inputs.triggers[0]).toBe(hash);
+    if (doc.delete) expect(inputs.delete).toBe(renderCommandLine("delete"));
+    else expect(inputs.delete).toBeUndefined();
+    expect(inputs.create.length).toBeLessThan(8191);
+  }
+  expect(stdinDoc("lab-network-switch-run").create.parameters).toEqual({
+    SwitchName: "PlutusLab",
+    GatewayIp: "192.168.77.1",
+    PrefixLength: 24,
+    SubnetCidr: "192.168.77.0/24",
+    EnableNat: true,
+    NatName: "PlutusLab-nat",
+  });
+  expect(stdinDoc("web-disk-vhdx-run").create.parameters).toEqual({
+    MasterPath: "D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx",
+    Path: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx",
+  });
+  expect(stdinDoc("web-vm-vm-run").create.parameters).toEqual({
+    Name: "plutus-web",
+    VmFolder: "D:\\Plutus\\VMs",
+    MemoryMB: 2048,
+    Cpus: 2,
+    SwitchName: "PlutusLab",
+    OsDiskPath: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx",
+    SeedDiskPath: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-cidata.vhdx",
+    SecureBootTemplate: "MicrosoftUEFICertificateAuthority",
+  });
+  expect(stdinDoc("erp-vm-vm-run").create.parameters.SecureBootTemplate).toBe("MicrosoftWindows");
+  expect(stdinDoc("erp-vm-unattend-run").create.parameters).toEqual({ DiskPath: "D:\\Plutus\\VMs\\plutus-erp\\plutus-erp-os.vhdx", VmName: "plutus-erp", ComputerName: "PLUTUS-ERP" });
+  const sshd = stdinDoc("erp-openssh-sshd-run").create;
+  expect(sshd.parameters.AllowedClientIp).toBe("192.168.77.10");
+  expect(sshd.parameters.SourceKind).toBe("capability");
+  expect(sshd.parameters.SshdConfig).toContain(
+    'Match User plutus-sync\r\n    AuthorizedKeysFile __PROGRAMDATA__/ssh/plutus-sync_authorized_keys\r\n    ChrootDirectory "C:\\Plutus"\r\n    ForceCommand internal-sftp\r\n    AllowTcpForwarding no\r\n',
+  );
+  expect(sshd.parameters.SshdConfig).toContain("\r\nPasswordAuthentication no\r\n");
+  expect(Object.keys(sshd.secrets).sort()).toEqual(["AdminPassword", "HostPrivateKey"]);
+  const account = stdinDoc("erp-openssh-account-run").create.parameters;
+  expect(account).toMatchObject({ UserName: "plutus-sync", ChrootDirectory: "C:\\Plutus", InboxPath: "C:\\Plutus\\Inbox", StagingPath: "C:\\Plutus\\Staging" });
+  expect(account.PublicKey).toBe(run.keys.get("sync-key")!.publicKeyOpenssh);
+});
+
+test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key, agentConfig, canary", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-fp-"));
+  const fingerprint = (key: string) => {
+    const file = path.join(dir, `${key}.pub`);
+    fs.writeFileSync(file, run.keys.get(key)!.publicKeyOpenssh);
+    return execFileSync("ssh-keygen", ["-lf", file], { encoding: "utf8" }).split(" ")[1];
+  };
+  expect(run.outputs.webHost).toBe("192.168.77.10");
+  expect(run.outputs.erpHost).toBe("192.168.77.20");
+  expect(run.outputs.webHostKeySha256).toBe(fingerprint("web-host-key"));
+  expect(run.outputs.erpHostKeySha256).toBe(fingerprint("erp-host-key"));
+  expect(run.outputs.erpHostKeySha256).toMatch(HOST_KEY_SHA256_PATTERN);
+  // the generated private key really is the OpenSSH form of the same key
+  const privFile = path.join(dir, "erp");
+  fs.writeFileSync(privFile, run.keys.get("erp-host-key")!.privateKeyOpenssh, { mode: 0o600 });
+  expect(execFileSync("ssh-keygen", ["-y", "-f", privFile], { encoding: "utf8" }).trim()).toBe(run.keys.get("erp-host-key")!.publicKeyOpenssh.trim());
+  expect(run.outputs.syncPublicKey).toBe(run.keys.get("sync-key")!.publicKeyOpenssh);
+  expect(run.outputs.agentConfig).toEqual({
+    outbox: "/var/lib/plutus/outbox",
+    archive: "/var/lib/plutus/archive",
+    quarantine: "/var/lib/plutus/quarantine",
+    stateDir: "/var/lib/plutus/state",
+    logDir: "/var/log/plutus",
+    minAgeSeconds: 30,
+    remote: {
+      host: "192.168.77.20",
+      port: 22,
+      username: "plutus-sync",
+      privateKeyPath: "/etc/plutus/id_ed25519",
+      hostKeySha256: fingerprint("erp-host-key"),
+      inbox: "/Inbox",
+      staging: "/Staging",
+    },
+    concurrency: 16,
+    maxFileBytes: 10485760,
+    passDeadlineSeconds: 240,
+    operationTimeoutSeconds: 30,
+    connectTimeoutSeconds: 20,
+    retries: 3,
+    retryBaseDelayMs: 500,
+    logLevel: "info",
+    logRetentionDays: 30,
+  });
+  expect(run.outputs.canary).toEqual({ ran: false, detail: "no canary result (preview, or the step has not run)" });
+  expect(run.secretOutputs).toEqual([]);
+});
+
+test("secrets never appear in command text, outputs or scripts, in clear or base64; they travel on secret stdin", () => {
+  const secrets = [
+    SECRETS["plutus:windowsAdminPassword"],
+    ...["sync-key", "web-host-key", "erp-host-key", "web-admin-key"].map((k) => run.keys.get(k)!.privateKeyOpenssh),
+  ];
+  const forms = (s: string) => [s, s.trim().split("\n")[1] ?? s, Buffer.from(s).toString("base64"), Buffer.from(s, "utf16le").toString("base64")].filter((f) => f.length >= 12);
+  const decode = (line: string) => {
+    const m = / -EncodedCommand (\S+)$/.exec(line);
+    return m ? Buffer.from(m[1], "base64").toString("utf16le") : "";
+  };
+  const texts: string[] = [];
+  for (const r of run.resources.filter((x) => x.type.startsWith("command:"))) {
+    for (const k of ["create", "update", "delete"]) {
+      if (typeof r.inputs[k] === "string") texts.push(r.inputs[k], decode(r.inputs[k]));
+    }
+    texts.push(JSON.stringify(r.inputs.triggers ?? []));
+  }
+  texts.push(JSON.stringify(run.outputs));
+  for (const f of fs.readdirSync(path.join(__dirname, "../../infra/scripts"))) texts.push(fs.readFileSync(path.join(__dirname, "../../infra/scripts", f), "utf8"));
+  for (const secret of secrets) for (const form of forms(secret)) for (const t of texts) expect(t.includes(form)).toBe(false);
+
+  // where they do go: stdin of the steps that need them, marked secret
+  expect(stdinDoc("erp-vm-unattend-run").create.secrets).toEqual({ AdminPassword: SECRETS["plutus:windowsAdminPassword"] });
+  expect(stdinDoc("erp-openssh-sshd-run").create.secrets.HostPrivateKey).toBe(run.keys.get("erp-host-key")!.privateKeyOpenssh);
+  expect(JSON.parse(run.byName("agent-install").inputs.stdin).privateKey).toBe(run.keys.get("sync-key")!.privateKeyOpenssh);
+  for (const name of ["erp-vm-unattend-run", "erp-vm-guest-run", "erp-openssh-account-run", "erp-openssh-sshd-run", "web-vm-seed-run", "agent-install"]) {
+    expect(run.byName(name).additionalSecretOutputs).toContain("stdin");
+    expect(run.byName(name).secretInputs).toContain("stdin");
+  }
+  for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "erp-vm-vm-run", "agent-copy"]) expect(run.byName(name).secretInputs).toEqual([]);
+});
+
+test("cloud-init documents: valid YAML, #cloud-config first, no BOM, admin user and pre-generated host key", () => {
+  const seed = stdinDoc("web-vm-seed-run").create;
+  const docs: Record<string, string> = { "user-data": seed.secrets.UserData, "meta-data": seed.parameters.MetaData, "network-config": seed.parameters.NetworkConfig };
+  for (const text of Object.values(docs)) {
+    expect(text.startsWith("#cloud-config\n")).toBe(true);
+    expect(text.charCodeAt(0)).not.toBe(0xfeff);
+  }
+  const user = parseYaml(docs["user-data"]);
+  expect(user.users).toEqual([
+    { name: "plutusadmin", groups: ["sudo"], shell: "/bin/bash", sudo: "ALL=(ALL) NOPASSWD:ALL", lock_passwd: true, ssh_authorized_keys: [run.keys.get("web-admin-key")!.publicKeyOpenssh.trim()] },
+  ]);
+  expect(user.ssh_keys).toEqual({ ed25519_private: run.keys.get("web-host-key")!.privateKeyOpenssh, ed25519_public: run.keys.get("web-host-key")!.publicKeyOpenssh.trim() });
+  expect(user.ssh_pwauth).toBe(false);
+  const meta = parseYaml(docs["meta-data"]);
+  expect(meta["local-hostname"]).toBe("plutus-web");
+  expect(meta["instance-id"]).toMatch(/^plutus-web-[0-9a-f]{16}$/);
+  expect(parseYaml(docs["network-config"])).toEqual({
+    version: 2,
+    ethernets: {
+      eth0: {
+        match: { driver: "hv_netvsc" },
+        "set-name": "eth0",
+        dhcp4: false,
+        addresses: ["192.168.77.10/24"],
+        routes: [{ to: "default", via: "192.168.77.1" }],
+        nameservers: { addresses: ["1.1.1.1", "9.9.9.9"] },
+      },
+    },
+  });
+});
+
+test("no delete step can touch a master disk", () => {
+  const masters = ["D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx", "D:\\Masters\\ws2022-std-sysprep.vhdx"];
+  const deletes = HOST_COMMANDS.map((n) => [n, stdinDoc(n).delete] as const).filter(([, d]) => d);
+  expect(deletes.map(([n, d]) => `${n}: ${d.name.match(/\((.+)\)$/)[1]}`).sort()).toEqual([
+    "erp-disk-vhdx-run: Remove-PlutusVhd.ps1",
+    "erp-vm-vm-run: Remove-PlutusVm.ps1",
+    "lab-network-switch-run: Remove-PlutusNetwork.ps1",
+    "web-disk-vhdx-run: Remove-PlutusVhd.ps1",
+    "web-vm-seed-run: Remove-PlutusVhd.ps1",
+    "web-vm-vm-run: Remove-PlutusVm.ps1",
+  ]);
+  for (const [, d] of deletes) {
+    const { ProtectedPath, ...rest } = d.parameters;
+    for (const value of Object.values(rest)) for (const m of masters) expect(String(value).toLowerCase()).not.toBe(m.toLowerCase());
+    if (d.name.includes("Remove-PlutusVhd.ps1")) expect(ProtectedPath).toEqual(masters);
+  }
+  // The delete scripts delete only their -Path / -Name, never by wildcard or prefix.
+  const removeVhd = fs.readFileSync(path.join(__dirname, "../../infra/scripts/Remove-PlutusVhd.ps1"), "utf8");
+  expect(removeVhd.match(/Remove-Item[^\n]*/g)).toEqual(["Remove-Item -LiteralPath $full -Force"]);
+  expect(removeVhd).toContain("throw \"Refusing to delete '$full': it is a protected master disk.\"");
+  for (const f of ["Remove-PlutusVm.ps1", "Remove-PlutusNetwork.ps1", "Remove-PlutusVhd.ps1"]) {
+    const text = fs.readFileSync(path.join(__dirname, "../../infra/scripts", f), "utf8");
+    expect(text).not.toMatch(/\*|-like|-match|Remove-Item -Path|-Recurse/);
+  }
+});
+
+test("agent deployment: the resources run exactly the exported commands; config and key only on stdin", () => {
+  const bundleDir = run.byName("agent-copy").inputs.create.match(/mv '\S+' '(\S+)'/)[1];
+  expect(bundleDir).toMatch(/^\/tmp\/plutus-sync-bundle-[0-9a-f]{12}$/);
+  expect(run.byName("agent-wait").inputs.create).toBe(renderWaitCommand());
+  expect(run.byName("agent-copy").inputs.create).toBe(renderCopyCommand(bundleDir));
+  const install = run.byName("agent-install").inputs;
+  expect(install.create).toBe(renderInstallCommand(bundleDir));
+  expect(install.create).toBe(`sudo bash ${bundleDir}/install.sh --stdin`);
+  expect(install.delete).toBe(renderUninstallCommand());
+  expect(install.delete).toBe("sudo bash /opt/plutus-sync/install.sh --uninstall");
+  const stdin = JSON.parse(install.stdin);
+  expect(Object.keys(stdin)).toEqual(["agentConfig", "privateKey"]);
+  expect(stdin.agentConfig).toEqual(run.outputs.agentConfig);
+  expect(install.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), JSON.stringify(run.outputs.agentConfig)]);
+  expect(remoteBundleDir(install.triggers[0])).toBe(bundleDir);
+  expect(run.byName("canary-run").inputs.create).toBe(renderCanaryCommand({ outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: 30 }));
+  expect(run.byName("canary-run").inputs.create).toContain(CANARY_PREFIX);
+  for (const name of ["agent-wait", "agent-copy", "agent-install", "canary-run"]) {
+    const c = run.byName(name).inputs.connection;
+    expect({ host: c.host, user: c.user, hostKey: c.hostKey, proxy: c.proxy }).toEqual({
+      host: "192.168.77.10",
+      user: "plutusadmin",
+      hostKey: run.keys.get("web-host-key")!.publicKeyOpenssh,
+      proxy: undefined,
+    });
+    expect(c.privateKey).toBe(run.keys.get("web-admin-key")!.privateKeyOpenssh);
+    // every remote command is valid bash
+    execFileSync("bash", ["-n", "-c", run.byName(name).inputs.create]);
+  }
+});
+
+test("the copy step really unpacks and verifies the bundle with tar and sha256sum", () => {
+  const copy = run.byName("agent-copy").inputs;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-copy-"));
+  const target = path.join(root, "b");
+  const script = copy.create.split("/tmp/plutus-sync-bundle-").join(`${root}/x-`);
+  const dir = copy.create.match(/mv '\S+' '(\S+)'/)[1].replace("/tmp/plutus-sync-bundle-", `${root}/x-`);
+  execFileSync("bash", ["-c", script], { input: copy.stdin });
+  expect(fs.readdirSync(dir).sort()).toEqual(["SHA256SUMS", "install.sh", "plutus-sync.cjs", "sync_plutus.sh"]);
+  expect(fs.statSync(path.join(dir, "install.sh")).mode & 0o777).toBe(0o755);
+  expect(fs.existsSync(target)).toBe(false);
+});
+
+test("a missing bundle stops the program with 'run npm run build first'", async () => {
+  await expect(runProgram({ "plutus:agentBundleDir": "/nonexistent/bundle" })).rejects.toThrow(
+    "agent bundle not found at /nonexistent/bundle (missing plutus-sync.cjs, sync_plutus.sh, install.sh, SHA256SUMS): run npm run build first",
+  );
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-bad-"));
+  for (const f of ["plutus-sync.cjs", "sync_plutus.sh", "install.sh"]) fs.writeFileSync(path.join(dir, f), f);
+  fs.writeFileSync(path.join(dir, "SHA256SUMS"), `${"0".repeat(64)}  plutus-sync.cjs\n`);
+  expect(() => readBundle(dir)).toThrow(`agent bundle at ${dir} is inconsistent: plutus-sync.cjs does not match SHA256SUMS; run npm run build again`);
+});
+
+test("a host reached over SSH: host commands are remote with the pinned key, the web VM is reached through it", async () => {
+  const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDNYwzxlmXBT27kLvO1w1rEX9rHbDiy00rC5xzcwLv/o";
+  const ssh = await runProgram({
+    "plutus:hostAccess": "ssh",
+    "plutus:hostSshAddress": "hyperv01.lab.local",
+    "plutus:hostSshUser": "Administrator",
+    "plutus:hostSshHostKey": hostKey,
+  });
+  const sw = ssh.byName("lab-network-switch-run");
+  expect(sw.type).toBe("command:remote:Command");
+  expect(sw.inputs.connection).toMatchObject({ host: "hyperv01.lab.local", port: 22, user: "Administrator", hostKey, privateKey: SECRETS["plutus:hostSshPrivateKey"] });
+  expect(sw.inputs.create).toBe(renderCommandLine("create"));
+  expect(ssh.byName("agent-install").inputs.connection.proxy).toEqual({
+    dialErrorLimit: 10,
+    perDialTimeout: 15,
+    host: "hyperv01.lab.local",
+    port: 22,
+    user: "Administrator",
+    hostKey,
+    privateKey: SECRETS["plutus:hostSshPrivateKey"],
+  });
+}, 60_000);
