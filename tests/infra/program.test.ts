@@ -216,7 +216,8 @@ test("secrets never appear in command text, outputs or scripts, in clear or base
     expect(run.byName(name).additionalSecretOutputs).toContain("stdin");
     expect(run.byName(name).secretInputs).toContain("stdin");
   }
-  for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "erp-vm-vm-run", "agent-copy"]) expect(run.byName(name).secretInputs).toEqual([]);
+  for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "erp-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual([]);
+  expect(run.byName("agent-copy").secretInputs).toEqual(["connection"]);
 });
 
 test("cloud-init documents: valid YAML, #cloud-config first, no BOM, admin user and pre-generated host key", () => {
