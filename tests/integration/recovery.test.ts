@@ -1,0 +1,131 @@
+import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { startErpServer, ErpServer } from "../support/sshd";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+import { CRASH_STEPS } from "../../agent/src/crashHook";
+
+let erp: ErpServer;
+let local: LocalSide;
+/** Every file the ERP took from its inbox: name -> hashes (more than one = delivered twice). */
+let consumed: Map<string, string[]>;
+
+const sha = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
+
+/** The ERP's behaviour: take every file as soon as it is seen, and never see a temporary name. */
+function erpConsumes(): void {
+  for (const name of readdirSync(erp.inboxDir)) {
+    expect(name).toMatch(/^[^.][^/]*\.json$/);
+    const path = join(erp.inboxDir, name);
+    consumed.set(name, [...(consumed.get(name) ?? []), sha(readFileSync(path))]);
+    rmSync(path);
+  }
+}
+
+function openJournalEntries(): unknown[] {
+  const text = readFileSync(join(local.stateDir, "journal.jsonl"), "utf8").trim();
+  return text === "" ? [] : text.split("\n").map((line) => JSON.parse(line));
+}
+
+function archived(): string[] {
+  return readdirSync(local.archive).flatMap((day) => readdirSync(join(local.archive, day))).sort();
+}
+
+beforeAll(async () => {
+  erp = await startErpServer();
+});
+afterAll(async () => {
+  await erp?.destroy();
+});
+beforeEach(() => {
+  local = makeLocalSide(erp);
+  consumed = new Map();
+  for (const dir of [erp.inboxDir, erp.stagingDir]) for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+});
+afterEach(() => local.destroy());
+
+const orders = ["order-a.json", "order-b.json", "order-c.json"];
+
+/** One file in flight at a time, so "the first file crashed" leaves the others untouched. */
+function oneAtATime(): void {
+  writeFileSync(local.configPath, JSON.stringify({ ...local.config, concurrency: 1 }));
+}
+function writeOrders(): Map<string, string> {
+  const sums = new Map<string, string>();
+  orders.forEach((name, i) => sums.set(name, sha(local.writeOrder(name, sampleOrder(i)) && sampleOrder(i))));
+  return sums;
+}
+
+function expectExactlyOnce(sums: Map<string, string>): void {
+  expect([...consumed.keys()].sort()).toEqual([...sums.keys()].sort());
+  for (const [name, hashes] of consumed) expect(hashes).toEqual([sums.get(name)]);
+  expect(readdirSync(erp.stagingDir)).toEqual([]);
+  expect(readdirSync(local.outbox)).toEqual([]);
+  expect(archived()).toEqual([...sums.keys()].sort());
+  expect(openJournalEntries()).toEqual([]);
+}
+
+const deliverySteps = CRASH_STEPS.filter((s) => s !== "during-recovery" && s !== "after-scan");
+
+describe("kill -9 at every step of a delivery, then recovery", () => {
+  it.each(deliverySteps)("crash %s: every order reaches the ERP exactly once", async (step) => {
+    const sums = writeOrders();
+    const crashed = await runAgent(["run", "--config", local.configPath, "--json"], { PLUTUS_CRASH_AT: `${step}:2` });
+    expect(crashed.signal).toBe("SIGKILL");
+    erpConsumes();
+    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(recovery.stderr).toBe("");
+    expect(recovery.code).toBe(0);
+    erpConsumes();
+    expectExactlyOnce(sums);
+  });
+
+  it("a crash during recovery is itself recovered", async () => {
+    oneAtATime();
+    const sums = writeOrders();
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-rename:1" })).signal).toBe("SIGKILL");
+    erpConsumes();
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "during-recovery:1" })).signal).toBe("SIGKILL");
+    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(recovery.code).toBe(0);
+    expect(lastJsonLine(recovery.stdout)).toMatchObject({ recovered: 1, delivered: 2, failed: 0 });
+    erpConsumes();
+    expectExactlyOnce(sums);
+  });
+
+  it("staging and inbox both hold the file (link made, unlink not): delivered once, staging removed", async () => {
+    oneAtATime();
+    const sums = writeOrders();
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    const [entry] = openJournalEntries() as { staging: string; target: string; name: string }[];
+    linkSync(join(erp.stagingDir, entry.staging), join(erp.inboxDir, entry.target));
+    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(recovery.code).toBe(0);
+    expect(lastJsonLine(recovery.stdout)).toMatchObject({ recovered: 1, delivered: 2 });
+    erpConsumes();
+    expectExactlyOnce(sums);
+  });
+
+  it("in-doubt rename whose name is meanwhile taken by other content: delivered under the conflict name", async () => {
+    oneAtATime();
+    const sums = writeOrders();
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    const [entry] = openJournalEntries() as { target: string; name: string; sha256: string }[];
+    const intruder = join(erp.inboxDir, entry.target);
+    writeFileSync(intruder, '{"other":"order"}');
+    chownSync(intruder, statSync(erp.inboxDir).uid, statSync(erp.inboxDir).gid);
+    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(recovery.code).toBe(0);
+    const stem = entry.name.replace(/\.json$/, "");
+    expect(readdirSync(erp.inboxDir).sort()).toEqual(
+      [entry.name, `${stem}.${entry.sha256.slice(0, 8)}.json`, ...orders.filter((n) => n !== entry.name)].sort(),
+    );
+    rmSync(intruder);
+    erpConsumes();
+    const renamed = new Map([...sums].map(([name, hash]) => [name === entry.name ? `${stem}.${hash.slice(0, 8)}.json` : name, hash]));
+    expect([...consumed.keys()].sort()).toEqual([...renamed.keys()].sort());
+    for (const [name, hashes] of consumed) expect(hashes).toEqual([renamed.get(name)]);
+    expect(readdirSync(erp.stagingDir)).toEqual([]);
+    expect(openJournalEntries()).toEqual([]);
+  });
+});

@@ -1,0 +1,74 @@
+import { mkdtempSync, readFileSync, rmSync, appendFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Journal } from "../../agent/src/journal";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "plutus-journal-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const commit = (id: string, name: string, target = name) =>
+  ({ t: "commit", id, name, sha256: "ab".repeat(32), size: 10, staging: `plutus-x-${id}.part`, target, at: "2026-01-01T00:00:00.000Z" }) as const;
+
+describe("Journal", () => {
+  it("folds records into unfinished entries and survives a reopen", async () => {
+    const journal = await Journal.open(dir);
+    await Promise.all([journal.record(commit("1", "a.json")), journal.record(commit("2", "b.json")), journal.record(commit("3", "c.json"))]);
+    await journal.record({ t: "published", id: "2", target: "b.json", at: "x" });
+    await journal.record({ t: "published", id: "3", target: "c.json", at: "x" });
+    await journal.record({ t: "archived", id: "3", archivedAs: "/arch/c.json", at: "x" });
+    await journal.close();
+    const reopened = await Journal.open(dir);
+    expect(reopened.entries().map((e) => [e.id, e.state, e.target])).toEqual([
+      ["1", "committing", "a.json"],
+      ["2", "published", "b.json"],
+    ]);
+    expect(reopened.entryFor("b.json")?.id).toBe("2");
+    expect(reopened.entryFor("c.json")).toBeUndefined();
+    await reopened.close();
+    expect((statSync(join(dir, "journal.jsonl")).mode & 0o777).toString(8)).toBe("600");
+  });
+
+  it("a later commit record for the same id moves the target (conflict name)", async () => {
+    const journal = await Journal.open(dir);
+    await journal.record(commit("1", "a.json"));
+    await journal.record(commit("1", "a.json", "a.abababab.json"));
+    expect(journal.entries().map((e) => e.target)).toEqual(["a.abababab.json"]);
+    await journal.close();
+  });
+
+  it("ignores a torn final line left by a crash mid-write and counts it", async () => {
+    const journal = await Journal.open(dir);
+    await journal.record(commit("1", "a.json"));
+    await journal.close();
+    appendFileSync(join(dir, "journal.jsonl"), '{"t":"published","id":"1","tar');
+    const reopened = await Journal.open(dir);
+    expect(reopened.skippedLines).toBe(1);
+    expect(reopened.entries().map((e) => e.state)).toEqual(["committing"]);
+    await reopened.close();
+  });
+
+  it("compaction keeps exactly the unfinished entries", async () => {
+    const journal = await Journal.open(dir);
+    for (let i = 0; i < 50; i++) {
+      await journal.record(commit(String(i), `${i}.json`));
+      await journal.record({ t: "published", id: String(i), target: `${i}.json`, at: "x" });
+      if (i !== 7) await journal.record({ t: "archived", id: String(i), archivedAs: null, at: "x" });
+    }
+    await journal.compact();
+    await journal.record(commit("99", "99.json"));
+    await journal.close();
+    const lines = readFileSync(join(dir, "journal.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.t, l.id])).toEqual([
+      ["commit", "7"],
+      ["published", "7"],
+      ["commit", "99"],
+    ]);
+    expect((await Journal.peek(dir)).map((e) => [e.id, e.state])).toEqual([
+      ["7", "published"],
+      ["99", "committing"],
+    ]);
+  });
+});

@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync, utimesSync } from "node:fs";
+import { tmpdir, hostname } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { acquirePassLock } from "../../agent/src/lock";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "plutus-lock-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
+  return Number(child.stdout.toString());
+}
+
+describe("acquirePassLock", () => {
+  it("lets one holder in at a time and frees the lock on release", async () => {
+    const first = await acquirePassLock(dir, 60_000);
+    expect(first).toBeDefined();
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    await first!.release();
+    expect(existsSync(join(dir, "pass.lock"))).toBe(false);
+    const again = await acquirePassLock(dir, 60_000);
+    expect(again).toBeDefined();
+    await again!.release();
+  });
+
+  it("breaks a lock whose owner process is dead", async () => {
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: deadPid(), host: hostname(), startedAt: Date.now() }));
+    const lock = await acquirePassLock(dir, 60_000);
+    expect(lock).toBeDefined();
+    expect(JSON.parse(readFileSync(join(dir, "pass.lock"), "utf8")).pid).toBe(process.pid);
+    await lock!.release();
+  });
+
+  it("respects a live owner until the lock is older than the stale limit", async () => {
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: Date.now() - 5_000 }));
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    const lock = await acquirePassLock(dir, 4_000);
+    expect(lock).toBeDefined();
+    await lock!.release();
+  });
+
+  it("treats a torn lock file as dead once it is a few seconds old", async () => {
+    writeFileSync(join(dir, "pass.lock"), '{"pid":12');
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(join(dir, "pass.lock"), old, old);
+    const lock = await acquirePassLock(dir, 60_000);
+    expect(lock).toBeDefined();
+    await lock!.release();
+  });
+
+  it("a second process cannot break a lock while the first is breaking it", async () => {
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: deadPid(), host: hostname(), startedAt: Date.now() }));
+    writeFileSync(join(dir, "pass.lock.break"), "1");
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+  });
+});
