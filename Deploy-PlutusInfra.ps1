@@ -1,0 +1,124 @@
+<#
+.SYNOPSIS
+    Builds or resets the Plutus lab on this Hyper-V host with Pulumi.
+.DESCRIPTION
+    Run on the Hyper-V host, from an elevated PowerShell, in a clone of the repository. Checks the
+    prerequisites (elevation, Hyper-V module, master disks, node and pulumi on PATH, free disk and
+    memory), installs dependencies (npm ci), builds the agent bundle (npm run build), selects or
+    creates the stack, then runs `pulumi up` (or `pulumi preview` / `pulumi destroy`).
+    The secrets must be set once beforehand: see docs/infra.md.
+.PARAMETER Stack
+    The Pulumi stack; its settings are in Pulumi.<Stack>.yaml. Default: dev.
+.PARAMETER Preview
+    Show what would change; change nothing.
+.PARAMETER Destroy
+    Remove the lab (VMs, child disks, switch, NAT). The master disks are never touched.
+.PARAMETER Yes
+    Do not ask for confirmation (pulumi --yes).
+.EXAMPLE
+    .\Deploy-PlutusInfra.ps1 -Preview
+.EXAMPLE
+    .\Deploy-PlutusInfra.ps1
+.EXAMPLE
+    .\Deploy-PlutusInfra.ps1 -Destroy
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $false)][ValidatePattern('^[A-Za-z0-9._-]+$')][string]$Stack = 'dev',
+    [Parameter(Mandatory = $false)][switch]$Preview,
+    [Parameter(Mandatory = $false)][switch]$Destroy,
+    [Parameter(Mandatory = $false)][switch]$Yes
+)
+$ErrorActionPreference = 'Stop'
+Microsoft.PowerShell.Core\Set-StrictMode -Version Latest
+
+if ($Preview -and $Destroy) {
+    throw 'Use either -Preview or -Destroy, not both.'
+}
+$root = $PSScriptRoot
+$problems = New-Object -TypeName System.Collections.Generic.List[string]
+
+$identity = [System.Security.Principal.WindowsIdentity]::GetCurrent()
+$principal = New-Object -TypeName System.Security.Principal.WindowsPrincipal -ArgumentList $identity
+if (-not $principal.IsInRole([System.Security.Principal.WindowsBuiltInRole]::Administrator)) {
+    $problems.Add('Not elevated: start PowerShell with "Run as administrator" (Hyper-V and NAT changes need it).')
+}
+if (-not (Microsoft.PowerShell.Core\Get-Module -ListAvailable -Name 'Hyper-V')) {
+    $problems.Add('The Hyper-V PowerShell module is missing: Install-WindowsFeature Hyper-V -IncludeManagementTools (Server) or Enable-WindowsOptionalFeature -Online -FeatureName Microsoft-Hyper-V-All (client), then reboot.')
+}
+foreach ($tool in @('node', 'npm', 'pulumi')) {
+    if (-not (Microsoft.PowerShell.Core\Get-Command -Name $tool -ErrorAction SilentlyContinue)) {
+        $problems.Add("'$tool' is not on PATH: install it (Node.js 18 or later; Pulumi CLI from its Windows installer) and open a new PowerShell.")
+    }
+}
+
+$stackFile = Microsoft.PowerShell.Management\Join-Path -Path $root -ChildPath "Pulumi.$Stack.yaml"
+$settings = @{}
+if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $stackFile -PathType Leaf)) {
+    $problems.Add("Stack settings $stackFile not found: copy Pulumi.dev.yaml to Pulumi.$Stack.yaml and adapt it.")
+} else {
+    foreach ($line in Microsoft.PowerShell.Management\Get-Content -LiteralPath $stackFile) {
+        if ($line -match '^\s+plutus:(\w+):\s*(\S.*)$') { $settings[$Matches[1]] = $Matches[2].Trim() }
+    }
+}
+if (-not $Destroy) {
+    foreach ($key in @('ubuntuMasterVhdx', 'windowsMasterVhdx')) {
+        $path = $settings[$key]
+        if (-not $path) {
+            $problems.Add("plutus:$key is not set in $stackFile.")
+        } elseif (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $path -PathType Leaf)) {
+            $problems.Add("Master disk $path (plutus:$key) not found: copy the master VHDX there or fix $stackFile.")
+        }
+    }
+    $vmFolder = $settings['vmFolder']
+    if ($vmFolder) {
+        $drive = [System.IO.Path]::GetPathRoot($vmFolder)
+        $volume = Storage\Get-Volume -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.DriveLetter -and ("$($_.DriveLetter):\" -eq $drive.ToUpperInvariant()) }
+        if ($null -eq $volume) {
+            $problems.Add("The drive of vmFolder ($drive) does not exist on this host.")
+        } elseif ($volume.SizeRemaining -lt 42949672960) {
+            $problems.Add(('Only {0:N1} GB free on {1}; the lab needs at least 40 GB for the child disks to grow.' -f ($volume.SizeRemaining / 1073741824), $drive))
+        }
+    }
+    $os = CimCmdlets\Get-CimInstance -ClassName Win32_OperatingSystem
+    $freeMB = [int64]$os.FreePhysicalMemory / 1024
+    if ($freeMB -lt 6144) {
+        $problems.Add(('Only {0:N0} MB of memory free; the two VMs need about 6 GB (see webVm/erpVm memoryMB).' -f $freeMB))
+    }
+}
+if ($problems.Count -gt 0) {
+    Microsoft.PowerShell.Utility\Write-Host 'Cannot deploy the Plutus lab:' -ForegroundColor Red
+    foreach ($problem in $problems) { Microsoft.PowerShell.Utility\Write-Host "  - $problem" -ForegroundColor Red }
+    exit 1
+}
+
+function Invoke-PlutusStep {
+    param([string]$What, [string]$FilePath, [string[]]$Arguments)
+    Microsoft.PowerShell.Utility\Write-Host "==> $What" -ForegroundColor Cyan
+    & $FilePath @Arguments
+    if ($LASTEXITCODE -ne 0) {
+        throw "$What failed (exit code $LASTEXITCODE)."
+    }
+}
+
+Microsoft.PowerShell.Management\Push-Location -LiteralPath $root
+try {
+    Invoke-PlutusStep -What 'Installing dependencies (npm ci)' -FilePath 'npm' -Arguments @('ci', '--no-audit', '--no-fund')
+    Invoke-PlutusStep -What 'Building the agent bundle (npm run build)' -FilePath 'npm' -Arguments @('run', 'build')
+    & pulumi stack select $Stack 2>$null
+    if ($LASTEXITCODE -ne 0) {
+        Invoke-PlutusStep -What "Creating stack $Stack" -FilePath 'pulumi' -Arguments @('stack', 'init', $Stack)
+    }
+    $common = @('--stack', $Stack)
+    if ($Yes) { $common += '--yes' }
+    if ($Preview) {
+        Invoke-PlutusStep -What 'Previewing changes' -FilePath 'pulumi' -Arguments (@('preview', '--stack', $Stack))
+    } elseif ($Destroy) {
+        Invoke-PlutusStep -What 'Removing the lab (masters are kept)' -FilePath 'pulumi' -Arguments (@('destroy') + $common)
+    } else {
+        Invoke-PlutusStep -What 'Deploying the lab' -FilePath 'pulumi' -Arguments (@('up') + $common)
+        Invoke-PlutusStep -What 'Stack outputs' -FilePath 'pulumi' -Arguments @('stack', 'output', '--stack', $Stack, '--json')
+    }
+} finally {
+    Microsoft.PowerShell.Management\Pop-Location
+}
