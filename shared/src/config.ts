@@ -125,12 +125,21 @@ export class ConfigValidationError extends Error {
 export function parseAgentConfig(value: unknown, source = "configuration"): AgentConfig {
   const result = agentConfigSchema.safeParse(value);
   if (result.success) return result.data;
-  throw new ConfigValidationError(source, result.error.issues.map(describeIssue));
+  throw new ConfigValidationError(source, result.error.issues.map((issue) => describeIssue(issue, value)));
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function isMissing(root: unknown, path: readonly PropertyKey[]): boolean {
+  let node = root;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null || !Object.prototype.hasOwnProperty.call(node, key)) return true;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node === undefined;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
   const where = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
   if (issue.code === "unrecognized_keys") return `${where}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-  if (issue.code === "invalid_type" && issue.input === undefined) return `${where}: is required`;
+  if (issue.code === "invalid_type" && isMissing(root, issue.path)) return `${where}: is required`;
   return `${where}: ${issue.message}`;
 }
