@@ -168,19 +168,19 @@ ensure_dir() {
   change "created ${dir} (${owner}:${group} ${mode})"
 }
 
-# Entries left owned by a since-deleted plutus account (uninstall, then install with a new uid).
+# Entries handed to root by --uninstall (or left to a deleted uid) become the account's again.
 adopt_orphans() {
   local dir="$1" fix_group="$2" count
-  count="$(find "${dir}" -xdev -nouser -printf . | wc -c)"
+  count="$(find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -printf . | wc -c)"
   if [ "${count}" -gt 0 ]; then
-    find "${dir}" -xdev -nouser -exec chown -h "${ACCOUNT}" -- {} +
-    change "gave ${count} entr(y/ies) in ${dir} owned by a deleted account to ${ACCOUNT}"
+    find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -exec chown -h "${ACCOUNT}" -- {} +
+    change "gave ${count} entr(y/ies) in ${dir} owned by root or a deleted account to ${ACCOUNT}"
   fi
   if [ "${fix_group}" = yes ]; then
-    count="$(find "${dir}" -xdev -nogroup -printf . | wc -c)"
+    count="$(find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -printf . | wc -c)"
     if [ "${count}" -gt 0 ]; then
-      find "${dir}" -xdev -nogroup -exec chgrp -h "${ACCOUNT}" -- {} +
-      change "gave ${count} entr(y/ies) in ${dir} with a deleted group to group ${ACCOUNT}"
+      find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -exec chgrp -h "${ACCOUNT}" -- {} +
+      change "gave ${count} entr(y/ies) in ${dir} with group root or a deleted group to group ${ACCOUNT}"
     fi
   fi
 }
@@ -219,6 +219,19 @@ ensure_outbox_acl() {
     return 0
   fi
   change "set ACL of ${dir}: new files readable and movable by ${ACCOUNT} whatever the web application's umask"
+}
+
+# Files already waiting in the outbox (written before the ACL existed, or kept by --uninstall).
+grant_waiting_files() {
+  local dir="$1" file count=0
+  command -v setfacl >/dev/null 2>&1 && command -v getfacl >/dev/null 2>&1 || return 0
+  while IFS= read -r -d '' file; do
+    if ! getfacl --omit-header --absolute-names -- "${file}" 2>/dev/null | grep -q "^user:${ACCOUNT}:rw"; then
+      setfacl -m "u:${ACCOUNT}:rw" -- "${file}" 2>/dev/null || continue
+      count=$((count + 1))
+    fi
+  done < <(find "${dir}" -xdev -mindepth 1 -maxdepth 1 -type f ! -user "${ACCOUNT}" -print0)
+  if [ "${count}" -gt 0 ]; then change "gave ${ACCOUNT} read access to ${count} file(s) already waiting in ${dir}"; fi
 }
 
 # Reads and checks the input with Node (never eval), leaving work/agent.json, work/id_key and
@@ -342,8 +355,20 @@ uninstall() {
     change "removed ${ETC_DIR} (configuration and private key)"
   fi
   if getent passwd "${ACCOUNT}" >/dev/null; then
+    # Nothing kept may stay owned by (or in an ACL entry for) a uid a future, unrelated account could get.
+    local path
+    while IFS=$'\t' read -r _ path; do
+      if [ -n "${path}" ] && [ -d "${path}" ]; then
+        find "${path}" -xdev -user "${ACCOUNT}" -exec chown -h root -- {} +
+        find "${path}" -xdev -group "${ACCOUNT}" -exec chgrp -h root -- {} +
+        if command -v setfacl >/dev/null 2>&1; then
+          find "${path}" -xdev ! -type l -exec setfacl -x "u:${ACCOUNT}" -- {} + 2>/dev/null || true
+          find "${path}" -xdev -type d -exec setfacl -x "d:u:${ACCOUNT}" -- {} + 2>/dev/null || true
+        fi
+      fi
+    done <<<"${kept}"
     userdel "${ACCOUNT}"
-    change "removed account ${ACCOUNT}"
+    change "removed account ${ACCOUNT} (what it owned in the kept folders now belongs to root)"
   fi
   if getent group "${ACCOUNT}" >/dev/null; then
     groupdel "${ACCOUNT}"
@@ -410,10 +435,10 @@ install() {
   fi
 
   # The program: root-owned, not writable by the account that runs it.
-  ensure_dir "${PREFIX}" root root 755
+  ensure_dir "${PREFIX}" root root 0755
   for f in "${PROGRAM_FILES[@]}"; do
-    local fmode=755
-    if [ "${f}" = SHA256SUMS ]; then fmode=644; fi
+    local fmode=0755
+    if [ "${f}" = SHA256SUMS ]; then fmode=0644; fi
     install_file "${bundle}/${f}" "${PREFIX}/${f}" root root "${fmode}"
   done
   local entry
@@ -425,25 +450,26 @@ install() {
   done
 
   # Configuration and key: the account may read them, never change them.
-  ensure_dir "${ETC_DIR}" root "${ACCOUNT}" 750
-  install_file "${work}/agent.json" "${CONFIG_FILE}" root "${ACCOUNT}" 640
-  install_file "${work}/id_key" "${KEY_FILE}" "${ACCOUNT}" "${ACCOUNT}" 600
+  ensure_dir "${ETC_DIR}" root "${ACCOUNT}" 0750
+  install_file "${work}/agent.json" "${CONFIG_FILE}" root "${ACCOUNT}" 0640
+  install_file "${work}/id_key" "${KEY_FILE}" "${ACCOUNT}" "${ACCOUNT}" 0600
 
   # Folders. The outbox is shared with the web application's group; setgid keeps that group on
   # every file, the default ACL keeps every file readable by the agent.
   ensure_dir "${outbox}" "${ACCOUNT}" "${outbox_group}" 2770
   ensure_outbox_acl "${outbox}"
-  ensure_dir "${archive}" "${ACCOUNT}" "${ACCOUNT}" 750
-  ensure_dir "${quarantine}" "${ACCOUNT}" "${ACCOUNT}" 750
-  ensure_dir "${state}" "${ACCOUNT}" "${ACCOUNT}" 700
-  ensure_dir "${logs}" "${ACCOUNT}" "${ACCOUNT}" 750
+  grant_waiting_files "${outbox}"
+  ensure_dir "${archive}" "${ACCOUNT}" "${ACCOUNT}" 0750
+  ensure_dir "${quarantine}" "${ACCOUNT}" "${ACCOUNT}" 0750
+  ensure_dir "${state}" "${ACCOUNT}" "${ACCOUNT}" 0700
+  ensure_dir "${logs}" "${ACCOUNT}" "${ACCOUNT}" 0750
   adopt_orphans "${outbox}" no
   local d
   for d in "${archive}" "${quarantine}" "${state}" "${logs}"; do adopt_orphans "${d}" yes; done
 
   # Last: the schedule, once everything it runs is in place.
   cron_file_text >"${work}/cron"
-  install_file "${work}/cron" "${CRON_FILE}" root root 644
+  install_file "${work}/cron" "${CRON_FILE}" root root 0644
 
   if [ "${changes}" -eq 0 ]; then
     say "no changes: plutus-sync is already installed exactly as specified"

@@ -7,10 +7,12 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { AgentConfigInput } from "@plutus/shared";
+import type { AgentConfig } from "@plutus/shared";
+import { renderInstallStdin } from "../../infra/agentDeployment";
+import { runProgram } from "../infra/harness";
 import { startErpServer, ErpServer, ERP_USER } from "../support/sshd";
 import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
@@ -19,27 +21,56 @@ import { sampleOrder } from "../support/agent";
 jest.setTimeout(120_000);
 
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
-const BASE = "/var/lib/plutus-deploytest";
+/** The folders of the dev stack's agent configuration (asserted below): the production defaults. */
+const BASE = "/var/lib/plutus";
 const FOLDERS = {
   outbox: `${BASE}/outbox`,
   archive: `${BASE}/archive`,
   quarantine: `${BASE}/quarantine`,
   stateDir: `${BASE}/state`,
-  logDir: "/var/log/plutus-deploytest",
+  logDir: "/var/log/plutus",
 };
 const INSTALLED = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"];
+/** Left in BASE by this suite: what it finds there on a later run is its own and may be removed. */
+const MARKER = `${BASE}/.plutus-deploy-test`;
+const ADMIN = "plutus-vmadmin";
 
-/**
- * What the stack runs on the VM. PROVISIONAL: written from issue 4 until infra/agentDeployment.ts
- * exports renderWaitCommand/renderInstallCommand/renderInstallStdin; then these come from there.
- */
-const REMOTE_BUNDLE_DIR = "/root/plutus-sync-bundle";
-const stackCommands = {
-  wait: () => "cloud-init status --wait",
-  install: () => `bash ${REMOTE_BUNDLE_DIR}/install.sh --stdin --outbox-group www-data`,
-  installStdin: (agentConfig: AgentConfigInput, privateKey: string) => JSON.stringify({ agentConfig, privateKey }),
-  uninstall: () => "/opt/plutus-sync/install.sh --uninstall",
-};
+/** What the stack runs on the VM, recorded from infra/index.ts under Pulumi mocks. */
+interface StackCommands {
+  wait: string;
+  copy: string;
+  copyStdin: string;
+  install: string;
+  uninstall: string;
+  canary: string;
+  agentConfig: AgentConfig;
+}
+
+function unwrapSecret(value: unknown): unknown {
+  if (value && typeof value === "object" && "value" in value && Object.keys(value).some((k) => /^[0-9a-f]{32}$/.test(k))) {
+    return (value as { value: unknown }).value;
+  }
+  return value;
+}
+
+async function recordStackCommands(bundleDir: string): Promise<StackCommands> {
+  const run = await runProgram({ "plutus:agentBundleDir": bundleDir });
+  const input = (name: string, key: string): string => {
+    const value = unwrapSecret(run.byName(name).inputs[key]);
+    if (typeof value !== "string") throw new Error(`${name}.${key} is not a string in the recorded program`);
+    return value;
+  };
+  const installStdin = JSON.parse(input("agent-install", "stdin")) as { agentConfig: AgentConfig };
+  return {
+    wait: input("agent-wait", "create"),
+    copy: input("agent-copy", "create"),
+    copyStdin: input("agent-copy", "stdin"),
+    install: input("agent-install", "create"),
+    uninstall: input("agent-install", "delete"),
+    canary: input("canary-run", "create"),
+    agentConfig: installStdin.agentConfig,
+  };
+}
 
 /** The cron file install.sh must write, byte for byte. */
 const EXPECTED_CRON_FILE = `# /etc/cron.d/plutus-sync - installed by /opt/plutus-sync/install.sh; re-run it rather than editing.
@@ -56,7 +87,8 @@ let host: LinuxHost;
 let erp: ErpServer;
 let bundle: string;
 let scratch: string;
-let agentConfig: AgentConfigInput;
+let agentConfig: AgentConfig;
+let stack: StackCommands;
 let privateKey: string;
 let node18: string;
 let firstUid: number;
@@ -75,22 +107,19 @@ function accountExists(name: string): boolean {
   return sh("getent", ["passwd", name]).code === 0;
 }
 
-/** A real installation (not one this test left behind) must never be touched. */
+/** A real installation (not one this suite left behind) must never be touched. */
 function refuseToClobberARealInstallation(): void {
-  const present = INSTALLED.filter((p) => existsSync(p)).concat(accountExists("plutus") ? ["account plutus"] : []);
+  const present = [...INSTALLED, BASE, FOLDERS.logDir].filter((p) => existsSync(p)).concat(accountExists("plutus") ? ["account plutus"] : []);
   if (present.length === 0) return;
-  let ours = false;
-  try {
-    ours = (JSON.parse(readFileSync("/etc/plutus/agent.json", "utf8")) as { outbox?: string }).outbox === FOLDERS.outbox;
-  } catch {
-    ours = !existsSync("/etc/plutus/agent.json") && !existsSync("/opt/plutus-sync/plutus-sync.cjs");
+  if (!existsSync(MARKER)) {
+    throw new Error(`plutus-sync (or its folders) exist on this machine (${present.join(", ")}) and were not made by this suite; it would remove them. Uninstall first.`);
   }
-  if (!ours) throw new Error(`plutus-sync seems installed on this machine (${present.join(", ")}); the deploy test would remove it. Uninstall it first.`);
   removeEverything();
 }
 
 function removeEverything(): void {
-  if (existsSync(join(bundle ?? BUILT_BUNDLE, "install.sh"))) sh("bash", [join(bundle ?? BUILT_BUNDLE, "install.sh"), "--uninstall"]);
+  const installer = join(bundle ?? BUILT_BUNDLE, "install.sh");
+  if (existsSync(installer)) sh("bash", [installer, "--uninstall"]);
   for (const name of ["plutus", "plutus-uidshift"]) if (accountExists(name)) sh("userdel", [name]);
   if (sh("getent", ["group", "plutus"]).code === 0) sh("groupdel", ["plutus"]);
   for (const path of [...INSTALLED, BASE, FOLDERS.logDir]) rmSync(path, { recursive: true, force: true });
@@ -120,11 +149,13 @@ function tree(): string {
     .join("\n");
 }
 
-async function deploy(): Promise<{ wait: CommandResult; install: CommandResult }> {
-  const wait = await host.ssh(stackCommands.wait());
-  await host.copyDir(bundle, REMOTE_BUNDLE_DIR);
-  const install = await host.ssh(stackCommands.install(), { input: stackCommands.installStdin(agentConfig, privateKey) });
-  return { wait, install };
+/** The stack's three steps, in order, as its remote.Command resources run them. */
+async function deploy(): Promise<{ wait: CommandResult; copy: CommandResult; install: CommandResult }> {
+  const wait = await host.ssh(stack.wait);
+  const copy = await host.ssh(stack.copy, { input: stack.copyStdin });
+  expect(copy).toMatchObject({ code: 0 });
+  const install = await host.ssh(stack.install, { input: renderInstallStdin(agentConfig, privateKey) });
+  return { wait, copy, install };
 }
 
 /** Writes an order as the web application does: as www-data, strict umask, temp name then rename. */
@@ -192,22 +223,17 @@ beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), "plutus-deploy-"));
   bundle = join(scratch, "bundle");
   cpSync(BUILT_BUNDLE, bundle, { recursive: true });
+  stack = await recordStackCommands(bundle);
   node18 = ensureNode18();
-  host = await startLinuxHost({ fakeCloudInit: true });
+  host = await startLinuxHost({ fakeCloudInit: true, adminUser: ADMIN });
   erp = await startErpServer({ extraConfig: [`ListenAddress ${host.gatewayAddress}`] });
   privateKey = readFileSync(erp.clientKeyPath, "utf8");
+  mkdirSync(BASE, { mode: 0o755 });
+  writeFileSync(MARKER, "made by tests/deploy/install.test.ts; removed with this folder\n");
+  // The stack's configuration, pointed at the ERP stand-in instead of the lab's ERP VM.
   agentConfig = {
-    ...FOLDERS,
-    minAgeSeconds: 1,
-    remote: {
-      host: host.gatewayAddress,
-      port: erp.port,
-      username: ERP_USER,
-      privateKeyPath: "/etc/plutus/id_ed25519",
-      hostKeySha256: erp.hostKeySha256,
-      inbox: "/Inbox",
-      staging: "/Staging",
-    },
+    ...stack.agentConfig,
+    remote: { ...stack.agentConfig.remote, host: host.gatewayAddress, port: erp.port, username: ERP_USER, hostKeySha256: erp.hostKeySha256 },
   };
 });
 
@@ -216,6 +242,9 @@ afterAll(async () => {
     removeEverything();
   } finally {
     await host?.destroy();
+    // Let the ERP's sshd session processes finish logging before its folder goes.
+    await erp?.stop();
+    await new Promise((r) => setTimeout(r, 300));
     await erp?.destroy();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
@@ -224,14 +253,18 @@ afterAll(async () => {
 describe("install.sh on a real Linux host, through the stack's commands", () => {
   test("wait, copy and install leave account, folders, files and cron job exactly as specified", async () => {
     const { wait, install } = await deploy();
-    expect(wait).toMatchObject({ code: 0, stdout: "status: done\n" });
+    expect(stack.agentConfig).toMatchObject({ ...FOLDERS, remote: { privateKeyPath: "/etc/plutus/id_ed25519" } });
+    expect(wait).toMatchObject({
+      code: 0,
+      stdout: "status: done\nextended_status: done\ndetail: fake cloud-init of the plutus test host\nerrors: []\n",
+    });
     expect(install.stderr).toBe("");
     expect(install.code).toBe(0);
     expect(install.stdout).toContain("install.sh: created system account plutus (no login shell, no home)\n");
     expect(install.stdout).toContain(`install.sh: created ${FOLDERS.outbox} (plutus:www-data 2770)\n`);
     expect(install.stdout).toContain(`install.sh: set ACL of ${FOLDERS.outbox}: new files readable and movable by plutus whatever the web application's umask\n`);
     expect(install.stdout).toContain("install.sh: created /etc/cron.d/plutus-sync (root:root 0644)\n");
-    expect(install.stdout).toMatch(/install.sh: installed: 17 change\(s\)\n/);
+    expect(install.stdout).toMatch(/install.sh: installed: 16 change\(s\)\n/);
     expect(install.stdout).toContain("install.sh:   OK\n");
     expect(install.stdout).toMatch(/install.sh: check passed; cron runs \/opt\/plutus-sync\/sync_plutus.sh every 5 minutes as plutus\n$/);
     // No key material in what the stack would log.
@@ -250,12 +283,13 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
         "-rwxr-xr-x root:root /opt/plutus-sync/plutus-sync.cjs",
         "-rw-r--r-- root:root /opt/plutus-sync/SHA256SUMS",
         "-rwxr-xr-x root:root /opt/plutus-sync/sync_plutus.sh",
-        "drwxr-xr-x root:root /var/lib/plutus-deploytest",
-        "drwxr-x--- plutus:plutus /var/lib/plutus-deploytest/archive",
-        "drwxrws--- plutus:www-data /var/lib/plutus-deploytest/outbox",
-        "drwxr-x--- plutus:plutus /var/lib/plutus-deploytest/quarantine",
-        "drwx------ plutus:plutus /var/lib/plutus-deploytest/state",
-        "drwxr-x--- plutus:plutus /var/log/plutus-deploytest",
+        "drwxr-xr-x root:root /var/lib/plutus",
+        "-rw-r--r-- root:root /var/lib/plutus/.plutus-deploy-test",
+        "drwxr-x--- plutus:plutus /var/lib/plutus/archive",
+        "drwxrws--- plutus:www-data /var/lib/plutus/outbox",
+        "drwxr-x--- plutus:plutus /var/lib/plutus/quarantine",
+        "drwx------ plutus:plutus /var/lib/plutus/state",
+        "drwxr-x--- plutus:plutus /var/log/plutus",
       ].sort((a, b) => a.split(" ")[2].localeCompare(b.split(" ")[2])).join("\n"),
     );
     expect(sh("getfacl", ["--omit-header", "--absolute-names", FOLDERS.outbox]).stdout).toBe(
@@ -375,5 +409,77 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const changed = Object.keys(after).filter((k) => after[k] !== before[k]);
     expect(changed.sort()).toEqual(["/etc/plutus", "/etc/plutus/agent.json"]);
     expect(JSON.parse(readFileSync("/etc/plutus/agent.json", "utf8"))).toEqual(agentConfig);
+  });
+
+  test("the stack's canary step delivers a canary order and reports it", async () => {
+    const canary = await host.ssh(stack.canary);
+    expect(canary.code).toBe(0);
+    const report = JSON.parse(canary.stdout.trim().split("\n").pop() as string) as {
+      canary: string; runExitCode: number; location: string; status: { lastRun: { exitCode: number } };
+    };
+    expect(report).toMatchObject({ runExitCode: 0, location: "delivered", status: { lastRun: { exitCode: 0 } } });
+    expect(report.canary).toMatch(/^plutus-canary-\d{8}T\d{6}Z\.json$/);
+    expect(JSON.parse(readFileSync(join(erp.inboxDir, report.canary), "utf8"))).toMatchObject({ canary: true });
+  });
+
+  test("uninstall (the stack's delete) removes program, config, key, cron job and account, keeps every order", async () => {
+    const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
+    await webAppWrites("broken-77.json", "{ not json");
+    expect(await asCron(job, job.command)).toMatchObject({ code: 0 });
+    expect(readdirSync(FOLDERS.quarantine).sort()).toEqual(["broken-77.json", "broken-77.json.reason.json"]);
+    await webAppWrites("order-2001.json", sampleOrder(2001)); // waits in the outbox: no pass before the uninstall
+    const kept = () =>
+      execFileSync("find", [BASE, FOLDERS.logDir, "-type", "f", "-exec", "sha256sum", "{}", "+"]).toString().split("\n").sort().join("\n");
+    const before = kept();
+    expect(before).toContain(`${FOLDERS.outbox}/order-2001.json`);
+    expect(before).toContain(`${FOLDERS.archive}/${todayLocal()}/order-1001.json`);
+    expect(before).toContain(`${FOLDERS.stateDir}/`);
+
+    const removed = await host.ssh(stack.uninstall);
+    expect(removed).toMatchObject({
+      code: 0,
+      stderr: "",
+      stdout: [
+        "install.sh: removed /etc/cron.d/plutus-sync",
+        "install.sh: removed /opt/plutus-sync",
+        "install.sh: removed /etc/plutus (configuration and private key)",
+        "install.sh: removed account plutus (what it owned in the kept folders now belongs to root)",
+        "install.sh: kept, not removed (orders, journal and logs; delete them yourself once no longer needed):",
+        `install.sh:   outbox     ${FOLDERS.outbox}`,
+        `install.sh:   archive    ${FOLDERS.archive}`,
+        `install.sh:   quarantine ${FOLDERS.quarantine}`,
+        `install.sh:   stateDir   ${FOLDERS.stateDir}`,
+        `install.sh:   logDir     ${FOLDERS.logDir}`,
+        "install.sh: plutus-sync removed (4 change(s)); order folders kept",
+        "",
+      ].join("\n"),
+    });
+    for (const path of INSTALLED) expect(existsSync(path)).toBe(false);
+    expect(accountExists("plutus")).toBe(false);
+    expect(sh("getent", ["group", "plutus"]).code).toBe(2);
+    expect(kept()).toBe(before);
+    // Nothing kept is left to the old uid, which an unrelated account could get next.
+    expect(execFileSync("find", [...Object.values(FOLDERS), "-uid", String(firstUid)]).toString()).toBe("");
+    expect(execFileSync("getfacl", ["-R", "--absolute-names", "--numeric", "--omit-header", ...Object.values(FOLDERS)]).toString()).not.toContain(`:${firstUid}:`);
+    expect(sh("bash", [join(bundle, "install.sh"), "--uninstall"])).toMatchObject({
+      code: 0,
+      stdout: "install.sh: nothing to remove: plutus-sync is not installed\n",
+    });
+  });
+
+  test("reinstalling after uninstall adopts the kept folders even under a new uid, and delivers what waited", async () => {
+    // Another account takes the old uid, so the new plutus gets a different one.
+    sh("useradd", ["--system", "--no-create-home", "--uid", String(firstUid), "plutus-uidshift"]);
+    const { install } = await deploy();
+    expect(install).toMatchObject({ code: 0, stderr: "" });
+    const uid = Number(sh("id", ["-u", "plutus"]).stdout);
+    expect(uid).not.toBe(firstUid);
+    expect(install.stdout).toMatch(new RegExp(`install\\.sh: gave \\d+ entr\\(y/ies\\) in ${FOLDERS.stateDir} owned by root or a deleted account to plutus\n`));
+    expect(execFileSync("find", [...Object.values(FOLDERS), "-nouser"]).toString()).toBe("");
+    expect(install.stdout).toContain(`install.sh: gave plutus read access to 1 file(s) already waiting in ${FOLDERS.outbox}\n`);
+    const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
+    expect(await asCron(job, job.command)).toMatchObject({ code: 0, stderr: "" });
+    expect(readFileSync(join(erp.inboxDir, "order-2001.json"), "utf8")).toBe(sampleOrder(2001));
+    expect(readdirSync(FOLDERS.outbox)).toEqual([]);
   });
 });

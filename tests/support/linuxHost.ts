@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from "node:child_process";
-import { appendFileSync, chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes, randomInt } from "node:crypto";
 import { join } from "node:path";
 import { SSHD, generateKey, requireRootAndSshd, waitForBanner } from "./sshd";
@@ -44,8 +44,14 @@ export interface CommandResult {
 
 export interface LinuxHostOptions {
   /**
+   * Log in as this account instead of root: created for the test with a login shell and
+   * passwordless sudo, like the admin user cloud-init makes on the VM. Removed by destroy().
+   */
+  adminUser?: string;
+  /**
    * Put a fake `cloud-init` on the SSH sessions' PATH (this machine has none). It understands only
-   * `cloud-init status --wait` (prints `status: done`, exit 0) and fails loudly on anything else.
+   * `cloud-init status [--wait] [--long]` (a finished boot: `status: done`, exit 0) and fails
+   * loudly on anything else.
    */
   fakeCloudInit?: boolean;
 }
@@ -102,6 +108,26 @@ export async function startLinuxHost(options: LinuxHostOptions = {}): Promise<Li
     const authorizedKeysDir = join(root, "authorized_keys");
     mkdirSync(authorizedKeysDir, { mode: 0o755 });
     writeFileSync(join(authorizedKeysDir, "root"), readFileSync(`${privateKeyPath}.pub`), { mode: 0o644 });
+    const user = options.adminUser ?? "root";
+    if (options.adminUser) {
+      const admin = options.adminUser;
+      if (!/^[a-z][a-z0-9-]{0,30}$/.test(admin)) throw new Error(`adminUser ${admin}: not a plain account name`);
+      if (!existsSync("/usr/bin/sudo")) {
+        // The VM's admin user works through sudo; a real sudo, not a stand-in.
+        execFileSync("apt-get", ["install", "-y", "-qq", "sudo"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+      }
+      removeAccount(admin);
+      execFileSync("useradd", ["--create-home", "--home-dir", join(root, "home"), "--shell", "/bin/bash", admin]);
+      // useradd locks the account ("!"); sshd without PAM then refuses it even with a valid key.
+      execFileSync("usermod", ["-p", "*", admin]);
+      cleanups.push(() => removeAccount(admin));
+      const sudoers = `/etc/sudoers.d/${admin}`;
+      writeFileSync(`${sudoers}.tmp`, `${admin} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+      execFileSync("visudo", ["-c", "-q", "-f", `${sudoers}.tmp`]);
+      renameSync(`${sudoers}.tmp`, sudoers);
+      cleanups.push(() => rmSync(sudoers, { force: true }));
+      writeFileSync(join(authorizedKeysDir, admin), readFileSync(`${privateKeyPath}.pub`), { mode: 0o644 });
+    }
 
     let fakeBinDir: string | undefined;
     const sessionPath = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -113,9 +139,13 @@ export async function startLinuxHost(options: LinuxHostOptions = {}): Promise<Li
         [
           "#!/bin/sh",
           "# FAKE cloud-init of the test host: only `cloud-init status --wait`, answered as a finished boot.",
-          'if [ "$#" -eq 2 ] && [ "$1" = status ] && [ "$2" = --wait ]; then echo "status: done"; exit 0; fi',
-          'echo "fake cloud-init (test fixture): unsupported arguments: $*" >&2',
-          "exit 2",
+          '[ "${1:-}" = status ] || { echo "fake cloud-init (test fixture): unsupported arguments: $*" >&2; exit 64; }',
+          "shift",
+          "long=no",
+          'for a in "$@"; do case "$a" in --wait) ;; --long) long=yes ;; *) echo "fake cloud-init (test fixture): unsupported argument: $a" >&2; exit 64 ;; esac; done',
+          'echo "status: done"',
+          'if [ "$long" = yes ]; then echo "extended_status: done"; echo "detail: fake cloud-init of the plutus test host"; echo "errors: []"; fi',
+          "exit 0",
           "",
         ].join("\n"),
         { mode: 0o755 },
@@ -140,7 +170,7 @@ export async function startLinuxHost(options: LinuxHostOptions = {}): Promise<Li
         "KbdInteractiveAuthentication no",
         "UsePAM no",
         "PermitRootLogin prohibit-password",
-        "AllowUsers root",
+        `AllowUsers ${user}`,
         "LogLevel VERBOSE",
         `SetEnv PATH=${sessionPath.join(":")}`,
         "Subsystem sftp internal-sftp",
@@ -179,16 +209,16 @@ export async function startLinuxHost(options: LinuxHostOptions = {}): Promise<Li
       address,
       gatewayAddress,
       port,
-      user: "root",
+      user,
       privateKeyPath,
       hostPublicKey,
       fakeBinDir,
-      ssh: (command, opts = {}) => run("ssh", [...sshOptions, "-p", String(port), `root@${address}`, command], opts),
+      ssh: (command, opts = {}) => run("ssh", [...sshOptions, "-p", String(port), `${user}@${address}`, command], opts),
       copyDir: async (localDir, remoteDir) => {
-        const cleared = await run("ssh", [...sshOptions, "-p", String(port), `root@${address}`, `rm -rf -- '${remoteDir}'`], {});
+        const cleared = await run("ssh", [...sshOptions, "-p", String(port), `${user}@${address}`, `rm -rf -- '${remoteDir}'`], {});
         if (cleared.code !== 0) throw new Error(`clearing ${remoteDir} on the test host failed: ${cleared.stderr}`);
-        const copied = await run("scp", [...sshOptions, "-P", String(port), "-r", "-p", localDir, `root@${address}:${remoteDir}`], {});
-        if (copied.code !== 0) throw new Error(`scp -r ${localDir} root@${address}:${remoteDir} failed: ${copied.stderr}`);
+        const copied = await run("scp", [...sshOptions, "-P", String(port), "-r", "-p", localDir, `${user}@${address}:${remoteDir}`], {});
+        if (copied.code !== 0) throw new Error(`scp -r ${localDir} ${user}@${address}:${remoteDir} failed: ${copied.stderr}`);
       },
       exec: (argv, opts = {}) => run("ip", ["netns", "exec", namespace, ...argv], opts),
       destroy: async () => {
@@ -221,6 +251,21 @@ function run(file: string, argv: string[], options: { input?: string | Buffer; t
     });
     child.stdin.end(options.input ?? "");
   });
+}
+
+/** Removes a test account and whatever it still runs; its home lives in the fixture folder. */
+function removeAccount(name: string): void {
+  try {
+    execFileSync("id", ["-u", name], { stdio: "ignore" });
+  } catch {
+    return;
+  }
+  try {
+    execFileSync("pkill", ["-KILL", "-u", name], { stdio: "ignore" });
+  } catch {
+    // nothing running
+  }
+  execFileSync("userdel", [name], { stdio: "ignore" });
 }
 
 function ip(argv: string[], ignoreErrors = false): void {
