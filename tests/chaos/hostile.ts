@@ -1,0 +1,298 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
+import { join } from "node:path";
+import { Rig, Row, newRow, sha256, sleep } from "./harness";
+import type { Scenario } from "./scenarios";
+
+type Outcome = "delivered" | "quarantined" | "deferred" | "ignored";
+
+interface Case {
+  /** What the case is about, for messages. */
+  what: string;
+  /** The outbox entry name (bytes, for names that are not UTF-8). */
+  name: string | Buffer;
+  /** Before which pass the entry is created (1, 2 or 3). */
+  phase?: 1 | 2 | 3;
+  /** Writes the entry; default: `content` as a regular file, 60 s old. */
+  make?: (ctx: Ctx, path: Buffer) => void;
+  content?: string | Buffer;
+  /** Outcome of the pass right after it appears. */
+  expect: Outcome;
+  /** Outcome after the final clean pass, when different. */
+  final?: Outcome;
+  /** For quarantine: the reason recorded beside the file. */
+  reason?: RegExp;
+  /** For delivery: the name it must arrive under in the inbox, when not its own. */
+  deliveredAs?: (content: Buffer) => string;
+}
+
+interface Ctx {
+  rig: Rig;
+  outside: string;
+}
+
+const order = (id: string, extra = "") => JSON.stringify({ orderId: `PL-H-${id}`, lines: [{ sku: "LAMP-ARC-01", qty: 1 }], note: extra });
+const OLD = new Date(Date.now() - 3_600_000);
+
+/** A valid order that must simply be delivered under its own name. */
+const plain = (what: string, name: string | Buffer): Case => ({ what, name, content: order(what), expect: "delivered" });
+const bad = (what: string, name: string | Buffer, reason: RegExp, content: string | Buffer = order(what)): Case => ({ what, name, content, expect: "quarantined", reason });
+
+const CASES: Case[] = [
+  bad("invalid JSON", "bad-json.json", /^invalid JSON: /, "{ not json"),
+  bad("empty file", "empty.json", /^empty file$/, ""),
+  bad("white space only", "blank.json", /^file holds only white space$/, " \n\t "),
+  { what: "UTF-8 BOM before valid JSON", name: "bom.json", content: "\uFEFF" + order("bom"), expect: "delivered" },
+  bad("BOM before invalid JSON", "bom-bad.json", /^invalid JSON: /, "\uFEFF{,}"),
+  bad("JSON array", "array.json", /^an order must be a JSON object$/, "[1,2,3]"),
+  bad("JSON null", "null-literal.json", /^an order must be a JSON object$/, "null"),
+  bad("Latin-1 content", "latin1.json", /^content is not valid UTF-8$/, Buffer.from('{"name":"M\xfcller"}', "latin1")),
+  bad("huge file (2 MiB > maxFileBytes)", "huge.json", /^file is 2097\d{3} bytes, larger than maxFileBytes \(1048576\)$/, order("huge", "h".repeat(2 * 1024 * 1024))),
+  { what: "large file under the limit (900 KB)", name: "large.json", content: order("large", "l".repeat(900_000)), expect: "delivered" },
+  plain("spaces in the name", "order with spaces.json"),
+  plain("accents (NFC)", "bestellung-müller-ß.json"),
+  plain("accents (NFD)", "cafe\u0301-bestellung.json"),
+  plain("emoji", "🛒-order.json"),
+  plain("leading dash", "-rf.json"),
+  plain("double leading dash", "--help.json"),
+  bad("reserved name CON", "CON.json", /reserved Windows device name CON; the ERP cannot store this name$/),
+  bad("reserved name nul (lower case)", "nul.json", /reserved Windows device name NUL/),
+  bad("reserved name COM1 with more dots", "com1.backup.json", /reserved Windows device name COM1/),
+  bad("reserved name LPT9", "LPT9.json", /reserved Windows device name LPT9/),
+  bad("reserved name AUX before a space", "AUX .json", /reserved Windows device name AUX/),
+  plain("CONSOLE is not reserved", "CONSOLE.json"),
+  bad("colon", "a:b.json", /contains ":", which Windows does not allow/),
+  bad("question mark", "why?.json", /contains "\?"/),
+  bad("asterisk", "star*.json", /contains "\*"/),
+  bad("pipe", "pi|pe.json", /contains "\|"/),
+  bad("angle brackets", "<tag>.json", /contains "<"/),
+  bad("double quote", 'say"hi".json', /contains "\\""/),
+  bad("backslash", "back\\slash.json", /contains "\\\\\\\\"/),
+  bad("tab in the name", "tab\there.json", /control character/),
+  bad("line break in the name", "line\nbreak.json", /control character/),
+  bad("leading space", " lead.json", /starts with a space/),
+  bad("name of 201 characters", "o".repeat(196) + ".json", /201 characters long; at most 200/),
+  plain("name of exactly 200 characters", "p".repeat(195) + ".json"),
+  bad("name not UTF-8 (Latin-1 bytes)", Buffer.from([0x4d, 0xfc, 0x6c, 0x6c, 0x65, 0x72, 0x2e, 0x6a, 0x73, 0x6f, 0x6e]), /^file name is not valid UTF-8$/),
+  bad("name with a lone surrogate (CESU-8 bytes)", Buffer.concat([Buffer.from([0xed, 0xa0, 0x80]), Buffer.from("-x.json")]), /^file name is not valid UTF-8$/),
+  plain("upper-case extension", "UPPER.JSON"),
+  plain("hidden name (dot first)", ".hidden.json"),
+  {
+    what: "symlink to an order outside the outbox",
+    name: "link-outside.json",
+    make: (ctx, path) => symlinkSync(join(ctx.outside, "outside-order.json"), path),
+    expect: "quarantined",
+    reason: /^symbolic link \(links are never followed\)$/,
+  },
+  { what: "symlink to a folder outside", name: "link-dir.json", make: (ctx, path) => symlinkSync(ctx.outside, path), expect: "quarantined", reason: /^symbolic link/ },
+  { what: "dangling symlink", name: "dangling.json", make: (_ctx, path) => symlinkSync("/nonexistent/order.json", path), expect: "quarantined", reason: /^symbolic link/ },
+  plain("target of an inside symlink", "target-inside.json"),
+  { what: "symlink to an order inside the outbox", name: "alias.json", make: (_ctx, path) => symlinkSync("target-inside.json", path), expect: "quarantined", reason: /^symbolic link/ },
+  { what: "fifo", name: "pipe.json", make: (_ctx, path) => execFileSync("mkfifo", [path.toString()]), expect: "quarantined", reason: /^not a regular file \(fifo\)$/ },
+  { what: "folder named *.json", name: "folder.json", make: (_ctx, path) => mkdirSync(path), expect: "quarantined", reason: /^not a regular file \(directory\)$/ },
+  {
+    what: "unreadable file (root's, mode 000)",
+    name: "secret.json",
+    make: (_ctx, path) => {
+      writeFileSync(path, order("secret"));
+      chmodSync(path, 0o000);
+      utimesSync(path, OLD, OLD);
+    },
+    expect: "quarantined",
+    reason: /^cannot be read: EACCES/,
+  },
+  { what: "still being written", name: "growing.json", make: () => undefined, expect: "deferred", final: "delivered" },
+  {
+    what: "mtime in the future",
+    name: "future.json",
+    make: (_ctx, path) => {
+      writeFileSync(path, order("future"));
+      const later = new Date(Date.now() + 86_400_000);
+      utimesSync(path, later, later);
+    },
+    expect: "deferred",
+  },
+  {
+    what: "mtime in 1970",
+    name: "ancient.json",
+    make: (_ctx, path) => {
+      writeFileSync(path, order("ancient"));
+      utimesSync(path, new Date(0), new Date(0));
+    },
+    expect: "delivered",
+  },
+  { what: "not an order (notes.txt)", name: "notes.txt", content: "hello", expect: "ignored" },
+  { what: "bare .json", name: ".json", content: order("bare"), expect: "ignored" },
+  { what: "web app temporary (order.json.tmp)", name: "order.json.tmp", content: order("tmp"), expect: "ignored" },
+  { what: "again.json, first content", name: "again.json", content: order("again-1"), expect: "delivered" },
+  // Pass 2, the ERP stopped reading: these stay in the inbox.
+  { what: "again.json, other content after the ERP took the first", name: "again.json", phase: 2, content: order("again-2"), expect: "delivered" },
+  { what: "held.json, first content", name: "held.json", phase: 2, content: order("held-1"), expect: "delivered" },
+  { what: "A.json", name: "A.json", phase: 2, content: order("upper-A"), expect: "delivered" },
+  { what: "same-content.json", name: "same-content.json", phase: 2, content: order("same"), expect: "delivered" },
+  // Pass 3, the ERP still stopped.
+  {
+    what: "held.json, other content while the first is unread",
+    name: "held.json",
+    phase: 3,
+    content: order("held-2"),
+    expect: "delivered",
+    deliveredAs: (content) => `held.${sha256(content).slice(0, 8)}.json`,
+  },
+  { what: "a.json while A.json is unread (case-sensitive ERP here)", name: "a.json", phase: 3, content: order("lower-a"), expect: "delivered" },
+  { what: "same name, same content again", name: "same-content.json", phase: 3, content: order("same"), expect: "delivered" },
+];
+
+/** Reads the quarantine note for an entry. */
+function quarantineReason(rig: Rig, name: string): string | undefined {
+  const note = join(rig.quarantine, `${name}.reason.json`);
+  if (!existsSync(note)) return undefined;
+  return (JSON.parse(readFileSync(note, "utf8")) as { reason: string }).reason;
+}
+
+function displayName(name: string | Buffer): string {
+  if (typeof name === "string") return name;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(name);
+  } catch {
+    return name.toString("latin1");
+  }
+}
+
+export const hostileInputs: Scenario = {
+  name: "hostile inputs",
+  async run() {
+    const row: Row = newRow(`hostile inputs (${CASES.length} cases)`);
+    const rig = await Rig.start({
+      asUser: true,
+      config: { minAgeSeconds: 2, maxFileBytes: 1024 * 1024, passDeadlineSeconds: 30, operationTimeoutSeconds: 5 },
+      fakeErp: { isFinalName: (n) => !/\.part$|\.probe$|^plutus-[0-9a-f]{12}-/i.test(n) },
+    });
+    const ctx: Ctx = { rig, outside: join(rig.root, "outside") };
+    const contents = new Map<Case, Buffer>();
+    try {
+      mkdirSync(ctx.outside);
+      const outsideOrder = order("outside-secret");
+      writeFileSync(join(ctx.outside, "outside-order.json"), outsideOrder);
+      const create = (c: Case) => {
+        const path = Buffer.concat([Buffer.from(rig.outbox + "/"), typeof c.name === "string" ? Buffer.from(c.name) : c.name]);
+        if (c.make) c.make(ctx, path);
+        else {
+          writeFileSync(path, c.content ?? "");
+          utimesSync(path, OLD, OLD);
+        }
+        // The web shop's account owns what it writes; the unreadable file stays root's.
+        if (c.what !== "unreadable file (root's, mode 000)") lchownSync(path, rig.uid, rig.gid);
+        if (c.content !== undefined) contents.set(c, Buffer.from(c.content));
+        else if (lstatSync(path).isFile()) {
+          try {
+            contents.set(c, readFileSync(path));
+          } catch {
+            /* unreadable */
+          }
+        }
+        // Content-addressed accounting in the rig (lost / duplicated / partial).
+        const bytes = contents.get(c);
+        if (bytes && c.expect !== "ignored") rig.produced.set(sha256(bytes), { name: displayName(c.name), sha256: sha256(bytes) });
+      };
+
+      // Pass 1: everything at once, with one file still being written during the pass.
+      const growing = join(rig.outbox, "growing.json");
+      writeFileSync(growing, '{"orderId":"PL-H-growing","lines":[');
+      lchownSync(growing, rig.uid, rig.gid);
+      for (const c of CASES.filter((c) => (c.phase ?? 1) === 1)) create(c);
+      let writing = true;
+      const writer = (async () => {
+        while (writing) {
+          appendFileSync(growing, '{"sku":"X","qty":1},');
+          await sleep(100);
+        }
+        appendFileSync(growing, '{"sku":"END","qty":1}]}');
+      })();
+      const expectSummary = (phase: number, record: { summary: Record<string, number> | undefined; code: number | null; stderr: string }) => {
+        const cases = CASES.filter((c) => (c.phase ?? 1) === phase);
+        const want = {
+          found: cases.filter((c) => c.expect !== "ignored").length,
+          delivered: cases.filter((c) => c.expect === "delivered").length,
+          quarantined: cases.filter((c) => c.expect === "quarantined").length,
+          deferred: cases.filter((c) => c.expect === "deferred").length,
+          failed: 0,
+        };
+        const got = record.summary ?? {};
+        const diff = Object.entries(want).filter(([k, v]) => got[k] !== v);
+        if (record.code !== 0 || diff.length > 0) {
+          row.problems.push(`pass ${phase}: exit ${record.code}, expected ${JSON.stringify(want)}, got ${JSON.stringify(got)} ${record.stderr.trim().slice(0, 200)}`);
+        }
+      };
+      expectSummary(1, await rig.bookedPass(row));
+      writing = false;
+      await writer;
+      const growingCase = CASES.find((c) => c.name === "growing.json")!;
+      contents.set(growingCase, readFileSync(growing));
+      rig.produced.set(sha256(readFileSync(growing)), { name: "growing.json", sha256: sha256(readFileSync(growing)) });
+      await rig.fake.drain();
+
+      // Pass 2 and 3 with the ERP not reading its inbox.
+      rig.fake.paused = true;
+      for (const phase of [2, 3] as const) {
+        for (const c of CASES.filter((c) => c.phase === phase)) create(c);
+        expectSummary(phase, await rig.bookedPass(row));
+      }
+      rig.fake.paused = false;
+      await rig.fake.drain();
+      await sleep(2_200); // growing.json must become old enough
+      const mayRemain = (name: string) => name === "future.json";
+      await rig.finalCleanPass(row, mayRemain);
+      await rig.account(row, mayRemain);
+
+      // Each case exactly where the rules put it.
+      const consumed = rig.fake.consumed;
+      let delivered = 0;
+      let quarantined = 0;
+      let lost = 0;
+      for (const c of CASES) {
+        const outcome = c.final ?? c.expect;
+        const shown = displayName(c.name);
+        const bytes = contents.get(c);
+        const inOutbox = existsSync(Buffer.concat([Buffer.from(rig.outbox + "/"), typeof c.name === "string" ? Buffer.from(c.name) : c.name]));
+        const problem = (text: string) => row.problems.push(`${c.what} (${JSON.stringify(shown)}): ${text}`);
+        if (outcome === "delivered") {
+          const as = c.deliveredAs && bytes ? c.deliveredAs(bytes) : shown;
+          if (consumed.some((e) => e.name === as && bytes && e.sha256 === sha256(bytes))) delivered++;
+          else problem(`expected delivered as ${as}; ERP saw ${consumed.filter((e) => e.name.startsWith(shown.slice(0, 4))).map((e) => e.name).join(", ") || "nothing"}`);
+        } else if (outcome === "quarantined") {
+          const qname = typeof c.name === "string" ? c.name.replace(/[\0/]/g, "_") : shown;
+          const reason = quarantineReason(rig, qname);
+          if (!existsSync(join(rig.quarantine, qname))) {
+            problem(`expected quarantined, not in quarantine${inOutbox ? " (still in the outbox)" : ""}`);
+            if (!inOutbox) lost++;
+          } else if (reason === undefined || !c.reason?.test(reason)) problem(`quarantined with reason ${JSON.stringify(reason)}, expected ${c.reason}`);
+          else quarantined++;
+        } else {
+          if (!inOutbox) {
+            problem(`expected ${outcome} (left in the outbox) but it is gone`);
+            lost++;
+          }
+          if (bytes && consumed.some((e) => e.sha256 === sha256(bytes))) problem(`expected ${outcome}, but the ERP received it`);
+        }
+      }
+      // Nothing outside the outbox was followed, read or moved.
+      if (readFileSync(join(ctx.outside, "outside-order.json"), "utf8") !== outsideOrder) row.problems.push("the file outside the outbox changed");
+      if (consumed.some((e) => e.sha256 === sha256(outsideOrder))) row.problems.push("the order outside the outbox was delivered through a symlink");
+      if (readdirSync(ctx.outside).length !== 1) row.problems.push("the folder outside the outbox changed");
+      row.produced = CASES.length;
+      row.delivered = delivered;
+      row.quarantined = quarantined;
+      row.lost += lost;
+      row.faults = CASES.length;
+      const deferred = CASES.filter((c) => c.expect === "deferred").length;
+      const ignored = CASES.filter((c) => c.expect === "ignored").length;
+      row.notes.push(`${delivered} delivered, ${quarantined} quarantined, ${deferred} deferred first (1 stays: mtime in the future), ${ignored} ignored; same content re-sent counted once`);
+    } catch (error) {
+      row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
+    } finally {
+      await rig.destroy();
+    }
+    return row;
+  },
+};
