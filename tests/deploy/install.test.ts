@@ -271,7 +271,10 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(install.stdout + install.stderr).not.toContain(privateKey.split("\n")[1]);
 
     const installedTree = tree();
-    if (process.env.PLUTUS_SHOW_TREE) process.stdout.write(`${installedTree}\n${execFileSync("getfacl", ["--absolute-names", FOLDERS.outbox])}`);
+    if (process.env.PLUTUS_SHOW_TREE) {
+      const stats = execFileSync("stat", ["-c", "%A %a %U:%G %s %n", "/etc/plutus", "/etc/plutus/agent.json", "/etc/plutus/id_ed25519", "/etc/cron.d/plutus-sync", "/opt/plutus-sync", FOLDERS.outbox]);
+      process.stdout.write(`${installedTree}\n${stats}${execFileSync("getfacl", ["--absolute-names", FOLDERS.outbox])}${sh("getent", ["passwd", "plutus"]).stdout}${readFileSync("/etc/cron.d/plutus-sync", "utf8")}`);
+    }
     expect(installedTree).toBe(
       [
         "drwxr-x--- root:plutus /etc/plutus",
