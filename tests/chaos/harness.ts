@@ -22,6 +22,31 @@ export function repoRoot(): string {
 }
 
 export const BUNDLE = join(repoRoot(), "agent", "dist", "plutus-sync.cjs");
+
+let snapshot: { path: string; sha256: string } | undefined;
+/**
+ * A private copy of the bundle, taken once: others rebuild agent/dist in the same tree while the
+ * suite runs (the build empties the folder first), and every pass must run the same file.
+ */
+export function agentBundle(): { path: string; sha256: string } {
+  if (snapshot && existsSync(snapshot.path)) return snapshot;
+  let content: Buffer | undefined;
+  for (let i = 0; i < 100 && !content; i++) {
+    try {
+      content = readFileSync(BUNDLE);
+    } catch {
+      execFileSync("sleep", ["0.2"]);
+    }
+  }
+  if (!content) throw new Error(`${BUNDLE} not found: run npm run build first`);
+  const dir = mkdtempSync(join(tmpdir(), "plutus-chaos-bundle-"));
+  chmodSync(dir, 0o755);
+  const path = join(dir, "plutus-sync.cjs");
+  writeFileSync(path, content, { mode: 0o755 });
+  snapshot = { path, sha256: sha256(content) };
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return snapshot;
+}
 /** The unprivileged account the agent runs as where root would hide the fault. */
 export const AGENT_USER = "plutus-chaos";
 
@@ -259,7 +284,7 @@ export class Rig {
   /** One pass of the bundled agent as its own process; optionally killed with SIGKILL after `killAfterMs`. */
   async pass(options: { killAfterMs?: number; crashAt?: string; hardLimitMs?: number } = {}): Promise<PassRecord> {
     const started = Date.now();
-    const child = spawn(process.execPath, [BUNDLE, "run", "--config", this.configPath, "--json"], {
+    const child = spawn(process.execPath, [agentBundle().path, "run", "--config", this.configPath, "--json"], {
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...(options.crashAt ? { PLUTUS_CRASH_AT: options.crashAt } : {}) },
       stdio: ["ignore", "pipe", "pipe"],
       ...(this.uid !== 0 ? { uid: this.uid, gid: this.gid } : {}),

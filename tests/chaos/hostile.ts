@@ -67,7 +67,7 @@ const CASES: Case[] = [
   bad("pipe", "pi|pe.json", /contains "\|"/),
   bad("angle brackets", "<tag>.json", /contains "<"/),
   bad("double quote", 'say"hi".json', /contains "\\""/),
-  bad("backslash", "back\\slash.json", /contains "\\\\\\\\"/),
+  bad("backslash", "back\\slash.json", /contains "\\\\"/),
   bad("tab in the name", "tab\there.json", /control character/),
   bad("line break in the name", "line\nbreak.json", /control character/),
   bad("leading space", " lead.json", /starts with a space/),
@@ -150,6 +150,16 @@ function quarantineReason(rig: Rig, name: string): string | undefined {
   return (JSON.parse(readFileSync(note, "utf8")) as { reason: string }).reason;
 }
 
+/** Exists as a directory entry (a dangling symlink counts). */
+function present(path: string | Buffer): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function displayName(name: string | Buffer): string {
   if (typeof name === "string") return name;
   try {
@@ -209,13 +219,13 @@ export const hostileInputs: Scenario = {
         }
         appendFileSync(growing, '{"sku":"END","qty":1}]}');
       })();
-      const expectSummary = (phase: number, record: { summary: Record<string, number> | undefined; code: number | null; stderr: string }) => {
+      const expectSummary = (phase: number, record: { summary: Record<string, number> | undefined; code: number | null; stderr: string }, stillDeferred = 0) => {
         const cases = CASES.filter((c) => (c.phase ?? 1) === phase);
         const want = {
-          found: cases.filter((c) => c.expect !== "ignored").length,
+          found: cases.filter((c) => c.expect !== "ignored").length + stillDeferred,
           delivered: cases.filter((c) => c.expect === "delivered").length,
           quarantined: cases.filter((c) => c.expect === "quarantined").length,
-          deferred: cases.filter((c) => c.expect === "deferred").length,
+          deferred: cases.filter((c) => c.expect === "deferred").length + stillDeferred,
           failed: 0,
         };
         const got = record.summary ?? {};
@@ -225,19 +235,21 @@ export const hostileInputs: Scenario = {
         }
       };
       expectSummary(1, await rig.bookedPass(row));
-      writing = false;
-      await writer;
-      const growingCase = CASES.find((c) => c.name === "growing.json")!;
-      contents.set(growingCase, readFileSync(growing));
-      rig.produced.set(sha256(readFileSync(growing)), { name: "growing.json", sha256: sha256(readFileSync(growing)) });
       await rig.fake.drain();
 
-      // Pass 2 and 3 with the ERP not reading its inbox.
+      // Pass 2 and 3 with the ERP not reading its inbox; growing.json and future.json still wait.
       rig.fake.paused = true;
       for (const phase of [2, 3] as const) {
         for (const c of CASES.filter((c) => c.phase === phase)) create(c);
-        expectSummary(phase, await rig.bookedPass(row));
+        expectSummary(phase, await rig.bookedPass(row), 2);
       }
+      writing = false;
+      await writer;
+      const growingCase = CASES.find((c) => c.name === "growing.json")!;
+      const grown = readFileSync(growing);
+      contents.set(growingCase, grown);
+      for (const [h, p] of rig.produced) if (p.name === "growing.json") rig.produced.delete(h);
+      rig.produced.set(sha256(grown), { name: "growing.json", sha256: sha256(grown) });
       rig.fake.paused = false;
       await rig.fake.drain();
       await sleep(2_200); // growing.json must become old enough
@@ -254,7 +266,7 @@ export const hostileInputs: Scenario = {
         const outcome = c.final ?? c.expect;
         const shown = displayName(c.name);
         const bytes = contents.get(c);
-        const inOutbox = existsSync(Buffer.concat([Buffer.from(rig.outbox + "/"), typeof c.name === "string" ? Buffer.from(c.name) : c.name]));
+        const inOutbox = present(Buffer.concat([Buffer.from(rig.outbox + "/"), typeof c.name === "string" ? Buffer.from(c.name) : c.name]));
         const problem = (text: string) => row.problems.push(`${c.what} (${JSON.stringify(shown)}): ${text}`);
         if (outcome === "delivered") {
           const as = c.deliveredAs && bytes ? c.deliveredAs(bytes) : shown;
@@ -263,7 +275,7 @@ export const hostileInputs: Scenario = {
         } else if (outcome === "quarantined") {
           const qname = typeof c.name === "string" ? c.name.replace(/[\0/]/g, "_") : shown;
           const reason = quarantineReason(rig, qname);
-          if (!existsSync(join(rig.quarantine, qname))) {
+          if (!present(join(rig.quarantine, qname))) {
             problem(`expected quarantined, not in quarantine${inOutbox ? " (still in the outbox)" : ""}`);
             if (!inOutbox) lost++;
           } else if (reason === undefined || !c.reason?.test(reason)) problem(`quarantined with reason ${JSON.stringify(reason)}, expected ${c.reason}`);

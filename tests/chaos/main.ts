@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { agentBundle } from "./harness";
 import { formatDetails, formatTable, rowFailed, runSuite } from "./suite";
 
 /** `npm run chaos [-- --long] [--seed N] [--only name]`: runs the suite and prints one table. */
@@ -12,7 +13,8 @@ async function main(): Promise<number> {
   }
   const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 1_000_000;
   const long = values.long === true;
-  process.stderr.write(`chaos: ${long ? "long" : "short"} suite, seed ${seed}\n`);
+  const bundle = agentBundle();
+  process.stderr.write(`chaos: ${long ? "long" : "short"} suite, seed ${seed}, agent bundle sha256 ${bundle.sha256.slice(0, 16)}\n`);
   const started = Date.now();
   const rows = await runSuite({
     long,
