@@ -450,6 +450,14 @@ export class Rig {
     if (notArchived.length > 0) row.problems.push(`${notArchived.length} delivered order(s) not in the archive, e.g. ${this.produced.get(notArchived[0])?.name}`);
   }
 
+  /** Copies the local side, the sshd log and what the fake ERP saw to `dir` (CHAOS_EVIDENCE=dir). */
+  keepEvidence(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    execFileSync("cp", ["-a", this.root, join(dir, "local")]);
+    copyFileSync(this.erp.logPath, join(dir, "sshd.log"));
+    writeFileSync(join(dir, "erp-consumed.json"), JSON.stringify({ consumed: this.fake.consumed, seen: this.fake.seen, produced: [...this.produced.values()] }, null, 1));
+  }
+
   async destroy(): Promise<void> {
     await this.fake.stop();
     await this.proxy?.stop();

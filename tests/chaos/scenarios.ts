@@ -32,6 +32,7 @@ async function withRig(row: Row, options: Parameters<typeof Rig.start>[0], body:
   } catch (error) {
     row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
   } finally {
+    if (row.problems.length > 0 && process.env.CHAOS_EVIDENCE) rig.keepEvidence(join(process.env.CHAOS_EVIDENCE, row.scenario.replace(/[^A-Za-z0-9]+/g, "-")));
     await rig.destroy();
   }
   return row;
@@ -216,8 +217,8 @@ function erpFolderScenario(name: string, breakIt: (rig: Rig) => void, repair: (r
         if (failed.length !== 10 || !failed.every((e) => logPattern.test(String(e.error)))) {
           row.problems.push(`expected 10 "failed" log lines matching ${logPattern}; got ${failed.length}: ${String(failed[0]?.error)}`);
         } else row.notes.push(`log: ${String(failed[0].error).slice(0, 110)}`);
-        const staged = (await import("node:fs")).readdirSync(rig.erp.stagingDir, { withFileTypes: false }).length;
-        if (leavesCommitted && staged !== 10) row.problems.push(`expected the 10 verified uploads to wait in staging, found ${staged}`);
+        const staged = leavesCommitted ? readdirCount(rig.erp.stagingDir) : 10;
+        if (staged !== 10) row.problems.push(`expected the 10 verified uploads to wait in staging, found ${staged}`);
         repair(rig);
         await rig.finalCleanPass(row);
         await rig.account(row);
