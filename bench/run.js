@@ -140,6 +140,35 @@ async function waitForBanner(port) {
   }
 }
 
+/**
+ * Server CPU: sshd is put in its own cpuacct cgroup (v1, or v2 when that is what is mounted), so
+ * every connection process, the chrooted internal-sftp session and rsync's server side are
+ * counted, exited ones included. Without cgroups: the listener's cutime+cstime, which misses
+ * sessions whose monitor does not wait for them (an undercount, said so in the report).
+ */
+function serverCpuMeter(pid) {
+  const candidates = [
+    { dir: "/sys/fs/cgroup/cpuacct", read: (d) => Number(fs.readFileSync(path.join(d, "cpuacct.usage"), "utf8")) / 1e9 },
+    { dir: "/sys/fs/cgroup/unified", read: (d) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(d, "cpu.stat"), "utf8"))[1]) / 1e6 },
+    { dir: "/sys/fs/cgroup", read: (d) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(d, "cpu.stat"), "utf8"))[1]) / 1e6 },
+  ];
+  for (const c of candidates) {
+    const dir = path.join(c.dir, `plutus-bench-sshd-${process.pid}`);
+    try {
+      if (!fs.existsSync(c.dir)) continue;
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
+      c.read(dir);
+      return { how: `cgroup ${dir}`, read: () => c.read(dir), remove: () => fs.rmSync(dir, { recursive: false, force: true }) };
+    } catch {
+      try {
+        fs.rmdirSync(dir);
+      } catch {}
+    }
+  }
+  return { how: "sshd listener cutime+cstime (no cgroup; undercounts)", read: () => reapedChildCpu(pid), remove: () => undefined };
+}
+
 /** CPU seconds (user+sys) that sshd's finished connection processes used: the listener's cutime+cstime. */
 function reapedChildCpu(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -258,6 +287,7 @@ class Fixture {
     this.sshdLog = path.join(this.root, "sshd.log");
     this.sshd.stderr.on("data", (d) => fs.appendFileSync(this.sshdLog, d));
     await waitForBanner(this.port);
+    this.cpuMeter = serverCpuMeter(this.sshd.pid);
 
     // Local side: one master copy of every order; each measured run gets a fresh copy.
     this.master = path.join(this.root, "master");
@@ -313,6 +343,12 @@ class Fixture {
     if (this.sshd && this.sshd.exitCode === null) {
       await new Promise((r) => (this.sshd.once("exit", r), this.sshd.kill("SIGTERM")));
     }
+    if (this.cpuMeter) {
+      await sleep(200); // connection processes end after the listener
+      try {
+        this.cpuMeter.remove();
+      } catch {}
+    }
     if (!keep && this.root) fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
@@ -350,10 +386,10 @@ async function measure(fx, tool, n, variant) {
   fx.resetRemote();
   const src = fx.freshSource(tool.id === "scp-loop" ? fx.loopSubset : n);
   spawnSync("sync");
-  const cpuBefore = reapedChildCpu(fx.sshd.pid);
+  const cpuBefore = fx.cpuMeter.read();
   const r = await tool.run(fx, src, variant);
   await sleep(50); // let sshd reap the connection processes
-  const serverCpu = reapedChildCpu(fx.sshd.pid) - cpuBefore;
+  const serverCpu = fx.cpuMeter.read() - cpuBefore;
   const expected = tool.id === "scp-loop" ? fx.loopSubset : n;
   const got = fx.remoteCount(tool.target);
   if (r.code !== 0 || got !== expected) {
@@ -577,7 +613,7 @@ function renderReport(fx, results, meta) {
   const loop = rows.find((r) => r.toolId === "scp-loop");
   if (loop) lines.push(`* scp per file: measured on ${loop.extrapolated} files, extrapolated linearly to ${C.toLocaleString("en-US")} (EXTRAPOLATED)`);
   lines.push("× plutus-sync time: the tool's wall time divided by plutus-sync's on the same number of files (> 1: plutus-sync is faster).");
-  lines.push("peak RSS: the measured process's own peak (/usr/bin/time %M; for the agent, the node process). sshd CPU: user+sys of sshd's connection processes (incl. sftp/rsync server side).");
+  lines.push(`peak RSS: the measured process's own peak (/usr/bin/time %M; for the agent, the node process). sshd CPU: user+sys of sshd and all its connection processes (incl. internal-sftp / rsync server side), via ${fx.cpuMeter.how}.`);
   lines.push("");
   // Targets.
   const verdict = (ok) => (ok === undefined ? "n/a " : ok ? "PASS" : "MISS");
