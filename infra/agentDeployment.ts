@@ -88,8 +88,9 @@ export function renderInstallStdin(agentConfig: AgentConfig, privateKey: string)
   return `${JSON.stringify({ agentConfig, privateKey })}\n`;
 }
 
+/** Tolerates an agent already removed by hand, so `pulumi destroy` does not stall on it. */
 export function renderUninstallCommand(): string {
-  return `sudo bash ${AGENT_HOME}/install.sh --uninstall`;
+  return `if [ -x ${AGENT_HOME}/install.sh ]; then sudo bash ${AGENT_HOME}/install.sh --uninstall; else echo "plutus-sync is not installed on this host; nothing to remove"; fi`;
 }
 
 export interface CanaryInput {

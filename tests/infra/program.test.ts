@@ -286,7 +286,9 @@ test("agent deployment: the resources run exactly the exported commands; config 
   expect(install.create).toBe(renderInstallCommand(bundleDir));
   expect(install.create).toBe(`sudo bash ${bundleDir}/install.sh --stdin`);
   expect(install.delete).toBe(renderUninstallCommand());
-  expect(install.delete).toBe("sudo bash /opt/plutus-sync/install.sh --uninstall");
+  expect(install.delete).toBe(
+    'if [ -x /opt/plutus-sync/install.sh ]; then sudo bash /opt/plutus-sync/install.sh --uninstall; else echo "plutus-sync is not installed on this host; nothing to remove"; fi',
+  );
   const stdin = JSON.parse(install.stdin);
   expect(Object.keys(stdin)).toEqual(["agentConfig", "privateKey"]);
   expect(stdin.agentConfig).toEqual(run.outputs.agentConfig);

@@ -160,7 +160,14 @@ export async function startErpServer(options: SshdOptions = {}): Promise<ErpServ
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn(SSHD, ["-D", "-e", "-f", configPath], { stdio: ["ignore", "ignore", "pipe"] });
-    child.stderr?.on("data", (chunk: Buffer) => appendFileSync(logPath, chunk));
+    child.stderr?.on("data", (chunk: Buffer) => {
+      // sshd may still be talking while destroy() removes the folder.
+      try {
+        appendFileSync(logPath, chunk);
+      } catch {
+        /* the fixture is being torn down */
+      }
+    });
     await waitForBanner("127.0.0.1", port);
   };
   const stop = async () => {
