@@ -60,7 +60,9 @@ function inDoubtEvidence(rig: Rig): string {
   const inDoubtRetries = events.filter((e) => e.event === "retry" && e.inDoubt === true).length;
   const inDoubtFailed = events.filter((e) => e.event === "failed" && e.inDoubt === true).length;
   const counts = countEvents(events);
-  return `in-doubt retries ${inDoubtRetries}, in-doubt failures ${inDoubtFailed}, recovered ${counts.get("recovered") ?? 0}, orphans swept ${events.filter((e) => e.event === "orphans-removed").reduce((s, e) => s + Number(e.count), 0)}`;
+  const renameTookEffect = events.filter((e) => e.event === "published" && /staging copy gone/.test(String(e.how))).length;
+  const sameInInbox = events.filter((e) => e.event === "published" && /same SHA-256/.test(String(e.how))).length;
+  return `renames settled as done after a lost reply ${renameTookEffect}, found already in the inbox ${sameInInbox}, in-doubt retries ${inDoubtRetries}, in-doubt failures ${inDoubtFailed}, recovered ${counts.get("recovered") ?? 0}, orphans swept ${events.filter((e) => e.event === "orphans-removed").reduce((s, e) => s + Number(e.count), 0)}`;
 }
 
 const killLoop: Scenario = {
@@ -113,7 +115,7 @@ function networkScenario(name: string, passesShort: number, passesLong: number, 
     async run(scale, rng) {
       const row = newRow(name);
       let trigger: Trigger;
-      return withRig(row, { proxy: true, config: { ...FAULT_TUNING }, fakeErp: { onAppear: () => trigger?.() } }, async (rig) => {
+      return withRig(row, { proxy: true, config: { ...FAULT_TUNING, logLevel: "debug" }, fakeErp: { onAppear: () => trigger?.() } }, async (rig) => {
         const proxy = rig.proxy!;
         const passes = scale.long ? passesLong : passesShort;
         const before = proxy.faults;
@@ -149,10 +151,17 @@ const netReset = networkScenario("net: reset mid-pass", 10, 100, (rig, rng) => {
   let timer: NodeJS.Timeout | undefined;
   return {
     arm() {
-      timer = setTimeout(() => rig.proxy!.resetAll(), rng.int(150, 1500));
+      // Timed from the first connection of the pass (handshake included), not from process start.
+      let first = true;
+      rig.proxy!.planFor = () => {
+        if (first) timer = setTimeout(() => rig.proxy!.resetAll(), rng.int(0, 500));
+        first = false;
+        return undefined;
+      };
     },
     disarm() {
       clearTimeout(timer);
+      rig.proxy!.planFor = undefined;
     },
   };
 });
@@ -162,13 +171,21 @@ const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) 
   let off: NodeJS.Timeout | undefined;
   return {
     arm() {
-      on = setTimeout(() => {
-        rig.proxy!.blackhole(true);
-        // The first black hole never lifts during the pass: the deadline must end it.
-        if (pass > 0) off = setTimeout(() => rig.proxy!.blackhole(false), rng.int(1000, 6000));
-      }, rng.int(200, 1200));
+      let first = true;
+      rig.proxy!.planFor = () => {
+        if (first) {
+          on = setTimeout(() => {
+            rig.proxy!.blackhole(true);
+            // The first black hole never lifts during the pass: the deadline must end it.
+            if (pass > 0) off = setTimeout(() => rig.proxy!.blackhole(false), rng.int(1000, 6000));
+          }, rng.int(20, 150));
+        }
+        first = false;
+        return undefined;
+      };
     },
     disarm() {
+      rig.proxy!.planFor = undefined;
       clearTimeout(on);
       clearTimeout(off);
       rig.proxy!.blackhole(false);
@@ -182,7 +199,7 @@ const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) 
  * proxy closes every connection, discarding the held reply. Exact for "rename done, reply lost";
  * "request lost before the server" is covered statistically by the byte-offset cuts.
  */
-const netRenameDrop = networkScenario("net: drop reply to RENAME", 12, 120, (rig, rng, _pass, setTrigger) => {
+const netRenameDrop = networkScenario("net: drop reply to RENAME", 8, 120, (rig, rng, _pass, setTrigger) => {
     return {
       arm() {
         rig.proxy!.delayDownMs = 80;
