@@ -37,5 +37,13 @@ it("drains a backlog of 2,000 small orders in one pass, each byte-exact, none le
   }
   expect(readdirSync(erp.stagingDir)).toEqual([]);
   expect(readdirSync(local.outbox)).toEqual([]);
+  // Every line reached the log before the process exited (winston writes asynchronously).
+  const events = readdirSync(local.logDir)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) => readFileSync(join(local.logDir, f), "utf8").trim().split("\n"))
+    .map((line) => JSON.parse(line) as { event: string });
+  expect(events.filter((e) => e.event === "delivered")).toHaveLength(2000);
+  expect(events.filter((e) => e.event === "taken")).toHaveLength(2000);
+  expect(events[events.length - 1]).toMatchObject({ event: "pass", delivered: 2000 });
   process.stdout.write(`backlog: 2000 orders delivered in ${wallMs} ms wall (agent reports ${summary.durationMs} ms)\n`);
 });
