@@ -1,7 +1,7 @@
 import { promises as fs, constants } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { AgentConfig } from "@plutus/shared";
-import { SftpSession } from "./sftpSession";
+import { SftpSession, sftpTarget } from "./sftpSession";
 import { ConfigError, errorMessage } from "./errors";
 
 /**
@@ -20,15 +20,7 @@ export async function runCheck(config: AgentConfig, privateKey: Buffer, say: (li
     });
   }
   say(`OK local folders: ${config.outbox}, ${config.archive}, ${config.quarantine}, ${config.stateDir}, ${config.logDir}`);
-  const session = await SftpSession.connect({
-    host: config.remote.host,
-    port: config.remote.port,
-    username: config.remote.username,
-    privateKey,
-    hostKeySha256: config.remote.hostKeySha256,
-    connectTimeoutMs: config.connectTimeoutSeconds * 1000,
-    operationTimeoutMs: config.operationTimeoutSeconds * 1000,
-  });
+  const session = await SftpSession.connect(sftpTarget(config, privateKey));
   try {
     say(`OK connected to ${config.remote.username}@${config.remote.host}:${config.remote.port}, host key ${config.remote.hostKeySha256}`);
     for (const [what, folder] of [

@@ -2,6 +2,7 @@ import { promises as fs } from "node:fs";
 import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
+import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
 import { inspect, isOrderFileName, Inspection } from "./orderFile";
 import { quarantineFile } from "./localMoves";
@@ -47,20 +48,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     stopStarting: startedAt.getTime() + Math.max(deadlineMs / 2, deadlineMs - config.operationTimeoutSeconds * 1000),
     abortAt: startedAt.getTime() + deadlineMs,
   };
-  const link = new RemoteLink(
-    {
-      host: config.remote.host,
-      port: config.remote.port,
-      username: config.remote.username,
-      privateKey,
-      hostKeySha256: config.remote.hostKeySha256,
-      connectTimeoutMs: config.connectTimeoutSeconds * 1000,
-      operationTimeoutMs: config.operationTimeoutSeconds * 1000,
-    },
-    log,
-    config.retries,
-    config.retryBaseDelayMs,
-  );
+  const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
   const abortTimer = setTimeout(() => {
     log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
     link.close();

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { Socket } from "node:net";
 import { Client, SFTPWrapper, Stats, utils } from "ssh2";
+import type { AgentConfig } from "@plutus/shared";
 import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
 
 export interface SftpTarget {
@@ -11,6 +12,19 @@ export interface SftpTarget {
   hostKeySha256: string;
   connectTimeoutMs: number;
   operationTimeoutMs: number;
+}
+
+/** The connection settings of a configuration. */
+export function sftpTarget(config: AgentConfig, privateKey: Buffer): SftpTarget {
+  return {
+    host: config.remote.host,
+    port: config.remote.port,
+    username: config.remote.username,
+    privateKey,
+    hostKeySha256: config.remote.hostKeySha256,
+    connectTimeoutMs: config.connectTimeoutSeconds * 1000,
+    operationTimeoutMs: config.operationTimeoutSeconds * 1000,
+  };
 }
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02) that ssh2 puts in `error.code`. */
