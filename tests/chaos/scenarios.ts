@@ -32,7 +32,7 @@ async function withRig(row: Row, options: Parameters<typeof Rig.start>[0], body:
   } catch (error) {
     row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
   } finally {
-    if (row.problems.length > 0 && process.env.CHAOS_EVIDENCE) rig.keepEvidence(join(process.env.CHAOS_EVIDENCE, row.scenario.replace(/[^A-Za-z0-9]+/g, "-")));
+    if ((row.problems.length > 0 || process.env.CHAOS_EVIDENCE_ALL) && process.env.CHAOS_EVIDENCE) rig.keepEvidence(join(process.env.CHAOS_EVIDENCE, row.scenario.replace(/[^A-Za-z0-9]+/g, "-")));
     await rig.destroy();
   }
   return row;
@@ -138,7 +138,7 @@ function networkScenario(name: string, passesShort: number, passesLong: number, 
   };
 }
 
-const netCut = networkScenario("net: cut after N bytes", 15, 150, (rig, rng) => ({
+const netCut = networkScenario("net: cut after N bytes", 12, 150, (rig, rng) => ({
   arm() {
     rig.proxy!.planFor = () => (rng.chance(0.85) ? { afterBytes: rng.int(0, 300_000), style: rng.chance(0.5) ? "close" : "reset" } : undefined);
   },
@@ -147,7 +147,7 @@ const netCut = networkScenario("net: cut after N bytes", 15, 150, (rig, rng) => 
   },
 }));
 
-const netReset = networkScenario("net: reset mid-pass", 10, 100, (rig, rng) => {
+const netReset = networkScenario("net: reset mid-pass", 8, 100, (rig, rng) => {
   let timer: NodeJS.Timeout | undefined;
   return {
     arm() {
@@ -199,7 +199,7 @@ const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) 
  * proxy closes every connection, discarding the held reply. Exact for "rename done, reply lost";
  * "request lost before the server" is covered statistically by the byte-offset cuts.
  */
-const netRenameDrop = networkScenario("net: drop reply to RENAME", 8, 120, (rig, rng, _pass, setTrigger) => {
+const netRenameDrop = networkScenario("net: drop reply to RENAME", 6, 120, (rig, rng, _pass, setTrigger) => {
     return {
       arm() {
         rig.proxy!.delayDownMs = 80;

@@ -1,4 +1,5 @@
 import { Row, Rng } from "./harness";
+import { knownFailureIds } from "./known";
 import { SCENARIOS, Scenario, Scale } from "./scenarios";
 
 export interface SuiteOptions extends Scale {
@@ -43,7 +44,7 @@ const COLUMNS: [string, (r: Row) => string | number][] = [
   ["duplicated", (r) => r.duplicated],
   ["partial seen", (r) => r.partial],
   ["longest pass (ms)", (r) => r.longestPassMs],
-  ["result", (r) => (rowFailed(r) ? "FAIL" : "ok")],
+  ["result", (r) => (!rowFailed(r) ? "ok" : knownFailureIds(r).length > 0 ? `FAIL (known: ${knownFailureIds(r).join(", ")})` : "FAIL")],
 ];
 
 /** The one table, as Markdown (readable in a terminal and pasteable into an issue). */
