@@ -32,6 +32,15 @@ export const KNOWN_FAILURES: KnownFailure[] = [
     scenario: /^(net: |ERP: sshd restarted|kill -9)/,
     problem: /^remote staging not empty: /,
   },
+  {
+    id: "sftp-channel-not-retried",
+    summary:
+      "when sshd's session dies while the SFTP channel is being opened (sshd restarted), the first connect of " +
+      "the pass fails with \"refused the SFTP subsystem\", which is neither retried by RemoteLink nor by the " +
+      "per-file retry (noteRemoteError makes a failed first connect final): the pass exits 3 and delivers nothing",
+    scenario: /^ERP: sshd restarted/,
+    problem: /exit 3, expected 0 or 1; stderr: .*refused the SFTP subsystem/,
+  },
 ];
 
 /** The row's problems that no known failure explains. */

@@ -138,7 +138,7 @@ function networkScenario(name: string, passesShort: number, passesLong: number, 
   };
 }
 
-const netCut = networkScenario("net: cut after N bytes", 12, 150, (rig, rng) => ({
+const netCut = networkScenario("net: cut after N bytes", 8, 100, (rig, rng) => ({
   arm() {
     rig.proxy!.planFor = () => (rng.chance(0.85) ? { afterBytes: rng.int(0, 300_000), style: rng.chance(0.5) ? "close" : "reset" } : undefined);
   },
@@ -199,7 +199,7 @@ const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) 
  * proxy closes every connection, discarding the held reply. Exact for "rename done, reply lost";
  * "request lost before the server" is covered statistically by the byte-offset cuts.
  */
-const netRenameDrop = networkScenario("net: drop reply to RENAME", 6, 120, (rig, rng, _pass, setTrigger) => {
+const netRenameDrop = networkScenario("net: drop reply to RENAME", 5, 60, (rig, rng, _pass, setTrigger) => {
     return {
       arm() {
         rig.proxy!.delayDownMs = 80;
