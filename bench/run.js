@@ -493,7 +493,7 @@ async function main() {
     log(`${BUNDLE_SRC} missing: building (npm run build)`);
     execFileSync("npm", ["run", "build"], { cwd: REPO, stdio: "inherit" });
   }
-  const maxFiles = Math.max(PLAN.compare, ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
+  const maxFiles = Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
   const fx = new Fixture();
   fx.loopSubset = PLAN.loopSubset;
   const cleanup = () => fx.destroy(flag("--keep"));
@@ -520,6 +520,7 @@ async function main() {
     log(`ready: port ${fx.port}, mean file ${Math.round(fx.meanBytes)} B, load ${startedLoad}`);
 
     if (flag("--tune-rclone")) return await tuneRclone(fx);
+    if (option("--ab")) return await compareBundles(fx, option("--ab").split(","), Number(option("--ab-files", PLAN.compare)));
 
     /** results[key] = list of runs */
     const results = new Map();
@@ -628,6 +629,32 @@ function renderReport(fx, results, meta) {
   lines.push(`  ${verdict(sBig ? sBig.rssMb < 150 : undefined)}  peak RSS under 150 MB at ${sBig ? sBig.n : "-"}: ${sBig ? sBig.rssMb.toFixed(0) : "-"} MB`);
   if (QUICK) lines.push("  (--quick: counts are smaller than the targets name; verdicts are indicative only)");
   return lines.join("\n") + "\n";
+}
+
+/**
+ * A/B of agent builds (e.g. a prototype against the current bundle): the same files, the same
+ * sshd, rounds interleaved. --ab a.cjs,b.cjs [--ab-files N] [--runs R]
+ */
+async function compareBundles(fx, bundles, n) {
+  const copies = bundles.map((b, i) => {
+    const to = path.join(fx.root, `ab-${i}-${path.basename(b)}`);
+    fs.copyFileSync(path.resolve(b), to);
+    return to;
+  });
+  const walls = copies.map(() => []);
+  const rss = copies.map(() => []);
+  for (let rep = 0; rep < RUNS; rep++) {
+    for (let i = 0; i < copies.length; i++) {
+      fx.bundle = copies[i];
+      const r = await measure(fx, TOOLS.plutus, n);
+      walls[i].push(r.wall);
+      rss[i].push(r.rssMb);
+      log(`  ${path.basename(bundles[i]).padEnd(24)} ${n} files  ${r.wall.toFixed(2)} s  rss ${r.rssMb.toFixed(0)} MB  cpu ${r.cpu.toFixed(2)} s  load ${loadavg()}`);
+    }
+  }
+  for (let i = 0; i < copies.length; i++) {
+    process.stdout.write(`${path.basename(bundles[i]).padEnd(24)} ${n} files: median ${median(walls[i]).toFixed(2)} s (${walls[i].map((w) => w.toFixed(2)).join(", ")}), ${((median(walls[i]) * 1000) / n).toFixed(2)} ms/file, peak RSS ${Math.max(...rss[i]).toFixed(0)} MB\n`);
+  }
 }
 
 /** One run per setting on the comparison size; prints wall times so the best can be chosen. */
