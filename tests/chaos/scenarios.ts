@@ -138,7 +138,7 @@ function networkScenario(name: string, passesShort: number, passesLong: number, 
   };
 }
 
-const netCut = networkScenario("net: cut after N bytes", 8, 100, (rig, rng) => ({
+const netCut = networkScenario("net: cut after N bytes", 6, 100, (rig, rng) => ({
   arm() {
     rig.proxy!.planFor = () => (rng.chance(0.85) ? { afterBytes: rng.int(0, 300_000), style: rng.chance(0.5) ? "close" : "reset" } : undefined);
   },
@@ -199,7 +199,7 @@ const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) 
  * proxy closes every connection, discarding the held reply. Exact for "rename done, reply lost";
  * "request lost before the server" is covered statistically by the byte-offset cuts.
  */
-const netRenameDrop = networkScenario("net: drop reply to RENAME", 5, 60, (rig, rng, _pass, setTrigger) => {
+const netRenameDrop = networkScenario("net: drop reply to RENAME", 4, 60, (rig, rng, _pass, setTrigger) => {
     return {
       arm() {
         rig.proxy!.delayDownMs = 80;
@@ -286,14 +286,21 @@ const erpRestart: Scenario = {
   name: "ERP: sshd restarted mid-pass",
   async run(scale, rng) {
     const row = newRow(this.name);
-    return withRig(row, { config: { ...FAULT_TUNING, retries: 4, retryBaseDelayMs: 300 } }, async (rig) => {
+    // The proxy only tells when the pass has connected, so the restart lands during transfers.
+    return withRig(row, { proxy: true, config: { ...FAULT_TUNING, retries: 4, retryBaseDelayMs: 300 } }, async (rig) => {
       const passes = scale.long ? 20 : 3;
       let sessionsKilled = 0;
       for (let i = 0; i < passes; i++) {
         topUp(rig, rng, 60, 16_000);
-        const at = rng.int(250, 900);
+        let connected!: () => void;
+        const firstConnection = new Promise<void>((resolve) => (connected = resolve));
+        rig.proxy!.planFor = () => {
+          connected();
+          return undefined;
+        };
         const restart = (async () => {
-          await sleep(at);
+          await firstConnection;
+          await sleep(rng.int(0, 300));
           const master = Number(readFileSync(join(rig.erp.root, "sshd.pid"), "utf8").trim());
           const sessions = descendants(master);
           for (const pid of sessions) {
@@ -308,7 +315,9 @@ const erpRestart: Scenario = {
           row.faults++;
         })();
         const record = await rig.bookedPass(row);
+        connected();
         await restart;
+        rig.proxy!.planFor = undefined;
         expectExit(row, record, [0, 1], `pass ${i + 1}`);
       }
       await rig.finalCleanPass(row);
