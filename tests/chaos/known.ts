@@ -33,13 +33,13 @@ export const KNOWN_FAILURES: KnownFailure[] = [
     problem: /^remote staging not empty: /,
   },
   {
-    id: "sftp-channel-not-retried",
+    id: "first-connect-not-retried",
     summary:
-      "when sshd's session dies while the SFTP channel is being opened (sshd restarted), the first connect of " +
-      "the pass fails with \"refused the SFTP subsystem\", which is neither retried by RemoteLink nor by the " +
+      "when sshd's session dies during the handshake or while the SFTP channel opens (sshd restarted), the first " +
+      "connect of the pass fails (\"refused the SFTP subsystem\", \"write EPIPE\"), which is neither retried by RemoteLink nor by the " +
       "per-file retry (noteRemoteError makes a failed first connect final): the pass exits 3 and delivers nothing",
     scenario: /^ERP: sshd restarted/,
-    problem: /exit 3, expected 0 or 1; stderr: .*refused the SFTP subsystem/,
+    problem: /exit 3, expected 0 or 1; stderr: plutus-sync: (.*refused the SFTP subsystem|cannot connect to .*(EPIPE|ECONNRESET|closed the connection))/,
   },
 ];
 
