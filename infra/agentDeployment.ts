@@ -193,6 +193,8 @@ export interface AgentDeploymentArgs {
   readonly agentConfig: pulumi.Input<AgentConfig>;
   /** The sync account's OpenSSH private key (secret). */
   readonly syncPrivateKey: pulumi.Input<string>;
+  /** Outputs of the web VM (UbuntuVm.instance): a rebuilt VM gets the agent again. */
+  readonly vmTriggers?: pulumi.Input<unknown>[];
 }
 
 /** Waits for cloud-init, copies the bundle and runs install.sh (stdin: config + key); delete uninstalls. */
@@ -210,10 +212,15 @@ export class AgentDeployment extends pulumi.ComponentResource {
     }
     const connection = connectionArgs(args.connection);
     const base = opts?.dependsOn;
-    const wait = new command.remote.Command(`${name}-wait`, { connection, create: renderWaitCommand() }, { parent: this, dependsOn: base });
+    const vmTriggers = args.vmTriggers ?? [];
+    const wait = new command.remote.Command(
+      `${name}-wait`,
+      { connection, create: renderWaitCommand(), triggers: vmTriggers.length > 0 ? vmTriggers : undefined },
+      { parent: this, dependsOn: base },
+    );
     const copy = new command.remote.Command(
       `${name}-copy`,
-      { connection, create: renderCopyCommand(this.bundleDir), stdin: renderCopyStdin(args.bundle), triggers: [args.bundle.checksum], logging: "stderr" },
+      { connection, create: renderCopyCommand(this.bundleDir), stdin: renderCopyStdin(args.bundle), triggers: [args.bundle.checksum, ...vmTriggers], logging: "stderr" },
       { parent: this, dependsOn: [wait] },
     );
     const configJson = pulumi.output(args.agentConfig).apply((c) => JSON.stringify(c));
@@ -224,7 +231,7 @@ export class AgentDeployment extends pulumi.ComponentResource {
         create: renderInstallCommand(this.bundleDir),
         delete: renderUninstallCommand(),
         stdin: pulumi.secret(pulumi.all([pulumi.output(args.agentConfig), pulumi.output(args.syncPrivateKey)]).apply(([c, k]) => renderInstallStdin(c as AgentConfig, k))),
-        triggers: [args.bundle.checksum, configJson],
+        triggers: [args.bundle.checksum, configJson, ...vmTriggers],
       },
       { parent: this, dependsOn: [copy], additionalSecretOutputs: ["stdin"] },
     );

@@ -11,11 +11,25 @@ export interface DifferencingDiskArgs {
   readonly path: string;
   /** Paths a delete must never touch (all masters). */
   readonly protectedPaths: readonly string[];
+  /** Extra values whose change must rebuild the child from the master (e.g. a password fingerprint). */
+  readonly triggers?: pulumi.Input<unknown>[];
+}
+
+/** What a VM needs to know about its OS disk: the path (tied to the disk resource) and what rebuilds it. */
+export interface OsDisk {
+  /** Full path of the child VHDX, as an Output of the disk command: a disk replacement replaces its users. */
+  readonly path: pulumi.Output<string>;
+  /** Full path of the master the child was made from. */
+  readonly masterPath: string;
+  /** SHA-256 of the disk's create and delete scripts. */
+  readonly scriptHashes: readonly string[];
 }
 
 /** A differencing child of a master disk; delete removes exactly the child path. */
-export class DifferencingDisk extends pulumi.ComponentResource {
-  public readonly path: string;
+export class DifferencingDisk extends pulumi.ComponentResource implements OsDisk {
+  public readonly path: pulumi.Output<string>;
+  public readonly masterPath: string;
+  public readonly scriptHashes: readonly string[];
 
   constructor(name: string, args: DifferencingDiskArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plutus:disk:DifferencingDisk", name, {}, opts);
@@ -26,8 +40,8 @@ export class DifferencingDisk extends pulumi.ComponentResource {
     if (!args.protectedPaths.some((p) => same(p, args.masterPath))) {
       throw new pulumi.ResourceError(`the master ${args.masterPath} is not in protectedPaths; pass every master there`, this);
     }
-    this.path = args.path;
-    new PowerShellCommand(
+    this.masterPath = args.masterPath;
+    const vhdx = new PowerShellCommand(
       `${name}-vhdx`,
       {
         host: args.host,
@@ -36,11 +50,13 @@ export class DifferencingDisk extends pulumi.ComponentResource {
           script: "Remove-PlutusVhd.ps1",
           parameters: { Path: args.path, ExpectedVhdType: "Differencing", ProtectedPath: [...args.protectedPaths] },
         },
-        triggers: [args.masterPath, args.path],
+        triggers: [args.masterPath, args.path, ...(args.triggers ?? [])],
         deleteBeforeReplace: true,
       },
       { parent: this },
     );
+    this.scriptHashes = [...vhdx.scriptHashes];
+    this.path = vhdx.after(args.path);
     this.registerOutputs({ path: this.path });
   }
 }

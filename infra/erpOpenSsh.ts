@@ -48,8 +48,8 @@ export function renderSshdConfig(i: SshdConfigInput): string {
 export interface ErpOpenSshArgs {
   /** How to reach the Hyper-V host. */
   readonly host: HostAccessConfig;
-  /** Exact name of the ERP VM. */
-  readonly vmName: string;
+  /** Exact name of the ERP VM; pass WindowsVm.readyVmName so a rebuilt VM is configured again. */
+  readonly vmName: pulumi.Input<string>;
   /** Administrator password of the guest (secret). */
   readonly adminPassword: pulumi.Input<string>;
   /** Where OpenSSH Server comes from. */

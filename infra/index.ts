@@ -7,7 +7,7 @@ import { readBundle, BundleError, type AgentBundle } from "./bundle";
 import { LabNetwork } from "./network";
 import { DifferencingDisk } from "./differencingDisk";
 import { UbuntuVm } from "./ubuntuVm";
-import { WindowsVm } from "./windowsVm";
+import { WindowsVm, windowsPasswordFingerprint } from "./windowsVm";
 import { ErpOpenSsh, SYNC_ACCOUNT } from "./erpOpenSsh";
 import { AgentDeployment, Canary, type WebVmConnection } from "./agentDeployment";
 import { sshFingerprintSha256 } from "./keys";
@@ -49,11 +49,14 @@ const webDisk = new DifferencingDisk("web-disk", {
   path: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-os.vhdx`,
   protectedPaths: masters,
 });
+// The Administrator password is only applied by unattend.xml on a fresh child: a new password
+// rebuilds the ERP disk (and with it the VM). Only a secret scrypt fingerprint is in the triggers.
 const erpDisk = new DifferencingDisk("erp-disk", {
   host,
   masterPath: lab.windowsMasterVhdx,
   path: `${vmDir(lab.erpVm.name)}\\${lab.erpVm.name}-os.vhdx`,
   protectedPaths: masters,
+  triggers: [windowsPasswordFingerprint(lab.windowsAdminPassword)],
 });
 
 const webVm = new UbuntuVm(
@@ -62,7 +65,7 @@ const webVm = new UbuntuVm(
     host,
     vmName: lab.webVm.name,
     vmFolder: lab.vmFolder,
-    osDiskPath: webDisk.path,
+    osDisk: webDisk,
     seedDiskPath: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-cidata.vhdx`,
     protectedPaths: masters,
     switchName: network.switchName,
@@ -87,7 +90,7 @@ const erpVm = new WindowsVm(
     vmName: lab.erpVm.name,
     computerName: lab.erpVm.name.replace(/[^A-Za-z0-9-]/g, "-").slice(0, 15).toUpperCase(),
     vmFolder: lab.vmFolder,
-    osDiskPath: erpDisk.path,
+    osDisk: erpDisk,
     switchName: network.switchName,
     memoryMB: lab.erpVm.memoryMB,
     cpus: lab.erpVm.cpus,
@@ -104,7 +107,7 @@ const erpSsh = new ErpOpenSsh(
   "erp-openssh",
   {
     host,
-    vmName: lab.erpVm.name,
+    vmName: erpVm.readyVmName,
     adminPassword: lab.windowsAdminPassword,
     source: lab.openSshSource,
     hostPrivateKey: erpHostKey.privateKeyOpenssh,
@@ -155,7 +158,7 @@ const webConnection: WebVmConnection = {
 
 const agent = new AgentDeployment(
   "agent",
-  { connection: webConnection, bundle, agentConfig: config, syncPrivateKey: syncKey.privateKeyOpenssh },
+  { connection: webConnection, bundle, agentConfig: config, syncPrivateKey: syncKey.privateKeyOpenssh, vmTriggers: [webVm.instance] },
   { dependsOn: [webVm, erpSsh] },
 );
 
@@ -164,7 +167,7 @@ const canaryRun = new Canary(
   {
     connection: webConnection,
     canary: { outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: lab.agentMinAgeSeconds },
-    triggers: [bundle.checksum, config.apply((c) => JSON.stringify(c))],
+    triggers: [bundle.checksum, config.apply((c) => JSON.stringify(c)), webVm.instance],
   },
   { dependsOn: [agent.installed] },
 );

@@ -140,6 +140,8 @@ export class PowerShellCommand extends pulumi.ComponentResource {
   public readonly result: pulumi.Output<Record<string, unknown> | undefined>;
   /** SHA-256 of the scripts involved (create, then delete). */
   public readonly scriptHashes: string[];
+  /** The underlying command's id: unknown until it has run, new on every replacement. */
+  private readonly runId: pulumi.Output<string>;
 
   constructor(name: string, args: PowerShellCommandArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plutus:powershell:PowerShellCommand", name, {}, opts);
@@ -202,10 +204,31 @@ export class PowerShellCommand extends pulumi.ComponentResource {
         childOpts,
       );
     }
+    this.runId = run.id;
     this.stdout = run.stdout;
     this.result = run.stdout.apply(parseJsonResult);
     this.registerOutputs({ stdout: this.stdout, result: this.result });
   }
+
+  /**
+   * `value`, as an Output that depends on this command (its id). Used in another command's inputs
+   * and triggers, it makes Pulumi replace that command when this one is replaced (a dependsOn alone
+   * does not: deleteBeforeReplace only takes along dependents whose *properties* depend on it).
+   */
+  public after<T>(value: pulumi.Input<T>): pulumi.Output<T> {
+    return pulumi.all([this.runId, pulumi.output(value)]).apply(([, v]) => v as T);
+  }
+}
+
+/**
+ * A secret-derived fingerprint of a secret (scrypt, salted with its purpose): it may sit in triggers
+ * so a change of the secret replaces what depends on it, without the secret itself being stored
+ * there. The result is still marked secret.
+ */
+export function secretFingerprint(purpose: string, secret: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.secret(
+    pulumi.output(secret).apply((s) => crypto.scryptSync(s, `plutus:${purpose}`, 32, { N: 16384, r: 8, p: 1 }).toString("hex")),
+  );
 }
 
 /** The SSH connection to the Hyper-V host, with its pinned host key. */

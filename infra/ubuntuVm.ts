@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { HostAccessConfig } from "./config";
+import type { OsDisk } from "./differencingDisk";
 import { sha256Hex, PowerShellCommand } from "./powershell";
 
 /*
@@ -60,9 +61,14 @@ export function renderNetworkConfig(i: CloudInitInput): string {
   });
 }
 
-/** A unique instance-id per generated key pair and network: a new one makes cloud-init run again. */
+/**
+ * A unique instance-id per seed content: a hash of the whole user-data (with the host *private* key
+ * left out: the host public key, which is in it, stands for the pair) and the network-config. Any
+ * change (admin user, keys, address) gives a new id, so cloud-init runs again on the next boot.
+ */
 export function renderInstanceId(i: CloudInitInput): string {
-  return `${i.hostname}-${sha256Hex([i.hostPublicKey.trim(), i.adminPublicKey.trim(), renderNetworkConfig(i)].join("\n")).slice(0, 16)}`;
+  const userDataWithoutSecret = renderUserData({ ...i, hostPrivateKey: "" });
+  return `${i.hostname}-${sha256Hex([userDataWithoutSecret, renderNetworkConfig(i)].join("\n")).slice(0, 16)}`;
 }
 
 export function renderMetaData(i: CloudInitInput): string {
@@ -76,8 +82,8 @@ export interface UbuntuVmArgs {
   readonly vmName: string;
   /** Folder for the VM configuration and seed disk. */
   readonly vmFolder: string;
-  /** Full path of the OS differencing disk. */
-  readonly osDiskPath: string;
+  /** The OS differencing disk (its path output ties the VM to the disk resource). */
+  readonly osDisk: OsDisk;
   /** Full path of the cloud-init seed VHDX. */
   readonly seedDiskPath: string;
   /** Paths a delete must never touch (the masters). */
@@ -111,6 +117,8 @@ export class UbuntuVm extends pulumi.ComponentResource {
   public readonly vmName: string;
   public readonly ip: string;
   public readonly instanceId: pulumi.Output<string>;
+  /** The instance-id, as an Output of the VM command: changes whenever the VM is (re)created. */
+  public readonly instance: pulumi.Output<string>;
   /** The user-data document (secret: it holds the host private key). */
   public readonly userData: pulumi.Output<string>;
   public readonly metaData: pulumi.Output<string>;
@@ -166,7 +174,9 @@ export class UbuntuVm extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn) },
     );
-    new PowerShellCommand(
+    // The seed path as an output of the seed command: replacing the seed replaces the VM first.
+    const seedDiskPath = seed.after(args.seedDiskPath);
+    const vm = new PowerShellCommand(
       `${name}-vm`,
       {
         host: args.host,
@@ -178,18 +188,27 @@ export class UbuntuVm extends pulumi.ComponentResource {
             MemoryMB: args.memoryMB,
             Cpus: args.cpus,
             SwitchName: args.switchName,
-            OsDiskPath: args.osDiskPath,
-            SeedDiskPath: args.seedDiskPath,
+            OsDiskPath: args.osDisk.path,
+            SeedDiskPath: seedDiskPath,
             SecureBootTemplate: "MicrosoftUEFICertificateAuthority",
           },
         },
         delete: { script: "Remove-PlutusVm.ps1", parameters: { Name: args.vmName } },
-        triggers: [args.vmName, args.osDiskPath, this.instanceId],
+        triggers: [
+          args.vmName,
+          args.osDisk.path,
+          args.osDisk.masterPath,
+          ...args.osDisk.scriptHashes,
+          seedDiskPath,
+          ...seed.scriptHashes,
+          this.instanceId,
+        ],
         deleteBeforeReplace: true,
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, seed) },
     );
-    this.registerOutputs({ vmName: this.vmName, ip: this.ip, instanceId: this.instanceId });
+    this.instance = vm.after(this.instanceId);
+    this.registerOutputs({ vmName: this.vmName, ip: this.ip, instanceId: this.instanceId, instance: this.instance });
   }
 }
 

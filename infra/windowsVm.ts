@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { HostAccessConfig } from "./config";
-import { PowerShellCommand } from "./powershell";
+import type { OsDisk } from "./differencingDisk";
+import { PowerShellCommand, secretFingerprint } from "./powershell";
 import { mergeDependsOn } from "./ubuntuVm";
 
 export interface WindowsVmArgs {
@@ -12,8 +13,8 @@ export interface WindowsVmArgs {
   readonly computerName: string;
   /** Folder for the VM configuration. */
   readonly vmFolder: string;
-  /** Full path of the OS differencing disk (child of the generalized master). */
-  readonly osDiskPath: string;
+  /** The OS differencing disk (child of the generalized master; its path output ties the VM to it). */
+  readonly osDisk: OsDisk;
   /** The Internal switch to connect to. */
   readonly switchName: string;
   /** Static memory in MB. */
@@ -40,6 +41,8 @@ export class WindowsVm extends pulumi.ComponentResource {
   public readonly ip: string;
   /** The last configuration step; later guest steps depend on it. */
   public readonly ready: pulumi.Resource;
+  /** The VM name, as an Output of the last configuration step: a VM rebuild re-runs what uses it. */
+  public readonly readyVmName: pulumi.Output<string>;
 
   constructor(name: string, args: WindowsVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plutus:windowsVm:WindowsVm", name, {}, opts);
@@ -49,6 +52,11 @@ export class WindowsVm extends pulumi.ComponentResource {
     this.vmName = args.vmName;
     this.ip = args.ip;
     const deadline = args.guestDeadlineSeconds ?? 1800;
+    // The password only takes effect through unattend.xml on a fresh child disk: a new password
+    // rebuilds the disk (index.ts passes the same fingerprint to it), the answer file and the VM.
+    // Only a scrypt fingerprint, marked secret, is in the triggers, never the password.
+    const passwordFingerprint = windowsPasswordFingerprint(args.adminPassword);
+    const diskTriggers = [args.osDisk.path, args.osDisk.masterPath, ...args.osDisk.scriptHashes];
 
     const unattend = new PowerShellCommand(
       `${name}-unattend`,
@@ -56,10 +64,10 @@ export class WindowsVm extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "Set-PlutusWindowsUnattend.ps1",
-          parameters: { DiskPath: args.osDiskPath, VmName: args.vmName, ComputerName: args.computerName },
+          parameters: { DiskPath: args.osDisk.path, VmName: args.vmName, ComputerName: args.computerName },
           secrets: { AdminPassword: args.adminPassword },
         },
-        triggers: [args.osDiskPath, args.computerName],
+        triggers: [...diskTriggers, args.computerName, passwordFingerprint],
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn) },
     );
@@ -75,18 +83,18 @@ export class WindowsVm extends pulumi.ComponentResource {
             MemoryMB: args.memoryMB,
             Cpus: args.cpus,
             SwitchName: args.switchName,
-            OsDiskPath: args.osDiskPath,
+            OsDiskPath: args.osDisk.path,
             SeedDiskPath: "",
             SecureBootTemplate: "MicrosoftWindows",
           },
         },
         delete: { script: "Remove-PlutusVm.ps1", parameters: { Name: args.vmName } },
-        triggers: [args.vmName, args.osDiskPath],
+        triggers: [args.vmName, ...diskTriggers, passwordFingerprint],
         deleteBeforeReplace: true,
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, unattend) },
     );
-    this.ready = new PowerShellCommand(
+    const ready = new PowerShellCommand(
       `${name}-guest`,
       {
         host: args.host,
@@ -102,10 +110,17 @@ export class WindowsVm extends pulumi.ComponentResource {
           },
           secrets: { AdminPassword: args.adminPassword },
         },
-        triggers: [args.vmName],
+        triggers: [vm.after(args.vmName)],
       },
       { parent: this, dependsOn: [vm] },
     );
-    this.registerOutputs({ vmName: this.vmName, ip: this.ip });
+    this.readyVmName = ready.after(args.vmName);
+    this.ready = ready;
+    this.registerOutputs({ vmName: this.vmName, ip: this.ip, readyVmName: this.readyVmName });
   }
+}
+
+/** The fingerprint of the Windows Administrator password that rebuilds the ERP disk and VM when it changes. */
+export function windowsPasswordFingerprint(password: pulumi.Input<string>): pulumi.Output<string> {
+  return secretFingerprint("windowsAdminPassword", password);
 }

@@ -84,6 +84,8 @@ export interface Recorded {
   urn: string;
   parent: string;
   dependencies: string[];
+  /** Per top-level input, the URNs its value depends on (what deleteBeforeReplace follows). */
+  propertyDependencies: Record<string, string[]>;
   deleteBeforeReplace: boolean;
   additionalSecretOutputs: string[];
   /** Top-level inputs that arrived as Pulumi secrets (unwrapped in `inputs`). */
@@ -139,6 +141,10 @@ export async function runProgram(config: Record<string, string | undefined> = {}
       const original = mocksModule.MockMonitor.prototype.registerResource;
       mocksModule.MockMonitor.prototype.registerResource = function (req: any, callback: any) {
         const parent = req.getParent() || "";
+        const propertyDependencies: Record<string, string[]> = {};
+        req.getPropertydependenciesMap().forEach((deps: any, key: string) => {
+          propertyDependencies[key] = deps.getUrnsList();
+        });
         resources.push({
           type: req.getType(),
           name: req.getName(),
@@ -146,6 +152,7 @@ export async function runProgram(config: Record<string, string | undefined> = {}
           urn: "",
           parent,
           dependencies: req.getDependenciesList(),
+          propertyDependencies,
           deleteBeforeReplace: req.getDeletebeforereplace(),
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           secretInputs: [],

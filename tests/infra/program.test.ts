@@ -13,7 +13,10 @@ import {
   renderWaitCommand,
   remoteBundleDir,
 } from "../../infra/agentDeployment";
-import { renderCommandLine } from "../../infra/powershell";
+import { renderCommandLine, sha256Hex } from "../../infra/powershell";
+import { renderInstanceId, renderNetworkConfig, renderUserData, type CloudInitInput } from "../../infra/ubuntuVm";
+import { windowsPasswordFingerprint } from "../../infra/windowsVm";
+import * as crypto from "node:crypto";
 import { readBundle } from "../../infra/bundle";
 
 let run: ProgramRun;
@@ -216,7 +219,9 @@ test("secrets never appear in command text, outputs or scripts, in clear or base
     expect(run.byName(name).additionalSecretOutputs).toContain("stdin");
     expect(run.byName(name).secretInputs).toContain("stdin");
   }
-  for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "erp-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual([]);
+  for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "web-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual([]);
+  // the password fingerprint in these triggers is itself kept secret
+  for (const name of ["erp-disk-vhdx-run", "erp-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual(["triggers"]);
   expect(run.byName("agent-copy").secretInputs).toEqual(["connection"]);
 });
 
@@ -292,7 +297,8 @@ test("agent deployment: the resources run exactly the exported commands; config 
   const stdin = JSON.parse(install.stdin);
   expect(Object.keys(stdin)).toEqual(["agentConfig", "privateKey"]);
   expect(stdin.agentConfig).toEqual(run.outputs.agentConfig);
-  expect(install.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), JSON.stringify(run.outputs.agentConfig)]);
+  const instanceId = parseYaml(stdinDoc("web-vm-seed-run").create.parameters.MetaData)["instance-id"];
+  expect(install.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), JSON.stringify(run.outputs.agentConfig), instanceId]);
   expect(remoteBundleDir(install.triggers[0])).toBe(bundleDir);
   expect(run.byName("canary-run").inputs.create).toBe(renderCanaryCommand({ outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: 30 }));
   expect(run.byName("canary-run").inputs.create).toContain(CANARY_PREFIX);
@@ -354,3 +360,88 @@ test("a host reached over SSH: host commands are remote with the pinned key, the
     privateKey: SECRETS["plutus:hostSshPrivateKey"],
   });
 }, 60_000);
+
+const scriptHash = (file: string) => sha256Hex(fs.readFileSync(path.join(__dirname, "../../infra/scripts", file), "utf8"));
+/** The resources a top-level input of `name` depends on through its value (not dependsOn). */
+const propDeps = (name: string, input: string) => (run.byName(name).propertyDependencies[input] ?? []).map(nameOfUrn).sort();
+
+test("a replaced disk or seed replaces its VM first: the VM's disk paths are outputs of the disk commands", () => {
+  // deleteBeforeReplace takes along only dependents whose properties depend on the replaced resource.
+  expect(propDeps("web-vm-vm-run", "stdin")).toEqual(["web-disk-vhdx-run", "web-vm-seed-run"]);
+  expect(propDeps("web-vm-vm-run", "triggers")).toEqual(["web-admin-key", "web-disk-vhdx-run", "web-host-key", "web-vm-seed-run"]);
+  expect(propDeps("erp-vm-unattend-run", "stdin")).toEqual(["erp-disk-vhdx-run"]);
+  expect(propDeps("erp-vm-unattend-run", "triggers")).toEqual(["erp-disk-vhdx-run"]);
+  expect(propDeps("erp-vm-vm-run", "stdin")).toEqual(["erp-disk-vhdx-run"]);
+  expect(propDeps("erp-vm-vm-run", "triggers")).toEqual(["erp-disk-vhdx-run"]);
+  // and a rebuilt VM is configured again: guest, ERP account and sshd, agent and canary
+  expect(propDeps("erp-vm-guest-run", "triggers")).toEqual(["erp-vm-vm-run"]);
+  for (const name of ["erp-openssh-account-run", "erp-openssh-sshd-run"]) {
+    expect(propDeps(name, "triggers")).toEqual(["erp-vm-guest-run"]);
+    expect(stdinDoc(name).create.parameters.VmName).toBe("plutus-erp");
+  }
+  for (const name of ["agent-wait", "agent-copy", "agent-install", "canary-run"]) expect(propDeps(name, "triggers")).toContain("web-vm-vm-run");
+  // the values themselves are the plain paths
+  expect(stdinDoc("web-vm-vm-run").create.parameters).toMatchObject({
+    OsDiskPath: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx",
+    SeedDiskPath: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-cidata.vhdx",
+  });
+  expect(stdinDoc("erp-vm-unattend-run").create.parameters.DiskPath).toBe("D:\\Plutus\\VMs\\plutus-erp\\plutus-erp-os.vhdx");
+});
+
+test("VM and unattend triggers hold the disk and master paths and the disk scripts' hashes", () => {
+  const disk = [scriptHash("New-PlutusDifferencingDisk.ps1"), scriptHash("Remove-PlutusVhd.ps1")];
+  const seed = [scriptHash("New-PlutusCloudInitSeed.ps1"), scriptHash("Remove-PlutusVhd.ps1")];
+  const vmScripts = [scriptHash("New-PlutusVm.ps1"), scriptHash("Remove-PlutusVm.ps1")];
+  const instanceId = parseYaml(stdinDoc("web-vm-seed-run").create.parameters.MetaData)["instance-id"];
+  const password = crypto.scryptSync(SECRETS["plutus:windowsAdminPassword"], "plutus:windowsAdminPassword", 32, { N: 16384, r: 8, p: 1 }).toString("hex");
+  expect(run.byName("web-vm-vm-run").inputs.triggers).toEqual([
+    ...vmScripts,
+    "plutus-web",
+    "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx",
+    "D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx",
+    ...disk,
+    "D:\\Plutus\\VMs\\plutus-web\\plutus-web-cidata.vhdx",
+    ...seed,
+    instanceId,
+  ]);
+  expect(run.byName("web-vm-seed-run").inputs.triggers).toEqual([...seed, "D:\\Plutus\\VMs\\plutus-web\\plutus-web-cidata.vhdx", instanceId]);
+  const erpDisk = ["D:\\Plutus\\VMs\\plutus-erp\\plutus-erp-os.vhdx", "D:\\Masters\\ws2022-std-sysprep.vhdx", ...disk];
+  expect(run.byName("erp-vm-vm-run").inputs.triggers).toEqual([...vmScripts, "plutus-erp", ...erpDisk, password]);
+  expect(run.byName("erp-vm-unattend-run").inputs.triggers).toEqual([scriptHash("Set-PlutusWindowsUnattend.ps1"), ...erpDisk, "PLUTUS-ERP", password]);
+  // a new password rebuilds the child disk: only a fresh disk applies unattend.xml
+  expect(run.byName("erp-disk-vhdx-run").inputs.triggers).toEqual([...disk, "D:\\Masters\\ws2022-std-sysprep.vhdx", "D:\\Plutus\\VMs\\plutus-erp\\plutus-erp-os.vhdx", password]);
+  expect(run.byName("web-disk-vhdx-run").inputs.triggers).toEqual([...disk, "D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx", "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx"]);
+});
+
+test("the password fingerprint is a secret scrypt hash that changes with the password", async () => {
+  const value = async (o: any) => ({ value: await o.promise(), secret: await o.isSecret });
+  const a = await value(windowsPasswordFingerprint("Correct-Horse-1"));
+  const b = await value(windowsPasswordFingerprint("Correct-Horse-2"));
+  expect(a).toEqual({ value: crypto.scryptSync("Correct-Horse-1", "plutus:windowsAdminPassword", 32, { N: 16384, r: 8, p: 1 }).toString("hex"), secret: true });
+  expect(b.value).toMatch(/^[0-9a-f]{64}$/);
+  expect(b.value).not.toBe(a.value);
+  expect(a.value).not.toContain("Correct-Horse-1");
+});
+
+test("the cloud-init instance-id covers the whole user-data (admin user included) but not the host private key", () => {
+  const web = run.keys.get("web-host-key")!;
+  const input: CloudInitInput = {
+    hostname: "plutus-web",
+    adminUser: "plutusadmin",
+    adminPublicKey: run.keys.get("web-admin-key")!.publicKeyOpenssh,
+    hostPrivateKey: web.privateKeyOpenssh,
+    hostPublicKey: web.publicKeyOpenssh,
+    ip: "192.168.77.10",
+    prefixLength: 24,
+    gateway: "192.168.77.1",
+    dnsServers: ["1.1.1.1", "9.9.9.9"],
+  };
+  const id = renderInstanceId(input);
+  expect(id).toBe(`plutus-web-${sha256Hex(`${renderUserData({ ...input, hostPrivateKey: "" })}\n${renderNetworkConfig(input)}`).slice(0, 16)}`);
+  expect(parseYaml(stdinDoc("web-vm-seed-run").create.parameters.MetaData)["instance-id"]).toBe(id);
+  expect(renderInstanceId({ ...input, adminUser: "opsadmin" })).not.toBe(id);
+  expect(renderInstanceId({ ...input, adminPublicKey: run.keys.get("sync-key")!.publicKeyOpenssh })).not.toBe(id);
+  expect(renderInstanceId({ ...input, ip: "192.168.77.11" })).not.toBe(id);
+  expect(renderInstanceId({ ...input, hostPrivateKey: "other" })).toBe(id);
+  expect(renderUserData({ ...input, hostPrivateKey: "" })).not.toContain("PRIVATE KEY");
+});
