@@ -119,7 +119,7 @@ async function main(): Promise<number> {
     say(`Local archive (${relative(repo, config.archive)}):`);
     for (const path of listTree(config.archive).sort()) say(`  ${path}`);
     say(`Quarantine (${relative(repo, config.quarantine)}):`);
-    for (const name of readdirSync(config.quarantine).filter((n) => n.endsWith(".reason.json")).sort()) {
+    for (const name of readdirSync(config.quarantine).filter((n) => n.endsWith(".reason")).sort()) {
       const note = JSON.parse(readFileSync(join(config.quarantine, name), "utf8")) as { file: string; reason: string };
       say(`  ${note.file}: ${note.reason}`);
     }

@@ -6,6 +6,8 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { SftpSession } from "./sftpSession";
 import { archiveFile } from "./localMoves";
+import { moveWithoutOverwrite } from "./durableFs";
+import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
 import { crashPoint } from "./crashHook";
 import { OutcomeUnknownError, TransferError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -152,26 +154,42 @@ export class Courier {
     return this.publish(entry);
   }
 
-  /** Moves the delivered local file to the archive; a replaced or vanished outbox file is not touched. */
-  async archive(entry: JournalEntry, knownUnchanged: boolean): Promise<ArchiveOutcome> {
+  /**
+   * Moves the delivered local file to the archive. The file is first renamed to a private claim
+   * name in the outbox (ignored by the scan), so what is checked is what is archived: if the web
+   * shop replaced the file after it was read, the replacement is a new order and goes back under
+   * its name. `identity` is what the inspection saw; without it (recovery) the hash decides.
+   */
+  async archive(entry: JournalEntry, identity: FileIdentity | undefined): Promise<ArchiveOutcome> {
     const path = join(this.config.outbox, entry.name);
+    const claim = join(this.config.outbox, `.plutus-claim-${entry.id}`);
     try {
-      if (!knownUnchanged) {
-        let content: Buffer;
+      const claimedEarlier = await fs.lstat(claim).then(() => true, () => false);
+      if (!claimedEarlier) {
         try {
-          content = await fs.readFile(path);
+          await fs.rename(path, claim);
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
           await this.journal.record({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
           return { archived: true, path: null };
         }
-        if (createHash("sha256").update(content).digest("hex") !== entry.sha256) {
-          this.log.warn("the outbox file was replaced after delivery; the new content is a new order", { event: "replaced", file: entry.name, deliveredSha256: entry.sha256 });
-          await this.journal.record({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
-          return { archived: true, path: null };
-        }
       }
-      const dest = await archiveFile(path, entry.name, this.config.archive, new Date());
+      const unchanged =
+        identity && !claimedEarlier
+          ? sameIdentity(await fs.lstat(claim), identity)
+          : (await hashLocalFile(claim, this.config.maxFileBytes)) === entry.sha256;
+      if (!unchanged) {
+        const putBack = await moveWithoutOverwrite(claim, this.config.outbox, entry.name);
+        this.log.warn("the outbox file was replaced after it was read; the new content is a new order", {
+          event: "replaced",
+          file: entry.name,
+          deliveredSha256: entry.sha256,
+          newVersionAt: putBack,
+        });
+        await this.journal.record({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
+        return { archived: true, path: null };
+      }
+      const dest = await archiveFile(claim, entry.name, this.config.archive, new Date());
       crashPoint("after-archive");
       await this.journal.record({ t: "archived", id: entry.id, archivedAs: dest, at: new Date().toISOString() });
       return { archived: true, path: dest };

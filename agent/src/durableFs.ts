@@ -56,7 +56,10 @@ export async function moveWithoutOverwrite(source: string | Buffer, destDir: str
     } catch (error) {
       if (errorCode(error) !== "EXDEV") throw error;
       if (!(await copyExclusive(source, dest))) continue;
+      // The copy's folder entry must be durable before the original goes.
+      await fsyncDir(destDir);
       await fs.unlink(source);
+      return dest;
     }
     await fsyncDir(destDir);
     return dest;

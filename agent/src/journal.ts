@@ -1,6 +1,6 @@
 import { promises as fs, constants } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "./durableFs";
+import { fsyncDir, writeFileAtomic } from "./durableFs";
 
 /**
  * The durable record of every delivery that reached the commit point. Where a local file sits
@@ -43,15 +43,28 @@ export class Journal {
   private constructor(
     private readonly path: string,
     private handle: fs.FileHandle,
-    /** Lines that could not be parsed (a torn final write after a crash). */
+    /** Bytes in the file that are whole records; a failed append is cut back to this. */
+    private size: number,
+    /** A torn final line (killed mid-write) that was cut off on open. */
     readonly skippedLines: number,
   ) {}
 
   static async open(stateDir: string): Promise<Journal> {
     const path = join(stateDir, JOURNAL_FILE);
-    const { records, skipped } = await readRecords(path);
-    const handle = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
-    const journal = new Journal(path, handle, skipped);
+    const { records, wholeBytes, tornTail, existed } = await readRecords(path);
+    const handle = await fs.open(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+    try {
+      if (tornTail) {
+        // Appending after a torn line would glue the next record onto it.
+        await handle.truncate(wholeBytes);
+        await handle.sync();
+      }
+      if (!existed) await fsyncDir(stateDir);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    const journal = new Journal(path, handle, wholeBytes, tornTail ? 1 : 0);
     for (const record of records) journal.apply(record);
     return journal;
   }
@@ -59,7 +72,7 @@ export class Journal {
   /** The unfinished entries, read without opening the journal for writing (for `status`). */
   static async peek(stateDir: string): Promise<JournalEntry[]> {
     const { records } = await readRecords(join(stateDir, JOURNAL_FILE));
-    const journal = new Journal("", undefined as unknown as fs.FileHandle, 0);
+    const journal = new Journal("", undefined as unknown as fs.FileHandle, 0, 0);
     for (const record of records) journal.apply(record);
     return journal.entries();
   }
@@ -87,11 +100,19 @@ export class Journal {
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
+      const bytes = Buffer.from(batch.map((item) => item.line).join(""));
       try {
-        await this.handle.write(batch.map((item) => item.line).join(""));
+        for (let offset = 0; offset < bytes.length; ) {
+          const { bytesWritten } = await this.handle.write(bytes, offset, bytes.length - offset);
+          if (bytesWritten <= 0) throw new Error(`journal ${this.path}: the write made no progress`);
+          offset += bytesWritten;
+        }
         await this.handle.datasync();
+        this.size += bytes.length;
         for (const item of batch) item.resolve();
       } catch (error) {
+        // A partial append (disk full) must not stay: the next record would be glued onto it.
+        await this.handle.truncate(this.size).catch(() => undefined);
         for (const item of batch) item.reject(error);
       }
     }
@@ -134,9 +155,11 @@ export class Journal {
       lines.push(JSON.stringify({ t: "commit", id: entry.id, name: entry.name, sha256: entry.sha256, size: entry.size, staging: entry.staging, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
       if (entry.state === "published") lines.push(JSON.stringify({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
     }
+    const content = lines.map((l) => l + "\n").join("");
     await this.handle.close();
-    await writeFileAtomic(this.path, lines.map((l) => l + "\n").join(""));
-    this.handle = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+    await writeFileAtomic(this.path, content);
+    this.handle = await fs.open(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+    this.size = Buffer.byteLength(content);
   }
 
   async close(): Promise<void> {
@@ -145,22 +168,30 @@ export class Journal {
   }
 }
 
-async function readRecords(path: string): Promise<{ records: JournalRecord[]; skipped: number }> {
-  let text = "";
+export class JournalCorruptError extends Error {}
+
+/**
+ * Parses the journal. Only the last line may be torn (a crash mid-append); a damaged line before
+ * it means the file cannot be trusted, and without it exactly-once cannot be promised.
+ */
+async function readRecords(path: string): Promise<{ records: JournalRecord[]; wholeBytes: number; tornTail: boolean; existed: boolean }> {
+  let content: Buffer;
   try {
-    text = await fs.readFile(path, "utf8");
+    content = await fs.readFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    return { records: [], wholeBytes: 0, tornTail: false, existed: false };
   }
+  const wholeBytes = content.lastIndexOf(0x0a) + 1;
   const records: JournalRecord[] = [];
-  let skipped = 0;
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
+  const lines = content.subarray(0, wholeBytes).toString("utf8").split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].trim() === "") continue;
     try {
-      records.push(JSON.parse(line) as JournalRecord);
+      records.push(JSON.parse(lines[i]) as JournalRecord);
     } catch {
-      skipped++;
+      throw new JournalCorruptError(`journal ${path} is damaged at line ${i + 1}`);
     }
   }
-  return { records, skipped };
+  return { records, wholeBytes, tornTail: wholeBytes < content.length, existed: true };
 }

@@ -23,7 +23,7 @@ export async function acquirePassLock(stateDir: string, staleAfterMs: number): P
   const lockPath = join(stateDir, "pass.lock");
   const breakPath = join(stateDir, "pass.lock.break");
   const me: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now() };
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await fs.writeFile(lockPath, JSON.stringify(me), { flag: "wx", mode: 0o600 });
       return { release: () => releaseIfMine(lockPath, me) };
@@ -31,12 +31,13 @@ export async function acquirePassLock(stateDir: string, staleAfterMs: number): P
       if (errorCode(error) !== "EEXIST") throw error;
     }
     const owner = await readOwner(lockPath);
-    if (owner && !isStale(owner, staleAfterMs)) return undefined;
+    if (!owner) continue;
+    if (!isStale(owner, staleAfterMs)) return undefined;
     if (!(await takeBreakGuard(breakPath, staleAfterMs))) return undefined;
     try {
-      // Re-read under the guard: the lock may have been replaced since we looked.
+      // Re-read under the guard: remove only the very lock judged stale, never one taken since.
       const again = await readOwner(lockPath);
-      if (again && !isStale(again, staleAfterMs)) return undefined;
+      if (!again || again.pid !== owner.pid || again.startedAt !== owner.startedAt || again.host !== owner.host) continue;
       await fs.rm(lockPath, { force: true });
     } finally {
       await fs.rm(breakPath, { force: true });

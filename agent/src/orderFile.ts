@@ -5,9 +5,37 @@ import { windowsNameProblem } from "./windowsName";
 import { describeKind } from "./durableFs";
 import { errorCode, errorMessage } from "./errors";
 
+/** Enough to tell "the file that was read" from a replacement under the same name. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export function sameIdentity(stat: Stats, identity: FileIdentity): boolean {
+  return stat.isFile() && stat.dev === identity.dev && stat.ino === identity.ino && stat.size === identity.size && stat.mtimeMs === identity.mtimeMs;
+}
+
+/**
+ * SHA-256 of a local file that may have been replaced by anything: never follows a link, never
+ * blocks on a fifo, never reads more than `maxBytes`. Undefined when it is not such a file.
+ */
+export async function hashLocalFile(path: string, maxBytes: number): Promise<string | undefined> {
+  const handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile() || stat.size > maxBytes) return undefined;
+    return createHash("sha256").update(await handle.readFile()).digest("hex");
+  } finally {
+    await handle.close();
+  }
+}
+
 /** What the outbox scan makes of one directory entry. */
 export type Inspection =
-  | { kind: "ready"; name: string; content: Buffer; sha256: string; mtimeMs: number }
+  | { kind: "ready"; name: string; content: Buffer; sha256: string; identity: FileIdentity }
   | { kind: "deferred"; name: string; reason: string }
   | { kind: "quarantine"; name: string; path: string | Buffer; reason: string };
 
@@ -92,7 +120,13 @@ export async function inspect(outbox: string, rawName: Buffer, rules: InspectRul
 
   const contentProblem = jsonProblem(content);
   if (contentProblem) return quarantine(contentProblem);
-  return { kind: "ready", name, content, sha256: createHash("sha256").update(content).digest("hex"), mtimeMs: after.mtimeMs };
+  return {
+    kind: "ready",
+    name,
+    content,
+    sha256: createHash("sha256").update(content).digest("hex"),
+    identity: { dev: after.dev, ino: after.ino, size: after.size, mtimeMs: after.mtimeMs },
+  };
 }
 
 /** Why the bytes are not a JSON order document, or undefined. A UTF-8 BOM is tolerated. */

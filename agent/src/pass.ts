@@ -4,7 +4,7 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
-import { inspect, isOrderFileName, Inspection } from "./orderFile";
+import { inspect, isOrderFileName, Inspection, FileIdentity } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
@@ -51,7 +51,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
   const abortTimer = setTimeout(() => {
     log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
-    link.close();
+    link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
   }, Math.max(0, deadlines.abortAt - Date.now()));
   abortTimer.unref();
 
@@ -59,7 +59,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   let result: PassResult;
   try {
     journal = await Journal.open(config.stateDir).catch((error) => {
-      throw new StateError(`cannot open the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+      throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent (see "Damaged journal" in the operations guide)`, { cause: error });
     });
     if (journal.skippedLines > 0) log.warn("journal had unreadable lines (torn write); ignored", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
@@ -69,7 +69,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     result = worker.result();
   } finally {
     clearTimeout(abortTimer);
-    link.close();
+    link.shutdown("pass finished");
     if (journal) {
       await journal.compact().catch((error) => log.error("could not compact the journal", { event: "journal-compact-failed", error: errorMessage(error) }));
       await journal.close().catch(() => undefined);
@@ -140,11 +140,15 @@ class PassWorker {
       this.owned.add(entry.name);
       crashPoint("during-recovery");
       if (entry.state === "committing") {
+        if (this.connectError || Date.now() >= this.deadlines.stopStarting) {
+          this.log.warn("in-doubt delivery left for the next pass", { event: "recovery-skipped", file: entry.name, reason: this.connectError?.message ?? "pass deadline near" });
+          continue;
+        }
         try {
           const settled = await this.courier.settle(entry);
           this.log.info("in-doubt delivery settled", { event: "recovered", file: entry.name, target: settled.target });
           this.summary.recovered++;
-          await this.finishDelivered(settled, false, undefined);
+          await this.finishDelivered(settled, undefined, undefined);
         } catch (error) {
           this.noteRemoteError(error);
           this.log.error("in-doubt delivery could not be settled; the file stays in the outbox and will not be re-sent until it is", {
@@ -154,7 +158,7 @@ class PassWorker {
           });
         }
       } else {
-        const outcome = await this.courier.archive(entry, false);
+        const outcome = await this.courier.archive(entry, undefined);
         if (outcome.archived) this.owned.delete(entry.name);
         else this.summary.archivePending++;
       }
@@ -236,7 +240,7 @@ class PassWorker {
       try {
         if (!entry) entry = await this.courier.uploadAndCommit(file.name, file.content, file.sha256);
         entry = entry.state === "committing" && attempt > 0 ? await this.courier.settle(entry) : await this.courier.publish(entry);
-        await this.finishDelivered(entry, true, started);
+        await this.finishDelivered(entry, file.identity, started);
         return;
       } catch (error) {
         this.noteRemoteError(error);
@@ -272,8 +276,8 @@ class PassWorker {
     }
   }
 
-  private async finishDelivered(entry: JournalEntry, unchangedSinceRead: boolean, started: number | undefined): Promise<void> {
-    const outcome = await this.courier.archive(entry, unchangedSinceRead);
+  private async finishDelivered(entry: JournalEntry, identity: FileIdentity | undefined, started: number | undefined): Promise<void> {
+    const outcome = await this.courier.archive(entry, identity);
     if (started !== undefined) {
       this.summary.delivered++;
       this.log.info("delivered", {
@@ -286,7 +290,8 @@ class PassWorker {
         archivedAs: outcome.archived ? outcome.path : null,
       });
     }
-    if (!outcome.archived) {
+    if (outcome.archived) this.owned.delete(entry.name);
+    else {
       this.summary.archivePending++;
       this.owned.add(entry.name);
     }
@@ -299,8 +304,7 @@ class PassWorker {
 
   result(): PassResult {
     const s = this.summary;
-    const inDoubt = this.journal.entries().some((e) => e.state === "committing");
-    if (this.connectError && s.delivered === 0 && s.recovered === 0 && (s.failed > 0 || inDoubt)) {
+    if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
     return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };

@@ -1,5 +1,5 @@
 import { SftpSession, SftpTarget } from "./sftpSession";
-import { ConnectError, HostKeyMismatchError, errorMessage } from "./errors";
+import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 /**
@@ -9,7 +9,7 @@ import type { Logger } from "./logger";
 export class RemoteLink {
   private current: SftpSession | undefined;
   private connecting: Promise<SftpSession> | undefined;
-  private finalError: ConnectError | undefined;
+  private finalError: Error | undefined;
   connects = 0;
 
   constructor(
@@ -49,7 +49,9 @@ export class RemoteLink {
     }
   }
 
-  close(): void {
+  /** Ends remote work for the rest of the pass: requests in flight fail, no reconnect follows. */
+  shutdown(reason: string): void {
+    this.finalError ??= new OutcomeUnknownError(reason);
     this.current?.close();
     this.current = undefined;
   }

@@ -76,29 +76,36 @@ export class SftpSession {
     let presented: string | undefined;
     const where = `${target.username}@${target.host}:${target.port}`;
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      let settled = false;
+      const fail = (error: ConnectError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
         client.destroy();
-        reject(new ConnectError(`cannot connect to ${where}: no SSH session within ${target.connectTimeoutMs} ms`));
-      }, target.connectTimeoutMs);
+        reject(error);
+      };
+      const timer = setTimeout(
+        () => fail(new ConnectError(`cannot connect to ${where}: no SSH session within ${target.connectTimeoutMs} ms`)),
+        target.connectTimeoutMs,
+      );
       client.once("ready", () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         resolve();
       });
-      client.once("error", (error: Error & { level?: string }) => {
-        clearTimeout(timer);
-        client.destroy();
+      // Permanent listeners: ssh2 may emit a second error after the first (e.g. "Connection lost
+      // before handshake" after a timeout), and an unhandled 'error' event would kill the process.
+      client.on("error", (error: Error & { level?: string }) => {
         if (presented !== undefined && presented !== target.hostKeySha256) {
-          reject(new HostKeyMismatchError(target.hostKeySha256, presented, `${target.host}:${target.port}`));
+          fail(new HostKeyMismatchError(target.hostKeySha256, presented, `${target.host}:${target.port}`));
         } else if (error.level === "client-authentication") {
-          reject(new ConnectError(`authentication as ${where} failed: the server did not accept the private key (only public-key authentication is attempted)`, { cause: error }));
+          fail(new ConnectError(`authentication as ${where} failed: the server did not accept the private key (only public-key authentication is attempted)`, { cause: error }));
         } else {
-          reject(new ConnectError(`cannot connect to ${where}: ${errorMessage(error)}`, { cause: error }));
+          fail(new ConnectError(`cannot connect to ${where}: ${errorMessage(error)}`, { cause: error }));
         }
       });
-      client.once("close", () => {
-        clearTimeout(timer);
-        reject(new ConnectError(`cannot connect to ${where}: the server closed the connection during the handshake`));
-      });
+      client.on("close", () => fail(new ConnectError(`cannot connect to ${where}: the server closed the connection during the handshake`)));
     });
     socket.connect({ host: target.host, port: target.port });
     client.connect({
@@ -120,7 +127,8 @@ export class SftpSession {
         cipher: ["aes128-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"],
         hmac: ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"],
       },
-      readyTimeout: target.connectTimeoutMs,
+      // Our own timer above is the one that counts; ssh2's must not race it.
+      readyTimeout: target.connectTimeoutMs + 5_000,
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
     });

@@ -5,6 +5,7 @@ import { Journal } from "./journal";
 import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRun } from "./stateFiles";
+import { StateError, errorMessage } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
 export async function readStatus(config: AgentConfig, now = Date.now()): Promise<StatusReport> {
@@ -18,7 +19,9 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     waiting++;
     oldest = oldest === null ? stat.mtimeMs : Math.min(oldest, stat.mtimeMs);
   }
-  const entries = await Journal.peek(config.stateDir);
+  const entries = await Journal.peek(config.stateDir).catch((error) => {
+    throw new StateError(`cannot read the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+  });
   return {
     lastRun,
     outbox: { waiting, oldestAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)) },

@@ -57,7 +57,7 @@ export const agentConfigSchema = z
     outbox: absoluteLocalPath("outbox folder"),
     /** Delivered files, by delivery date. */
     archive: absoluteLocalPath("archive folder"),
-    /** Files that cannot be delivered, each with a .reason.json beside it. */
+    /** Files that cannot be delivered, each with a .reason beside it. */
     quarantine: absoluteLocalPath("quarantine folder"),
     /** Journal, lock and last-run status. */
     stateDir: absoluteLocalPath("state folder"),

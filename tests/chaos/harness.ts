@@ -368,7 +368,7 @@ export class Rig {
     return events;
   }
 
-  /** Hashes of regular files under a folder (recursively), `.reason.json` notes left out. */
+  /** Hashes of regular files under a folder (recursively), `.reason` notes left out. */
   hashesUnder(dir: string): Map<string, string[]> {
     const found = new Map<string, string[]>();
     const walk = (d: string) => {
@@ -376,7 +376,7 @@ export class Rig {
         const path = join(d, name);
         const stat = lstatSync(path);
         if (stat.isDirectory()) walk(path);
-        else if (stat.isFile() && !name.endsWith(".reason.json")) {
+        else if (stat.isFile() && !name.endsWith(".reason")) {
           const h = sha256(readFileSync(path));
           found.set(h, [...(found.get(h) ?? []), path]);
         }

@@ -145,7 +145,7 @@ const CASES: Case[] = [
 
 /** Reads the quarantine note for an entry. */
 function quarantineReason(rig: Rig, name: string): string | undefined {
-  const note = join(rig.quarantine, `${name}.reason.json`);
+  const note = join(rig.quarantine, `${name}.reason`);
   if (!existsSync(note)) return undefined;
   return (JSON.parse(readFileSync(note, "utf8")) as { reason: string }).reason;
 }

@@ -429,7 +429,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
     await webAppWrites("broken-77.json", "{ not json");
     expect(await asCron(job, job.command)).toMatchObject({ code: 0 });
-    expect(readdirSync(FOLDERS.quarantine).sort()).toEqual(["broken-77.json", "broken-77.json.reason.json"]);
+    expect(readdirSync(FOLDERS.quarantine).sort()).toEqual(["broken-77.json", "broken-77.json.reason"]);
     await webAppWrites("order-2001.json", sampleOrder(2001)); // waits in the outbox: no pass before the uninstall
     const kept = () =>
       execFileSync("find", [BASE, FOLDERS.logDir, "-type", "f", "-exec", "sha256sum", "{}", "+"]).toString().split("\n").sort().join("\n");

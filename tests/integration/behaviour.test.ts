@@ -83,9 +83,9 @@ describe("stability and local hygiene", () => {
     expect(result.code).toBe(0);
     expect(lastJsonLine(result.stdout)).toMatchObject({ found: 2, quarantined: 2, delivered: 0 });
     expect(readdirSync(erp.inboxDir)).toEqual([]);
-    expect(readdirSync(local.quarantine).sort()).toEqual(["link.json", "link.json.reason.json", "pipe.json", "pipe.json.reason.json"]);
-    expect(JSON.parse(readFileSync(join(local.quarantine, "link.json.reason.json"), "utf8")).reason).toBe("symbolic link (links are never followed)");
-    expect(JSON.parse(readFileSync(join(local.quarantine, "pipe.json.reason.json"), "utf8")).reason).toBe("not a regular file (fifo)");
+    expect(readdirSync(local.quarantine).sort()).toEqual(["link.json", "link.json.reason", "pipe.json", "pipe.json.reason"]);
+    expect(JSON.parse(readFileSync(join(local.quarantine, "link.json.reason"), "utf8")).reason).toBe("symbolic link (links are never followed)");
+    expect(JSON.parse(readFileSync(join(local.quarantine, "pipe.json.reason"), "utf8")).reason).toBe("not a regular file (fifo)");
     expect(readFileSync(outside, "utf8")).toBe('{"secret":true}');
   });
 

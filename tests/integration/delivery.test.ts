@@ -37,8 +37,8 @@ describe("plutus-sync run against a real sshd (SFTP-only, chrooted)", () => {
     const days = readdirSync(local.archive);
     expect(days).toHaveLength(1);
     expect(readdirSync(join(local.archive, days[0])).sort()).toEqual(["order-1.json", "order-2.json"]);
-    expect(readdirSync(local.quarantine).sort()).toEqual(["broken.json", "broken.json.reason.json"]);
-    const reason = JSON.parse(readFileSync(join(local.quarantine, "broken.json.reason.json"), "utf8"));
+    expect(readdirSync(local.quarantine).sort()).toEqual(["broken.json", "broken.json.reason"]);
+    const reason = JSON.parse(readFileSync(join(local.quarantine, "broken.json.reason"), "utf8"));
     expect(reason.reason).toMatch(/^invalid JSON: /);
     expect(existsSync(local.logDir)).toBe(true);
   });

@@ -38,7 +38,7 @@ it("the one-file bundle runs on Debian bookworm's Node 18: delivers, quarantines
   expect(readdirSync(erp.inboxDir).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `o-${i}.json`).sort());
   expect(readdirSync(erp.stagingDir)).toEqual([]);
   expect(readdirSync(local.outbox)).toEqual([]);
-  expect(readdirSync(local.quarantine).sort()).toEqual(["bad.json", "bad.json.reason.json"]);
+  expect(readdirSync(local.quarantine).sort()).toEqual(["bad.json", "bad.json.reason"]);
   const status = await runAgent(["status", "--config", local.configPath, "--json"], {}, node18);
   expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 0, outbox: { waiting: 0 }, quarantined: 1 });
   for (const f of readdirSync(erp.inboxDir)) rmSync(join(erp.inboxDir, f));

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, appendFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, appendFileSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Journal } from "../../agent/src/journal";
@@ -39,7 +40,7 @@ describe("Journal", () => {
     await journal.close();
   });
 
-  it("ignores a torn final line left by a crash mid-write and counts it", async () => {
+  it("cuts off a torn final line left by a crash mid-write, so the next record is not glued onto it", async () => {
     const journal = await Journal.open(dir);
     await journal.record(commit("1", "a.json"));
     await journal.close();
@@ -47,7 +48,46 @@ describe("Journal", () => {
     const reopened = await Journal.open(dir);
     expect(reopened.skippedLines).toBe(1);
     expect(reopened.entries().map((e) => e.state)).toEqual(["committing"]);
+    await reopened.record(commit("2", "b.json"));
     await reopened.close();
+    expect((await Journal.peek(dir)).map((e) => [e.id, e.state])).toEqual([
+      ["1", "committing"],
+      ["2", "committing"],
+    ]);
+    expect(readFileSync(join(dir, "journal.jsonl"), "utf8").split("\n")).toHaveLength(3);
+  });
+
+  it("refuses a journal damaged before its last line: exactly-once cannot be promised from it", async () => {
+    const journal = await Journal.open(dir);
+    await journal.record(commit("1", "a.json"));
+    await journal.close();
+    appendFileSync(join(dir, "journal.jsonl"), 'garbage\n{"t":"archived","id":"1","archivedAs":null,"at":"x"}\n');
+    await expect(Journal.open(dir)).rejects.toThrow(`journal ${join(dir, "journal.jsonl")} is damaged at line 2`);
+    await expect(Journal.peek(dir)).rejects.toThrow(`journal ${join(dir, "journal.jsonl")} is damaged at line 2`);
+  });
+
+  it("a record that does not fit on a full disk is rejected and cut back: the journal stays readable", async () => {
+    const mount = mkdtempSync(join(tmpdir(), "plutus-journal-full-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mount]);
+    try {
+      const journal = await Journal.open(mount);
+      await journal.record(commit("1", "a.json"));
+      writeFileSync(join(mount, "filler"), Buffer.alloc(0));
+      try {
+        for (let i = 0; i < 64; i++) appendFileSync(join(mount, "filler"), Buffer.alloc(1024));
+      } catch {
+        // the disk is full now
+      }
+      const huge = { ...commit("2", "b.json"), name: "b".repeat(20_000) + ".json" };
+      await expect(journal.record(huge)).rejects.toThrow(/ENOSPC/);
+      rmSync(join(mount, "filler"));
+      await journal.record(commit("3", "c.json"));
+      await journal.close();
+      expect((await Journal.peek(mount)).map((e) => e.id)).toEqual(["1", "3"]);
+    } finally {
+      execFileSync("umount", [mount]);
+      rmSync(mount, { recursive: true, force: true });
+    }
   });
 
   it("compaction keeps exactly the unfinished entries", async () => {

@@ -58,4 +58,27 @@ describe("acquirePassLock", () => {
     writeFileSync(join(dir, "pass.lock.break"), "1");
     expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
   });
+
+  it("under the break guard, removes only the lock it judged stale, never one taken meanwhile", async () => {
+    const lockPath = join(dir, "pass.lock");
+    writeFileSync(lockPath, JSON.stringify({ pid: deadPid(), host: hostname(), startedAt: Date.now() }));
+    const fsPromises = require("node:fs").promises as typeof import("node:fs").promises;
+    const realReadFile = fsPromises.readFile.bind(fsPromises);
+    let reads = 0;
+    const spy = jest.spyOn(fsPromises, "readFile").mockImplementation(async (...args: Parameters<typeof realReadFile>) => {
+      // The re-read under the guard happens just as another pass has broken the stale lock (gone)
+      // and, an instant later, taken it for itself.
+      if (String(args[0]) === lockPath && ++reads === 2) {
+        writeFileSync(lockPath, JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: Date.now() }));
+        throw Object.assign(new Error("ENOENT: no such file or directory"), { code: "ENOENT" });
+      }
+      return realReadFile(...args);
+    });
+    try {
+      expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(JSON.parse(readFileSync(lockPath, "utf8")).pid).toBe(process.ppid);
+  });
 });

@@ -1,0 +1,64 @@
+import { readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { createServer, Server, Socket } from "node:net";
+import { join } from "node:path";
+import { startErpServer, ErpServer } from "../support/sshd";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+
+let erp: ErpServer;
+let local: LocalSide;
+let silent: Server;
+let silentPort: number;
+const sockets: Socket[] = [];
+
+beforeAll(async () => {
+  erp = await startErpServer();
+  // Accepts TCP and never says a word: a hung ERP.
+  silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  silentPort = (silent.address() as { port: number }).port;
+});
+afterAll(async () => {
+  for (const socket of sockets) socket.destroy();
+  await new Promise((resolve) => silent.close(resolve));
+  await erp?.destroy();
+});
+beforeEach(() => {
+  local = makeLocalSide(erp);
+});
+afterEach(() => local.destroy());
+
+it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass ends in time with exit 3 and a record", async () => {
+  for (let i = 0; i < 6; i++) local.writeOrder(`o-${i}.json`, sampleOrder(i));
+  const crashed = await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:6" });
+  expect(crashed.signal).toBe("SIGKILL");
+  const records = readFileSync(join(local.stateDir, "journal.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { t: string; id: string });
+  const published = new Set(records.filter((r) => r.t === "published").map((r) => r.id));
+  const inDoubt = records.filter((r) => r.t === "commit" && !published.has(r.id)).length;
+  expect(inDoubt).toBeGreaterThanOrEqual(3);
+  writeFileSync(
+    local.configPath,
+    JSON.stringify({ ...local.config, connectTimeoutSeconds: 2, passDeadlineSeconds: 10, operationTimeoutSeconds: 2, remote: { ...local.config.remote, port: silentPort } }),
+  );
+  const started = Date.now();
+  const result = await runAgent(["run", "--config", local.configPath, "--json"]);
+  const elapsed = Date.now() - started;
+  expect(result.code).toBe(3);
+  expect(result.stderr).toBe(`plutus-sync: cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms\n`);
+  expect(lastJsonLine(result.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, failed: 0 });
+  expect(elapsed).toBeLessThan(10_000);
+  const lastRun = JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"));
+  expect(lastRun).toMatchObject({ exitCode: 3, consecutiveFailedRuns: 1, error: `cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms` });
+  const status = JSON.parse((await runAgent(["status", "--config", local.configPath, "--json"])).stdout);
+  const waiting = readdirSync(local.outbox).filter((n) => n.endsWith(".json")).length;
+  expect(waiting).toBeGreaterThanOrEqual(inDoubt);
+  expect(status).toMatchObject({ inDoubt, outbox: { waiting } });
+
+  // Back to the real ERP: the in-doubt orders are settled, each delivered exactly once.
+  writeFileSync(local.configPath, JSON.stringify(local.config));
+  const recovered = await runAgent(["run", "--config", local.configPath, "--json"]);
+  expect(recovered.code).toBe(0);
+  expect(lastJsonLine(recovered.stdout)).toMatchObject({ recovered: inDoubt, failed: 0 });
+  expect(readdirSync(local.outbox)).toEqual([]);
+  expect(readdirSync(erp.inboxDir).sort()).toEqual(Array.from({ length: 6 }, (_, i) => `o-${i}.json`));
+  expect(readdirSync(erp.stagingDir)).toEqual([]);
+});
