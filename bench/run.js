@@ -643,17 +643,21 @@ async function compareBundles(fx, bundles, n) {
   });
   const walls = copies.map(() => []);
   const rss = copies.map(() => []);
+  const cpu = copies.map(() => []);
+  const scpu = copies.map(() => []);
   for (let rep = 0; rep < RUNS; rep++) {
     for (let i = 0; i < copies.length; i++) {
       fx.bundle = copies[i];
       const r = await measure(fx, TOOLS.plutus, n);
       walls[i].push(r.wall);
       rss[i].push(r.rssMb);
+      cpu[i].push(r.cpu);
+      scpu[i].push(r.serverCpu);
       log(`  ${path.basename(bundles[i]).padEnd(24)} ${n} files  ${r.wall.toFixed(2)} s  rss ${r.rssMb.toFixed(0)} MB  cpu ${r.cpu.toFixed(2)} s  load ${loadavg()}`);
     }
   }
   for (let i = 0; i < copies.length; i++) {
-    process.stdout.write(`${path.basename(bundles[i]).padEnd(24)} ${n} files: median ${median(walls[i]).toFixed(2)} s (${walls[i].map((w) => w.toFixed(2)).join(", ")}), ${((median(walls[i]) * 1000) / n).toFixed(2)} ms/file, peak RSS ${Math.max(...rss[i]).toFixed(0)} MB\n`);
+    process.stdout.write(`${path.basename(bundles[i]).padEnd(24)} ${n} files: median ${median(walls[i]).toFixed(2)} s (${walls[i].map((w) => w.toFixed(2)).join(", ")}), ${((median(walls[i]) * 1000) / n).toFixed(2)} ms/file, agent CPU ${median(cpu[i]).toFixed(2)} s, sshd CPU ${median(scpu[i]).toFixed(2)} s, peak RSS ${Math.max(...rss[i]).toFixed(0)} MB\n`);
   }
 }
 
