@@ -1,4 +1,5 @@
 import { promises as fs } from "node:fs";
+import { join } from "node:path";
 import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
@@ -66,6 +67,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
     await worker.recover();
     await worker.deliverOutbox();
+    await worker.finish();
     result = worker.result();
   } finally {
     clearTimeout(abortTimer);
@@ -120,6 +122,9 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 
 class PassWorker {
   private connectError: ConnectError | undefined;
+  /** Uploads that failed before their commit point; each may have left a staging copy. */
+  private uploadsAbandoned = 0;
+  private readonly stagingMarker: StagingSweepMarker;
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
 
@@ -131,7 +136,14 @@ class PassWorker {
     private readonly log: Logger,
     private readonly summary: RunSummary,
     private readonly deadlines: Deadlines,
-  ) {}
+  ) {
+    this.stagingMarker = new StagingSweepMarker(config.stateDir);
+  }
+
+  /** A pass that left no abandoned upload behind needs no sweep next time. */
+  async finish(): Promise<void> {
+    if (this.uploadsAbandoned === 0) await this.stagingMarker.clearIfSetByThisPass();
+  }
 
   /** Settles what an earlier pass left: archive published files, decide in-doubt renames, sweep orphans. */
   async recover(): Promise<void> {
@@ -163,9 +175,11 @@ class PassWorker {
         else this.summary.archivePending++;
       }
     }
-    if (!this.connectError && (pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
+    const sweepMarked = await this.stagingMarker.isSet();
+    if (!this.connectError && (sweepMarked || pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
       try {
         await this.courier.removeOrphanUploads();
+        if (sweepMarked) await this.stagingMarker.clear();
       } catch (error) {
         this.noteRemoteError(error);
         this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
@@ -236,6 +250,7 @@ class PassWorker {
     const started = Date.now();
     this.log.info("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
     let entry: JournalEntry | undefined;
+    await this.stagingMarker.setOnce().catch((error) => this.log.warn("could not mark staging for a sweep", { event: "sweep-mark-failed", error: errorMessage(error) }));
     for (let attempt = 0; ; attempt++) {
       try {
         if (!entry) entry = await this.courier.uploadAndCommit(file.name, file.content, file.sha256);
@@ -243,6 +258,7 @@ class PassWorker {
         await this.finishDelivered(entry, file.identity, started);
         return;
       } catch (error) {
+        if (!entry) this.uploadsAbandoned++;
         this.noteRemoteError(error);
         const retry = this.mayRetry(error, attempt);
         this.log[retry ? "warn" : "error"](retry ? "attempt failed; retrying" : "failed", {
@@ -308,5 +324,39 @@ class PassWorker {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
     return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
+  }
+}
+
+/**
+ * `stateDir/staging-sweep`: set before this pass uploads anything, cleared once a pass ends with
+ * no abandoned upload or once a sweep ran. A pass killed mid-upload leaves it set, so the next
+ * pass sweeps staging even when the outbox is empty.
+ */
+class StagingSweepMarker {
+  private readonly path: string;
+  private setting: Promise<void> | undefined;
+
+  constructor(stateDir: string) {
+    this.path = join(stateDir, "staging-sweep");
+  }
+
+  isSet(): Promise<boolean> {
+    return fs.access(this.path).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  setOnce(): Promise<void> {
+    this.setting ??= fs.writeFile(this.path, `${new Date().toISOString()}\n`, { mode: 0o600 });
+    return this.setting;
+  }
+
+  async clear(): Promise<void> {
+    if (!this.setting) await fs.rm(this.path, { force: true });
+  }
+
+  async clearIfSetByThisPass(): Promise<void> {
+    if (this.setting) await fs.rm(this.path, { force: true });
   }
 }

@@ -2,6 +2,9 @@ import { SftpSession, SftpTarget } from "./sftpSession";
 import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
+/** What a connection attempt sees while sshd restarts: worth a quick retry, unlike a timeout. */
+const RESTARTING_SERVER = /ECONNREFUSED|ECONNRESET|EPIPE|closed the connection|Connection lost before handshake|SFTP session termination|refused the SFTP subsystem/;
+
 /**
  * The pass's one connection, opened on first use and re-opened after a drop. Concurrent callers
  * share one connection attempt. Host key and authentication failures are final for the pass.
@@ -37,8 +40,7 @@ export class RemoteLink {
           this.finalError = error;
           throw error;
         }
-        // A refused or reset connection (sshd restarting) is worth a few quick retries; a timeout is not.
-        if (attempt >= this.retries || !/ECONNREFUSED|ECONNRESET|closed the connection/.test(errorMessage(error))) throw error;
+        if (attempt >= this.retries || !RESTARTING_SERVER.test(errorMessage(error))) throw error;
         this.log.warn("connect failed; retrying", { event: "connect-retry", attempt: attempt + 1, error: errorMessage(error) });
         await new Promise((resolve) => setTimeout(resolve, this.retryBaseDelayMs * 2 ** attempt));
         continue;

@@ -128,4 +128,17 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(readdirSync(erp.stagingDir)).toEqual([]);
     expect(openJournalEntries()).toEqual([]);
   });
+
+  it("an upload abandoned by a killed pass is swept from staging even when the outbox is empty next time", async () => {
+    oneAtATime();
+    local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-upload:1" })).signal).toBe("SIGKILL");
+    expect(readdirSync(erp.stagingDir)).toHaveLength(1);
+    rmSync(join(local.outbox, "order-a.json"));
+    const next = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(next.code).toBe(0);
+    expect(lastJsonLine(next.stdout)).toMatchObject({ found: 0, delivered: 0 });
+    expect(readdirSync(erp.stagingDir)).toEqual([]);
+    expect(readdirSync(local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+  });
 });
