@@ -4,7 +4,8 @@
 .DESCRIPTION
     Run on the Hyper-V host, from an elevated PowerShell, in a clone of the repository. Checks the
     prerequisites (elevation, Hyper-V module, master disks, node and pulumi on PATH, free disk and
-    memory), installs dependencies (npm ci), builds the agent bundle (npm run build), selects or
+    memory for what the lab does not hold yet: a re-run with the lab VMs running needs no more),
+    installs dependencies (npm ci), builds the agent bundle (npm run build), selects or
     creates the stack, then runs `pulumi up` (or `pulumi preview` / `pulumi destroy`).
     The secrets must be set once beforehand: see docs/infra.md.
 .PARAMETER Stack
@@ -57,8 +58,27 @@ $settings = @{}
 if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $stackFile -PathType Leaf)) {
     $problems.Add("Stack settings $stackFile not found: copy Pulumi.dev.yaml to Pulumi.$Stack.yaml and adapt it.")
 } else {
+    # Flat "plutus:key: value" lines, plus the name and memoryMB of webVm/erpVm (block or {flow} style).
+    $section = $null
     foreach ($line in Microsoft.PowerShell.Management\Get-Content -LiteralPath $stackFile) {
-        if ($line -match '^\s+plutus:(\w+):\s*(\S.*)$') { $settings[$Matches[1]] = $Matches[2].Trim() }
+        if ($line -match '^\s+plutus:(webVm|erpVm):\s*(\{.*\})?\s*$') {
+            $section = $Matches[1]
+            $settings[$section] = @{}
+            $flow = $Matches[2]
+            if ($flow) {
+                foreach ($pair in $flow.Trim('{', '}').Split(',')) {
+                    if ($pair -match '^\s*(\w+)\s*:\s*(\S.*?)\s*$') { $settings[$section][$Matches[1]] = $Matches[2] }
+                }
+                $section = $null
+            }
+        } elseif ($line -match '^\s+plutus:(\w+):\s*(\S.*)$') {
+            $section = $null
+            $settings[$Matches[1]] = $Matches[2].Trim()
+        } elseif ($section -and $line -match '^\s{3,}(\w+):\s*(\S.*?)\s*$') {
+            $settings[$section][$Matches[1]] = $Matches[2]
+        } elseif ($line -match '^\s{0,2}\S') {
+            $section = $null
+        }
     }
 }
 if (-not $Destroy) {
@@ -70,20 +90,50 @@ if (-not $Destroy) {
             $problems.Add("Master disk $path (plutus:$key) not found: copy the master VHDX there or fix $stackFile.")
         }
     }
+    # The lab's own VMs and disks already hold their memory and space on a re-run: only what is
+    # still missing (a VM not running, a child disk not created yet) has to fit.
+    $labVms = @(
+        @{ Key = 'webVm'; Name = 'plutus-web'; MemoryMB = 2048 },
+        @{ Key = 'erpVm'; Name = 'plutus-erp'; MemoryMB = 4096 }
+    )
+    $hyperV = [bool](Microsoft.PowerShell.Core\Get-Module -ListAvailable -Name 'Hyper-V')
     $vmFolder = $settings['vmFolder']
+    $neededMB = [int64]0
+    $missingDisks = 0
+    foreach ($labVm in $labVms) {
+        $name = $labVm.Name
+        $memoryMB = [int64]$labVm.MemoryMB
+        if ($settings[$labVm.Key] -is [hashtable]) {
+            if ($settings[$labVm.Key]['name']) { $name = $settings[$labVm.Key]['name'].Trim("'", '"') }
+            if ($settings[$labVm.Key]['memoryMB'] -match '^\d+$') { $memoryMB = [int64]$settings[$labVm.Key]['memoryMB'] }
+        }
+        $existing = $null
+        if ($hyperV) {
+            $existing = Hyper-V\Get-VM -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $name }
+        }
+        if ($null -eq $existing -or $existing.State -ne 'Running') { $neededMB += $memoryMB }
+        if ($vmFolder) {
+            $osDisk = Microsoft.PowerShell.Management\Join-Path -Path (Microsoft.PowerShell.Management\Join-Path -Path $vmFolder -ChildPath $name) -ChildPath "$name-os.vhdx"
+            if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $osDisk -PathType Leaf)) { $missingDisks++ }
+        }
+    }
     if ($vmFolder) {
         $drive = [System.IO.Path]::GetPathRoot($vmFolder)
         $volume = Storage\Get-Volume -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.DriveLetter -and ("$($_.DriveLetter):\" -eq $drive.ToUpperInvariant()) }
+        $freeGB = 0
+        if ($null -ne $volume) { $freeGB = $volume.SizeRemaining / 1073741824 }
         if ($null -eq $volume) {
             $problems.Add("The drive of vmFolder ($drive) does not exist on this host.")
-        } elseif ($volume.SizeRemaining -lt 42949672960) {
-            $problems.Add(('Only {0:N1} GB free on {1}; the lab needs at least 40 GB for the child disks to grow.' -f ($volume.SizeRemaining / 1073741824), $drive))
+        } elseif ($missingDisks -gt 0 -and $freeGB -lt 20 * $missingDisks) {
+            $problems.Add(('Only {0:N1} GB free on {1}; the {2} new child disk(s) need at least {3} GB to grow.' -f $freeGB, $drive, $missingDisks, (20 * $missingDisks)))
+        } elseif ($freeGB -lt 40) {
+            Microsoft.PowerShell.Utility\Write-Warning ('Only {0:N1} GB free on {1}; the lab''s child disks may not be able to grow.' -f $freeGB, $drive)
         }
     }
     $os = CimCmdlets\Get-CimInstance -ClassName Win32_OperatingSystem
     $freeMB = [int64]$os.FreePhysicalMemory / 1024
-    if ($freeMB -lt 6144) {
-        $problems.Add(('Only {0:N0} MB of memory free; the two VMs need about 6 GB (see webVm/erpVm memoryMB).' -f $freeMB))
+    if ($neededMB -gt 0 -and $freeMB -lt $neededMB) {
+        $problems.Add(('Only {0:N0} MB of memory free; the lab VMs that are not running yet need {1:N0} MB (see webVm/erpVm memoryMB).' -f $freeMB, $neededMB))
     }
 }
 if ($problems.Count -gt 0) {
@@ -105,10 +155,9 @@ Microsoft.PowerShell.Management\Push-Location -LiteralPath $root
 try {
     Invoke-PlutusStep -What 'Installing dependencies (npm ci)' -FilePath 'npm' -Arguments @('ci', '--no-audit', '--no-fund')
     Invoke-PlutusStep -What 'Building the agent bundle (npm run build)' -FilePath 'npm' -Arguments @('run', 'build')
-    & pulumi stack select $Stack 2>$null
-    if ($LASTEXITCODE -ne 0) {
-        Invoke-PlutusStep -What "Creating stack $Stack" -FilePath 'pulumi' -Arguments @('stack', 'init', $Stack)
-    }
+    # One call that never needs stderr redirection: under Stop, PowerShell 5.1 turns redirected native
+    # stderr into a terminating NativeCommandError, so `select 2>$null` would throw on a new stack.
+    Invoke-PlutusStep -What "Selecting stack $Stack (created when new)" -FilePath 'pulumi' -Arguments @('stack', 'select', '--create', $Stack)
     $common = @('--stack', $Stack)
     if ($Yes) { $common += '--yes' }
     if ($Preview) {

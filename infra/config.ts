@@ -216,7 +216,7 @@ export function parseLabConfig(raw: RawLabConfig): LabConfig {
     }
     const privateKey = raw.hostSshPrivateKey;
     if (!pulumi.Output.isInstance(privateKey)) {
-      problem("hostSshPrivateKey", "is not set (the key Pulumi logs in to the host with)", "run `pulumi config set --secret hostSshPrivateKey < ~/.ssh/id_ed25519`");
+      problem("hostSshPrivateKey", "is not set (the key Pulumi logs in to the host with)", "pipe the key file in (never put the key on the command line): `Get-Content -Raw $HOME\\.ssh\\id_ed25519 | pulumi config set --secret hostSshPrivateKey`");
     }
     if (host && port && user && hostKey && pulumi.Output.isInstance(privateKey) && SSH_PUBLIC_KEY.test(hostKey.trim())) {
       hostAccess = { mode: "ssh", host, port, user, hostKey: hostKey.trim(), privateKey: privateKey as pulumi.Output<string> };

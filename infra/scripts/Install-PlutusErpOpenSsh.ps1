@@ -94,10 +94,38 @@ try {
         $binary = (CimCmdlets\Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
         $installDir = [System.IO.Path]::GetDirectoryName($binary)
 
-        $sshDir = Microsoft.PowerShell.Management\Join-Path -Path $env:ProgramData -ChildPath 'ssh'
-        $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $sshDir -Force
         $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
         $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
+        $authenticatedUsers = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
+        # What matters in an ACL: owner, protection and the explicit rules (Sddl differs in flags
+        # such as AI even when the rules are the same, so it cannot be compared).
+        function Get-PlutusAclKey {
+            param([System.Security.AccessControl.FileSystemSecurity]$Acl)
+            $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {
+                    '{0}|{1}|{2}|{3}|{4}' -f $_.IdentityReference.Value, ([int64]$_.FileSystemRights -bor 0x100000), [int]$_.InheritanceFlags, [int]$_.PropagationFlags, $_.AccessControlType
+                })
+            return ('owner={0};protected={1};{2}' -f $Acl.GetOwner([System.Security.Principal.SecurityIdentifier]).Value, $Acl.AreAccessRulesProtected, (($rules | Microsoft.PowerShell.Utility\Sort-Object) -join ';'))
+        }
+        function Set-PlutusAcl {
+            param([string]$Path, [System.Security.AccessControl.FileSystemSecurity]$Acl)
+            if ((Get-PlutusAclKey -Acl (Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path)) -eq (Get-PlutusAclKey -Acl $Acl)) { return $false }
+            Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $Acl
+            return $true
+        }
+
+        # C:\ProgramData\ssh: explicit SYSTEM and Administrators full control, Authenticated Users read
+        # (what sshd expects); a folder made by New-Item would inherit ProgramData's looser ACL.
+        $sshDir = Microsoft.PowerShell.Management\Join-Path -Path $env:ProgramData -ChildPath 'ssh'
+        $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $sshDir -Force
+        $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+        $dirAcl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+        $dirAcl.SetAccessRuleProtection($true, $false)
+        $dirAcl.SetOwner($administrators)
+        foreach ($sid in @($system, $administrators)) {
+            $dirAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', $inherit, 'None', 'Allow'))
+        }
+        $dirAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $authenticatedUsers, 'ReadAndExecute', $inherit, 'None', 'Allow'))
+        if (Set-PlutusAcl -Path $sshDir -Acl $dirAcl) { $changes.Add("set ACL of $sshDir (SYSTEM, Administrators full; Authenticated Users read)") }
         $restart = $false
         function Set-PlutusProtectedFile {
             param([string]$Path, [string]$Text, [bool]$PublicRead)
@@ -111,13 +139,10 @@ try {
                 $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', 'Allow'))
             }
             if ($PublicRead) {
-                $users = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
-                $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $users, 'Read', 'Allow'))
+                $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $authenticatedUsers, 'Read', 'Allow'))
             }
-            if ((Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path).Sddl -ne $acl.Sddl) {
-                Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $acl
-            }
-            return (-not $same)
+            $aclChanged = Set-PlutusAcl -Path $Path -Acl $acl
+            return ((-not $same) -or $aclChanged)
         }
         $keyPath = Microsoft.PowerShell.Management\Join-Path -Path $sshDir -ChildPath 'ssh_host_ed25519_key'
         if (Set-PlutusProtectedFile -Path $keyPath -Text ($HostPrivateKey.Trim() + "`n") -PublicRead $false) { $changes.Add('installed the pre-generated ed25519 host key'); $restart = $true }
@@ -129,21 +154,49 @@ try {
         $same = (Microsoft.PowerShell.Management\Test-Path -LiteralPath $configPath -PathType Leaf) -and ([System.Convert]::ToBase64String([System.IO.File]::ReadAllBytes($configPath)) -eq [System.Convert]::ToBase64String($wanted))
         if (-not $same) {
             [System.IO.File]::WriteAllBytes($candidate, $wanted)
-            $check = & $binary -t -f $candidate 2>&1
-            if ($LASTEXITCODE -ne 0) {
-                Microsoft.PowerShell.Management\Remove-Item -LiteralPath $candidate -Force
-                throw "sshd -t rejected the new sshd_config, the running one is unchanged: $($check -join ' ')"
+            try {
+                # sshd writes warnings to stderr: under Stop, 2>&1 would turn the first line into a
+                # terminating error. Collect everything and judge by the exit code alone.
+                $ErrorActionPreference = 'Continue'
+                $check = @(& $binary -t -f $candidate 2>&1 | Microsoft.PowerShell.Core\ForEach-Object { [string]$_ })
+                $exitCode = $LASTEXITCODE
+                $ErrorActionPreference = 'Stop'
+                if ($exitCode -ne 0) {
+                    throw "sshd -t rejected the new sshd_config (exit code $exitCode), the running one is unchanged: $($check -join ' ')"
+                }
+                Microsoft.PowerShell.Management\Move-Item -LiteralPath $candidate -Destination $configPath -Force
+            } finally {
+                $ErrorActionPreference = 'Stop'
+                if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $candidate) {
+                    Microsoft.PowerShell.Management\Remove-Item -LiteralPath $candidate -Force
+                }
             }
-            Microsoft.PowerShell.Management\Move-Item -LiteralPath $candidate -Destination $configPath -Force
             $changes.Add('wrote sshd_config (sshd -t passed)')
             $restart = $true
         }
 
-        foreach ($rule in @(NetSecurity\Get-NetFirewallRule -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq 'OpenSSH-Server-In-TCP' -and $_.Enabled -eq 'True' })) {
-            NetSecurity\Disable-NetFirewallRule -Name $rule.Name
-            $changes.Add('disabled the default OpenSSH rule (open to all)')
-        }
+        # Every other enabled inbound Allow rule that opens TCP 22 would let anyone in: the
+        # capability's OpenSSH-Server-In-TCP, the MSI's own rule, or one made by hand.
         $ruleName = 'Plutus-SFTP-In'
+        function Test-PlutusPort22 {
+            param([string[]]$LocalPort)
+            foreach ($entry in @($LocalPort)) {
+                if ($entry -eq '22') { return $true }
+                $range = $entry.Split('-')
+                $low = 0
+                $high = 0
+                if ($range.Count -eq 2 -and [int]::TryParse($range[0], [ref]$low) -and [int]::TryParse($range[1], [ref]$high) -and $low -le 22 -and 22 -le $high) { return $true }
+            }
+            return $false
+        }
+        foreach ($filter in @(NetSecurity\Get-NetFirewallPortFilter -All | Microsoft.PowerShell.Core\Where-Object { $_.Protocol -eq 'TCP' -and (Test-PlutusPort22 -LocalPort $_.LocalPort) })) {
+            foreach ($rule in @(NetSecurity\Get-NetFirewallRule -AssociatedNetFirewallPortFilter $filter)) {
+                if ($rule.Name -ne $ruleName -and $rule.Enabled -eq 'True' -and $rule.Direction -eq 'Inbound' -and $rule.Action -eq 'Allow') {
+                    NetSecurity\Disable-NetFirewallRule -Name $rule.Name
+                    $changes.Add("disabled firewall rule '$($rule.Name)' (TCP 22 open to all)")
+                }
+            }
+        }
         $ours = NetSecurity\Get-NetFirewallRule -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $ruleName }
         $ok = $false
         if ($null -ne $ours) {

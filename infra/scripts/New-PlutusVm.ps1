@@ -3,8 +3,8 @@
     Ensures a Generation 2 VM with its disks, switch, memory, processors and Secure Boot template, and starts it.
 .DESCRIPTION
     Get, compare, set: creates the VM when missing; on an existing VM corrects memory, processor
-    count, switch and Secure Boot template (stopping it first when a setting needs that) and attaches
-    missing disks. Prints one JSON line with what changed.
+    count, switch and Secure Boot template (stopping it first when a setting needs that); disables
+    checkpoints (client Hyper-V enables automatic ones) and attaches missing disks. Prints one JSON line with what changed.
 .PARAMETER Name
     Exact VM name.
 .PARAMETER VmFolder
@@ -68,6 +68,18 @@ if ($null -eq $vm) {
         Hyper-V\Connect-VMNetworkAdapter -VMNetworkAdapter $nic -SwitchName $SwitchName
         $changes.Add("network adapter connected to '$SwitchName'")
     }
+}
+# Client Hyper-V (Windows 10/11) turns on automatic checkpoints for new VMs: a checkpoint would
+# redirect writes into an .avhdx the lab's disk steps know nothing about. No checkpoints at all.
+$vm = Hyper-V\Get-VM -Id $vm.Id
+$automatic = $vm.PSObject.Properties['AutomaticCheckpointsEnabled']
+if (($null -ne $automatic -and $automatic.Value) -or [string]$vm.CheckpointType -ne 'Disabled') {
+    if ($null -ne $automatic) {
+        Hyper-V\Set-VM -VM $vm -AutomaticCheckpointsEnabled $false -CheckpointType Disabled
+    } else {
+        Hyper-V\Set-VM -VM $vm -CheckpointType Disabled
+    }
+    $changes.Add('checkpoints disabled (automatic and manual)')
 }
 $attached = @(Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\ForEach-Object { $_.Path })
 foreach ($disk in @($OsDiskPath, $SeedDiskPath)) {

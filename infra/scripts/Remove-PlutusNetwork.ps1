@@ -6,7 +6,7 @@
 .PARAMETER NatName
     Exact name of the NAT to remove.
 .PARAMETER GatewayIp
-    The host vNIC address to remove.
+    The address to remove from the switch's host vNIC (only there, never from another adapter).
 #>
 [CmdletBinding()]
 param(
@@ -24,10 +24,18 @@ if ($null -ne $nat) {
 }
 $switch = Hyper-V\Get-VMSwitch | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $SwitchName }
 if ($null -ne $switch) {
-    $address = NetTCPIP\Get-NetIPAddress -IPAddress $GatewayIp -ErrorAction SilentlyContinue
-    if ($null -ne $address) {
-        NetTCPIP\Remove-NetIPAddress -IPAddress $GatewayIp -Confirm:$false
-        $changes.Add("removed $GatewayIp from the host")
+    # Only the address on this switch's host vNIC: the same address may exist on another adapter.
+    $adapter = Hyper-V\Get-VMNetworkAdapter -ManagementOS | Microsoft.PowerShell.Core\Where-Object { $_.SwitchName -eq $SwitchName } | Microsoft.PowerShell.Utility\Select-Object -First 1
+    $netAdapter = $null
+    if ($null -ne $adapter) {
+        $netAdapter = NetAdapter\Get-NetAdapter | Microsoft.PowerShell.Core\Where-Object { $_.MacAddress.Replace('-', '') -eq $adapter.MacAddress } | Microsoft.PowerShell.Utility\Select-Object -First 1
+    }
+    if ($null -ne $netAdapter) {
+        $address = NetTCPIP\Get-NetIPAddress -InterfaceIndex $netAdapter.ifIndex -IPAddress $GatewayIp -ErrorAction SilentlyContinue
+        if ($null -ne $address) {
+            NetTCPIP\Remove-NetIPAddress -InterfaceIndex $netAdapter.ifIndex -IPAddress $GatewayIp -Confirm:$false
+            $changes.Add("removed $GatewayIp from the switch's host vNIC")
+        }
     }
     Hyper-V\Remove-VMSwitch -VMSwitch $switch -Force
     $changes.Add("removed switch '$SwitchName'")

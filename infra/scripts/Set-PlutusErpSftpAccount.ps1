@@ -82,7 +82,23 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
 
     $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
     $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
+    $authenticatedUsers = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
     $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+    # What matters in an ACL: owner, protection and the explicit rules. Get-Acl().Sddl never equals
+    # the Sddl of a built object (flags such as AI differ), so Sddl cannot be compared.
+    function Get-PlutusAclKey {
+        param([System.Security.AccessControl.FileSystemSecurity]$Acl)
+        $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {
+                '{0}|{1}|{2}|{3}|{4}' -f $_.IdentityReference.Value, ([int64]$_.FileSystemRights -bor 0x100000), [int]$_.InheritanceFlags, [int]$_.PropagationFlags, $_.AccessControlType
+            })
+        return ('owner={0};protected={1};{2}' -f $Acl.GetOwner([System.Security.Principal.SecurityIdentifier]).Value, $Acl.AreAccessRulesProtected, (($rules | Microsoft.PowerShell.Utility\Sort-Object) -join ';'))
+    }
+    function Set-PlutusAcl {
+        param([string]$Path, [System.Security.AccessControl.FileSystemSecurity]$Acl, [string]$What)
+        if ((Get-PlutusAclKey -Acl (Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path)) -eq (Get-PlutusAclKey -Acl $Acl)) { return }
+        Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $Acl
+        $changes.Add("set ACL of $Path$What")
+    }
     function Set-PlutusFolderAcl {
         param([string]$Path, [System.Security.AccessControl.FileSystemRights]$UserRights)
         if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $Path -PathType Container)) {
@@ -96,18 +112,24 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
             $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', $inherit, 'None', 'Allow'))
         }
         $acl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $user.SID, $UserRights, $inherit, 'None', 'Allow'))
-        $current = Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path
-        if ($current.Sddl -ne $acl.Sddl) {
-            Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $acl
-            $changes.Add("set ACL of $Path")
-        }
+        Set-PlutusAcl -Path $Path -Acl $acl -What ''
     }
     Set-PlutusFolderAcl -Path $ChrootDirectory -UserRights 'ReadAndExecute'
     Set-PlutusFolderAcl -Path $InboxPath -UserRights 'Modify'
     Set-PlutusFolderAcl -Path $StagingPath -UserRights 'Modify'
 
+    # C:\ProgramData\ssh: explicit SYSTEM and Administrators full control, Authenticated Users read
+    # (what sshd expects); a folder made by New-Item would inherit ProgramData's looser ACL.
     $sshDir = Microsoft.PowerShell.Management\Join-Path -Path $env:ProgramData -ChildPath 'ssh'
     $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $sshDir -Force
+    $dirAcl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+    $dirAcl.SetAccessRuleProtection($true, $false)
+    $dirAcl.SetOwner($administrators)
+    foreach ($sid in @($system, $administrators)) {
+        $dirAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', $inherit, 'None', 'Allow'))
+    }
+    $dirAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $authenticatedUsers, 'ReadAndExecute', $inherit, 'None', 'Allow'))
+    Set-PlutusAcl -Path $sshDir -Acl $dirAcl -What ' (SYSTEM, Administrators full; Authenticated Users read)'
     $keyFile = Microsoft.PowerShell.Management\Join-Path -Path $sshDir -ChildPath $AuthorizedKeysFileName
     $wanted = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).GetBytes($PublicKey.Trim() + "`n")
     $same = (Microsoft.PowerShell.Management\Test-Path -LiteralPath $keyFile -PathType Leaf) -and ([System.Convert]::ToBase64String([System.IO.File]::ReadAllBytes($keyFile)) -eq [System.Convert]::ToBase64String($wanted))
@@ -121,10 +143,7 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
     foreach ($sid in @($system, $administrators)) {
         $fileAcl.AddAccessRule((New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, 'FullControl', 'Allow'))
     }
-    if ((Microsoft.PowerShell.Security\Get-Acl -LiteralPath $keyFile).Sddl -ne $fileAcl.Sddl) {
-        Microsoft.PowerShell.Security\Set-Acl -LiteralPath $keyFile -AclObject $fileAcl
-        $changes.Add("set ACL of $keyFile (SYSTEM and Administrators only)")
-    }
+    Set-PlutusAcl -Path $keyFile -Acl $fileAcl -What ' (SYSTEM and Administrators only)'
     [pscustomobject]@{ changed = @($changes) }
 }
 [pscustomobject]@{ vmName = $VmName; userName = $UserName; changed = @($result.changed) } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress

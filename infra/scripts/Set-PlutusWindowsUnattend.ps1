@@ -61,7 +61,13 @@ $mounted = Hyper-V\Mount-VHD -Path $DiskPath -Passthru
 try {
     $windowsRoot = $null
     foreach ($partition in @(Storage\Get-Partition -DiskNumber $mounted.DiskNumber)) {
-        if (-not $partition.DriveLetter) { continue }
+        if (-not $partition.DriveLetter) {
+            # Automount may be off on the host (mountvol /N): give the data partitions a letter.
+            if ($partition.Type -ne 'Basic') { continue }
+            $partition | Storage\Add-PartitionAccessPath -AssignDriveLetter
+            $partition = Storage\Get-Partition -DiskNumber $mounted.DiskNumber -PartitionNumber $partition.PartitionNumber
+            if (-not $partition.DriveLetter) { continue }
+        }
         $candidate = "$($partition.DriveLetter):\Windows"
         if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $candidate -PathType Container) { $windowsRoot = $candidate }
     }

@@ -61,7 +61,7 @@ test("ssh host access needs address, user, pinned host key and the private key s
     "plutus:hostSshAddress: is not set; set it with `pulumi config set hostSshAddress hyperv01.example.local`",
     "plutus:hostSshUser: is not set; set it with `pulumi config set hostSshUser Administrator`",
     "plutus:hostSshHostKey: is not an SSH public key line (ssh-ed25519 AAAA…): without it the host's identity is not checked; copy C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub from the host and `pulumi config set hostSshHostKey \"<its content>\"`",
-    "plutus:hostSshPrivateKey: is not set (the key Pulumi logs in to the host with); run `pulumi config set --secret hostSshPrivateKey < ~/.ssh/id_ed25519`",
+    "plutus:hostSshPrivateKey: is not set (the key Pulumi logs in to the host with); pipe the key file in (never put the key on the command line): `Get-Content -Raw $HOME\\.ssh\\id_ed25519 | pulumi config set --secret hostSshPrivateKey`",
   ]);
 });
 
