@@ -156,7 +156,7 @@ try {
     Invoke-PlutusStep -What 'Installing dependencies (npm ci)' -FilePath 'npm' -Arguments @('ci', '--no-audit', '--no-fund')
     Invoke-PlutusStep -What 'Building the agent bundle (npm run build)' -FilePath 'npm' -Arguments @('run', 'build')
     # One call that never needs stderr redirection: under Stop, PowerShell 5.1 turns redirected native
-    # stderr into a terminating NativeCommandError, so `select 2>$null` would throw on a new stack.
+    # stderr into a terminating NativeCommandError, so silencing a failed select would throw on a new stack.
     Invoke-PlutusStep -What "Selecting stack $Stack (created when new)" -FilePath 'pulumi' -Arguments @('stack', 'select', '--create', $Stack)
     $common = @('--stack', $Stack)
     if ($Yes) { $common += '--yes' }

@@ -97,8 +97,8 @@ try {
         $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
         $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
         $authenticatedUsers = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
-        # What matters in an ACL: owner, protection and the explicit rules (Sddl differs in flags
-        # such as AI even when the rules are the same, so it cannot be compared).
+        # What matters in an ACL: owner, protection and the explicit rules (the SDDL text differs in
+        # flags such as AI even when the rules are the same, so it cannot be compared).
         function Get-PlutusAclKey {
             param([System.Security.AccessControl.FileSystemSecurity]$Acl)
             $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {

@@ -84,8 +84,8 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
     $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
     $authenticatedUsers = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-11'
     $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    # What matters in an ACL: owner, protection and the explicit rules. Get-Acl().Sddl never equals
-    # the Sddl of a built object (flags such as AI differ), so Sddl cannot be compared.
+    # What matters in an ACL: owner, protection and the explicit rules. The SDDL text read from disk
+    # never equals that of a built object (flags such as AI differ), so it cannot be compared.
     function Get-PlutusAclKey {
         param([System.Security.AccessControl.FileSystemSecurity]$Acl)
         $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {

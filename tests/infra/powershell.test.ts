@@ -88,3 +88,72 @@ test("script results: the last JSON line of CRLF output", () => {
   expect(parseJsonResult("no json\r\n")).toBeUndefined();
   expect(parseJsonResult(undefined)).toBeUndefined();
 });
+
+const script = (file: string) => fs.readFileSync(path.join(scriptsDir, file), "utf8");
+const deploy = () => fs.readFileSync(path.join(REPO, "Deploy-PlutusInfra.ps1"), "utf8");
+
+test("Deploy-PlutusInfra.ps1 selects or creates the stack in one call, without redirected stderr", () => {
+  const text = deploy();
+  expect(text).toContain("Invoke-PlutusStep -What \"Selecting stack $Stack (created when new)\" -FilePath 'pulumi' -Arguments @('stack', 'select', '--create', $Stack)");
+  expect(text).not.toMatch(/2>\s*\$null/);
+  expect(text).not.toContain("'stack', 'init'");
+});
+
+test("Deploy-PlutusInfra.ps1 only asks for the memory and disk the lab does not hold yet", () => {
+  const text = deploy();
+  expect(text).not.toContain("6144");
+  expect(text).toContain("if ($null -eq $existing -or $existing.State -ne 'Running') { $neededMB += $memoryMB }");
+  expect(text).toContain("if ($neededMB -gt 0 -and $freeMB -lt $neededMB) {");
+  expect(text).toContain("} elseif ($missingDisks -gt 0 -and $freeGB -lt 20 * $missingDisks) {");
+  // the VM names and memory come from the stack file (block style, as in Pulumi.dev.yaml)
+  expect(text).toContain("if ($line -match '^\\s+plutus:(webVm|erpVm):\\s*(\\{.*\\})?\\s*$') {");
+  expect(text).toContain("if ($settings[$labVm.Key]['memoryMB'] -match '^\\d+$') { $memoryMB = [int64]$settings[$labVm.Key]['memoryMB'] }");
+});
+
+test("New-PlutusVm.ps1 disables automatic and manual checkpoints, get-compare-set, before starting the VM", () => {
+  const text = script("New-PlutusVm.ps1");
+  const check = text.indexOf("if (($null -ne $automatic -and $automatic.Value) -or [string]$vm.CheckpointType -ne 'Disabled') {");
+  const set = text.indexOf("Hyper-V\\Set-VM -VM $vm -AutomaticCheckpointsEnabled $false -CheckpointType Disabled");
+  expect(check).toBeGreaterThan(0);
+  expect(set).toBeGreaterThan(check);
+  expect(text.indexOf("Hyper-V\\Start-VM -VM $vm")).toBeGreaterThan(set);
+  expect(text).toContain("$changes.Add('checkpoints disabled (automatic and manual)')");
+});
+
+test("Install-PlutusErpOpenSsh.ps1 disables every other enabled inbound Allow rule for TCP 22, checks sshd -t by exit code", () => {
+  const text = script("Install-PlutusErpOpenSsh.ps1");
+  expect(text).not.toContain("$_.Name -eq 'OpenSSH-Server-In-TCP'");
+  expect(text).toContain("NetSecurity\\Get-NetFirewallPortFilter -All | Microsoft.PowerShell.Core\\Where-Object { $_.Protocol -eq 'TCP' -and (Test-PlutusPort22 -LocalPort $_.LocalPort) }");
+  expect(text).toContain("if ($rule.Name -ne $ruleName -and $rule.Enabled -eq 'True' -and $rule.Direction -eq 'Inbound' -and $rule.Action -eq 'Allow') {");
+  expect(text).toContain("if ($range.Count -eq 2 -and [int]::TryParse($range[0], [ref]$low) -and [int]::TryParse($range[1], [ref]$high) -and $low -le 22 -and 22 -le $high) { return $true }");
+  // sshd -t: Continue around the native call, verdict by $LASTEXITCODE, candidate removed in finally
+  const cont = text.indexOf("$ErrorActionPreference = 'Continue'");
+  const call = text.indexOf("$check = @(& $binary -t -f $candidate 2>&1");
+  const exit = text.indexOf("$exitCode = $LASTEXITCODE");
+  const fin = text.indexOf("} finally {\n                $ErrorActionPreference = 'Stop'\n                if (Microsoft.PowerShell.Management\\Test-Path -LiteralPath $candidate) {\n                    Microsoft.PowerShell.Management\\Remove-Item -LiteralPath $candidate -Force");
+  expect([cont > 0, call > cont, exit > call, fin > exit]).toEqual([true, true, true, true]);
+});
+
+test("the guest scripts give C:\\ProgramData\\ssh an explicit ACL and compare ACLs by their rules, not Sddl", () => {
+  for (const file of ["Install-PlutusErpOpenSsh.ps1", "Set-PlutusErpSftpAccount.ps1"]) {
+    const text = script(file);
+    expect([file, text.includes(".Sddl")]).toEqual([file, false]);
+    expect([file, text.includes("$Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier])")]).toEqual([file, true]);
+    expect([file, text.includes("-ArgumentList $authenticatedUsers, 'ReadAndExecute', $inherit, 'None', 'Allow'")]).toEqual([file, true]);
+    // the folder ACL is set right after the folder is made
+    const made = text.indexOf("-ItemType Directory -Path $sshDir -Force");
+    expect([file, text.indexOf("$dirAcl.SetAccessRuleProtection($true, $false)") > made]).toEqual([file, true]);
+    expect([file, /Set-PlutusAcl -Path \$sshDir -Acl \$dirAcl/.test(text)]).toEqual([file, true]);
+  }
+});
+
+test("Remove-PlutusNetwork.ps1 removes the gateway address only from the switch's vNIC; unattend assigns a drive letter", () => {
+  const text = script("Remove-PlutusNetwork.ps1");
+  expect(text.match(/NetTCPIP\\(Get|Remove)-NetIPAddress[^\n]*/g)).toEqual([
+    "NetTCPIP\\Get-NetIPAddress -InterfaceIndex $netAdapter.ifIndex -IPAddress $GatewayIp -ErrorAction SilentlyContinue",
+    "NetTCPIP\\Remove-NetIPAddress -InterfaceIndex $netAdapter.ifIndex -IPAddress $GatewayIp -Confirm:$false",
+  ]);
+  const unattend = script("Set-PlutusWindowsUnattend.ps1");
+  expect(unattend).toContain("$partition | Storage\\Add-PartitionAccessPath -AssignDriveLetter");
+  expect(unattend).toContain("if ($partition.Type -ne 'Basic') { continue }");
+});
