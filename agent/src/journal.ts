@@ -96,6 +96,15 @@ export class Journal {
     this.apply(record);
   }
 
+  /**
+   * Appends without waiting for (or starting) an fsync: the line goes to disk with the next
+   * durable record, in order. Only for records that recovery can re-derive from the server.
+   */
+  note(record: JournalRecord): void {
+    this.queue.push({ line: JSON.stringify(record) + "\n", resolve: () => undefined, reject: () => undefined });
+    this.apply(record);
+  }
+
   private async flush(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue;
@@ -149,7 +158,7 @@ export class Journal {
 
   /** Rewrites the journal with only the unfinished entries, so it does not grow forever. */
   async compact(): Promise<void> {
-    if (this.flushing) await this.flushing;
+    await this.drain();
     const lines: string[] = [];
     for (const entry of this.open.values()) {
       lines.push(JSON.stringify({ t: "commit", id: entry.id, name: entry.name, sha256: entry.sha256, size: entry.size, staging: entry.staging, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
@@ -162,8 +171,14 @@ export class Journal {
     this.size = Buffer.byteLength(content);
   }
 
-  async close(): Promise<void> {
+  /** Writes and fsyncs whatever is queued, notes included. */
+  private async drain(): Promise<void> {
+    if (this.queue.length > 0) this.flushing ??= this.flush();
     if (this.flushing) await this.flushing;
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
     await this.handle.close();
   }
 }

@@ -268,6 +268,29 @@ export class SftpSession {
     return Buffer.concat(chunks);
   }
 
+  /**
+   * Reads back a file just written through `handle` whose size should be `expected`: no FSTAT
+   * round trip; it reads up to expected + 1 bytes, so a longer file shows as a size mismatch.
+   */
+  async readBack(handle: Buffer, expected: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let position = 0;
+    while (position <= expected) {
+      const asked = Math.min(expected + 1 - position, 256 * 1024);
+      const chunk = await this.read(handle, asked, position).catch((error) => {
+        if ((error as { code?: unknown }).code === 1) return Buffer.alloc(0);
+        throw error;
+      });
+      if (chunk.length === 0) break;
+      chunks.push(chunk);
+      position += chunk.length;
+      // OpenSSH's sftp-server answers a read short only at end of file (it caps a read at 256 KiB,
+      // more than is asked here): one reply proves both the bytes and the size.
+      if (position === expected && chunk.length < asked) break;
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  }
+
   /** The SHA-256 (hex) and size of a remote file, or undefined when it does not exist. */
   async hashRemote(path: string, maxBytes: number): Promise<{ sha256: string; size: number } | undefined> {
     let handle: Buffer;
