@@ -72,6 +72,8 @@ export interface ErpOpenSshArgs {
 export class ErpOpenSsh extends pulumi.ComponentResource {
   public readonly syncUser = SYNC_ACCOUNT;
   public readonly sshdConfig: string;
+  /** The VM name, as an Output of the sshd step: a rebuilt ERP re-runs what uses it (the canary). */
+  public readonly configuredVmName: pulumi.Output<string>;
 
   constructor(name: string, args: ErpOpenSshArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plutus:erpOpenSsh:ErpOpenSsh", name, {}, opts);
@@ -104,7 +106,7 @@ export class ErpOpenSsh extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn) },
     );
-    new PowerShellCommand(
+    const sshd = new PowerShellCommand(
       `${name}-sshd`,
       {
         host: args.host,
@@ -125,6 +127,7 @@ export class ErpOpenSsh extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: mergeDependsOn(opts?.dependsOn, account) },
     );
-    this.registerOutputs({ syncUser: this.syncUser });
+    this.configuredVmName = sshd.after(args.vmName);
+    this.registerOutputs({ syncUser: this.syncUser, configuredVmName: this.configuredVmName });
   }
 }

@@ -167,7 +167,7 @@ const canaryRun = new Canary(
   {
     connection: webConnection,
     canary: { outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: lab.agentMinAgeSeconds },
-    triggers: [bundle.checksum, config.apply((c) => JSON.stringify(c)), webVm.instance],
+    triggers: [bundle.checksum, config.apply((c) => JSON.stringify(c)), webVm.instance, erpSsh.configuredVmName],
   },
   { dependsOn: [agent.installed] },
 );

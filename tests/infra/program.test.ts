@@ -380,6 +380,7 @@ test("a replaced disk or seed replaces its VM first: the VM's disk paths are out
     expect(stdinDoc(name).create.parameters.VmName).toBe("plutus-erp");
   }
   for (const name of ["agent-wait", "agent-copy", "agent-install", "canary-run"]) expect(propDeps(name, "triggers")).toContain("web-vm-vm-run");
+  expect(propDeps("canary-run", "triggers")).toEqual(["erp-host-key", "erp-openssh-sshd-run", "erp-vm-guest-run", "web-admin-key", "web-host-key", "web-vm-vm-run"]);
   // the values themselves are the plain paths
   expect(stdinDoc("web-vm-vm-run").create.parameters).toMatchObject({
     OsDiskPath: "D:\\Plutus\\VMs\\plutus-web\\plutus-web-os.vhdx",
