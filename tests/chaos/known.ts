@@ -14,34 +14,7 @@ export interface KnownFailure {
   allowsDuplicates?: boolean;
 }
 
-export const KNOWN_FAILURES: KnownFailure[] = [
-  {
-    id: "journal-short-write",
-    summary:
-      "Journal.flush ignores a short write (ENOSPC mid-line): a torn commit record is taken as durable, the " +
-      "rename goes ahead, and the next pass skips the torn line and sends the order again",
-    scenario: /^local: state volume full$/,
-    problem: /order\(s\) consumed twice|delivered order\(s\) not in the archive|journal still has/,
-    allowsDuplicates: true,
-  },
-  {
-    id: "staging-orphans-kept",
-    summary:
-      "uploads abandoned when a connection dies stay in the ERP's staging folder until a later pass finds work " +
-      "in the outbox (the orphan sweep only runs when there is something to deliver)",
-    scenario: /^(net: |ERP: sshd restarted|kill -9)/,
-    problem: /^remote staging not empty: /,
-  },
-  {
-    id: "first-connect-not-retried",
-    summary:
-      "when sshd's session dies during the handshake or while the SFTP channel opens (sshd restarted), the first " +
-      "connect of the pass fails (\"refused the SFTP subsystem\", \"write EPIPE\"), which is neither retried by RemoteLink nor by the " +
-      "per-file retry (noteRemoteError makes a failed first connect final): the pass exits 3 and delivers nothing",
-    scenario: /^ERP: sshd restarted/,
-    problem: /exit 3, expected 0 or 1; stderr: plutus-sync: (.*refused the SFTP subsystem|cannot connect to .*(EPIPE|ECONNRESET|closed the connection))/,
-  },
-];
+export const KNOWN_FAILURES: KnownFailure[] = [];
 
 /** The row's problems that no known failure explains. */
 export function unexplainedProblems(row: Row): string[] {
