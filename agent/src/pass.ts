@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, lstatSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { Journal, JournalEntry } from "./journal";
@@ -10,6 +10,7 @@ import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
+import { ByteBudget } from "./byteBudget";
 import { ConnectError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
@@ -26,6 +27,9 @@ interface Deadlines {
   /** In-flight requests are aborted at this instant. */
   abortAt: number;
 }
+
+/** File content held in memory at once across all files in flight (see ByteBudget). */
+export const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -125,6 +129,7 @@ class PassWorker {
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
   private readonly stagingMarker: StagingSweepMarker;
+  private readonly budget = new ByteBudget(IN_FLIGHT_BYTES);
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
 
@@ -178,8 +183,10 @@ class PassWorker {
     const sweepMarked = await this.stagingMarker.isSet();
     if (!this.connectError && (sweepMarked || pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
       try {
-        await this.courier.removeOrphanUploads();
-        if (sweepMarked) await this.stagingMarker.clear();
+        // Kept while sweeps still find something: requests a dead connection left in the network
+        // can create staging files after the sweep that followed it.
+        const removed = await this.courier.removeOrphanUploads();
+        if (sweepMarked && removed === 0) await this.stagingMarker.clear();
       } catch (error) {
         this.noteRemoteError(error);
         this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
@@ -203,6 +210,17 @@ class PassWorker {
   }
 
   private async handle(raw: Buffer): Promise<void> {
+    // The content and its read-back copy are in memory together while the file is in flight.
+    const size = lstatSync(Buffer.concat([Buffer.from(this.config.outbox + "/"), raw]), { throwIfNoEntry: false })?.size ?? 0;
+    const held = await this.budget.take(Math.min(size, this.config.maxFileBytes) * 2);
+    try {
+      await this.inspectAndDeliver(raw);
+    } finally {
+      this.budget.give(held);
+    }
+  }
+
+  private async inspectAndDeliver(raw: Buffer): Promise<void> {
     const inspection = await inspect(this.config.outbox, raw, {
       minAgeMs: this.config.minAgeSeconds * 1000,
       maxFileBytes: this.config.maxFileBytes,

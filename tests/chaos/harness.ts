@@ -339,6 +339,10 @@ export class Rig {
       this.proxy.planFor = undefined;
       this.proxy.delayDownMs = 0;
       this.proxy.blackhole(false);
+      // Requests a dead agent left in the partition reach sshd now; let them land before the
+      // clean pass, whose sweep is what must leave staging empty.
+      await this.proxy.waitIdle(10_000);
+      await new Promise((r) => setTimeout(r, 300));
     }
     this.fake.paused = false;
     let last: PassRecord | undefined;

@@ -176,7 +176,7 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
       inbox: "/Inbox",
       staging: "/Staging",
     },
-    concurrency: 16,
+    concurrency: 64,
     maxFileBytes: 10485760,
     passDeadlineSeconds: 240,
     operationTimeoutSeconds: 30,

@@ -139,6 +139,9 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(next.code).toBe(0);
     expect(lastJsonLine(next.stdout)).toMatchObject({ found: 0, delivered: 0 });
     expect(readdirSync(erp.stagingDir)).toEqual([]);
+    // The marker stays until a sweep finds nothing more (late requests could still land).
+    expect(readdirSync(local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json", "staging-sweep"]);
+    expect((await runAgent(["run", "--config", local.configPath])).code).toBe(0);
     expect(readdirSync(local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
   });
 });

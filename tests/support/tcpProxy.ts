@@ -84,6 +84,15 @@ export class TcpProxy {
     return this.links.size;
   }
 
+  /**
+   * Resolves once every connection has ended (or after `timeoutMs`): data held back from a dead
+   * client has then reached the server, as it would once a partition heals.
+   */
+  async waitIdle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   /** Starts or ends a black hole. */
   blackhole(on: boolean): void {
     if (on === this.blackholed) return;
