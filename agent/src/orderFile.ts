@@ -33,6 +33,37 @@ export async function hashLocalFile(path: string, maxBytes: number): Promise<str
   }
 }
 
+/** An outbox entry's name: a string, or the raw bytes of a name that is not valid UTF-8. */
+export type OutboxName = string | Buffer;
+
+export function outboxPath(outbox: string, entry: OutboxName): string | Buffer {
+  return typeof entry === "string" ? join(outbox, entry) : Buffer.concat([Buffer.from(outbox + "/"), entry]);
+}
+
+/**
+ * The order-file names in the outbox. Names are read as strings (far less memory than one Buffer
+ * each with 50,000 files); only when a name did not decode are the raw bytes read again, so a
+ * name that is not UTF-8 can still be moved to quarantine.
+ */
+export async function listOrderNames(outbox: string): Promise<OutboxName[]> {
+  const names: OutboxName[] = (await fs.readdir(outbox)).filter(isOrderFileName);
+  if (!names.some((n) => (n as string).includes("\uFFFD"))) return names;
+  const raw = await fs.readdir(outbox, { encoding: "buffer" });
+  return [
+    ...names.filter((n) => !(n as string).includes("\uFFFD") || raw.some((r) => r.toString("utf8") === n && isUtf8(r))),
+    ...raw.filter((r) => !isUtf8(r) && isOrderFileName(r.toString("utf8"))),
+  ];
+}
+
+function isUtf8(bytes: Buffer): boolean {
+  try {
+    utf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** What the outbox scan makes of one directory entry. */
 export type Inspection =
   | { kind: "ready"; name: string; content: Buffer; sha256: string; identity: FileIdentity }
@@ -56,14 +87,11 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Decides whether one outbox entry can be delivered now. Symlinks are never followed, fifos are
  * never opened for a blocking read, and a file that changes while it is read is deferred.
  */
-export async function inspect(outbox: string, rawName: Buffer, rules: InspectRules): Promise<Inspection> {
-  const path = Buffer.concat([Buffer.from(outbox + "/"), rawName]);
-  let name: string;
-  try {
-    name = utf8.decode(rawName);
-  } catch {
-    return { kind: "quarantine", name: rawName.toString("latin1"), path, reason: "file name is not valid UTF-8" };
+export async function inspect(outbox: string, entry: OutboxName, rules: InspectRules): Promise<Inspection> {
+  if (typeof entry !== "string") {
+    return { kind: "quarantine", name: entry.toString("latin1"), path: outboxPath(outbox, entry), reason: "file name is not valid UTF-8" };
   }
+  const name = entry;
   const quarantine = (reason: string): Inspection => ({ kind: "quarantine", name, path: join(outbox, name), reason });
 
   let before: Stats;

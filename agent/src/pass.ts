@@ -5,7 +5,7 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
-import { inspect, isOrderFileName, Inspection, FileIdentity } from "./orderFile";
+import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
@@ -195,13 +195,13 @@ class PassWorker {
   }
 
   async deliverOutbox(): Promise<void> {
-    const names = (await fs.readdir(this.config.outbox, { encoding: "buffer" })).filter((raw) => isOrderFileName(raw.toString("utf8")));
+    const names = await listOrderNames(this.config.outbox);
     crashPoint("after-scan");
     let next = 0;
     const work = async () => {
       while (next < names.length) {
         const raw = names[next++];
-        if (this.owned.has(raw.toString("utf8"))) continue;
+        if (typeof raw === "string" && this.owned.has(raw)) continue;
         this.summary.found++;
         await this.handle(raw);
       }
@@ -209,9 +209,9 @@ class PassWorker {
     await Promise.all(Array.from({ length: this.config.concurrency }, work));
   }
 
-  private async handle(raw: Buffer): Promise<void> {
+  private async handle(raw: OutboxName): Promise<void> {
     // The content and its read-back copy are in memory together while the file is in flight.
-    const size = lstatSync(Buffer.concat([Buffer.from(this.config.outbox + "/"), raw]), { throwIfNoEntry: false })?.size ?? 0;
+    const size = lstatSync(outboxPath(this.config.outbox, raw), { throwIfNoEntry: false })?.size ?? 0;
     const held = await this.budget.take(Math.min(size, this.config.maxFileBytes) * 2);
     try {
       await this.inspectAndDeliver(raw);
@@ -220,7 +220,7 @@ class PassWorker {
     }
   }
 
-  private async inspectAndDeliver(raw: Buffer): Promise<void> {
+  private async inspectAndDeliver(raw: OutboxName): Promise<void> {
     const inspection = await inspect(this.config.outbox, raw, {
       minAgeMs: this.config.minAgeSeconds * 1000,
       maxFileBytes: this.config.maxFileBytes,
