@@ -90,6 +90,7 @@ export class ErpOpenSsh extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "Set-PlutusErpSftpAccount.ps1",
+          helpers: ["PlutusDirect.psm1"],
           parameters: {
             VmName: args.vmName,
             UserName: SYNC_ACCOUNT,
@@ -112,6 +113,7 @@ export class ErpOpenSsh extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "Install-PlutusErpOpenSsh.ps1",
+          helpers: ["PlutusDirect.psm1"],
           parameters: {
             VmName: args.vmName,
             SourceKind: args.source.kind,

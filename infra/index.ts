@@ -2,10 +2,11 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { parseAgentConfig, type AgentConfig } from "@plutus/shared";
-import { readLabConfig } from "./config";
+import { readLabConfig, type VmSizing } from "./config";
 import { readBundle, BundleError, type AgentBundle } from "./bundle";
 import { LabNetwork } from "./network";
-import { DifferencingDisk } from "./differencingDisk";
+import { DifferencingDisk, type OsDisk } from "./differencingDisk";
+import type { LabVmArgs } from "./labVm";
 import { UbuntuVm } from "./ubuntuVm";
 import { WindowsVm, windowsPasswordFingerprint } from "./windowsVm";
 import { ErpOpenSsh, SYNC_ACCOUNT } from "./erpOpenSsh";
@@ -59,22 +60,29 @@ const erpDisk = new DifferencingDisk("erp-disk", {
   triggers: [windowsPasswordFingerprint(lab.windowsAdminPassword)],
 });
 
-const webVm = new UbuntuVm(
-  "web-vm",
-  {
+/** What both VMs take alike from the lab: host, folder, switch, size and address on the lab subnet. */
+function labVmArgs(vm: VmSizing, osDisk: OsDisk): LabVmArgs {
+  return {
     host,
-    vmName: lab.webVm.name,
+    vmName: vm.name,
     vmFolder: lab.vmFolder,
-    osDisk: webDisk,
-    seedDiskPath: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-cidata.vhdx`,
-    protectedPaths: masters,
+    osDisk,
     switchName: network.switchName,
-    memoryMB: lab.webVm.memoryMB,
-    cpus: lab.webVm.cpus,
-    ip: lab.webVm.ip,
+    memoryMB: vm.memoryMB,
+    cpus: vm.cpus,
+    ip: vm.ip,
     prefixLength: lab.subnet.prefixLength,
     gateway: lab.gatewayIp,
     dnsServers: lab.dnsServers,
+  };
+}
+
+const webVm = new UbuntuVm(
+  "web-vm",
+  {
+    ...labVmArgs(lab.webVm, webDisk),
+    seedDiskPath: `${vmDir(lab.webVm.name)}\\${lab.webVm.name}-cidata.vhdx`,
+    protectedPaths: masters,
     adminUser: lab.webAdminUser,
     adminPublicKey: webAdminKey.publicKeyOpenssh,
     hostPrivateKey: webHostKey.privateKeyOpenssh,
@@ -86,18 +94,8 @@ const webVm = new UbuntuVm(
 const erpVm = new WindowsVm(
   "erp-vm",
   {
-    host,
-    vmName: lab.erpVm.name,
+    ...labVmArgs(lab.erpVm, erpDisk),
     computerName: lab.erpVm.name.replace(/[^A-Za-z0-9-]/g, "-").slice(0, 15).toUpperCase(),
-    vmFolder: lab.vmFolder,
-    osDisk: erpDisk,
-    switchName: network.switchName,
-    memoryMB: lab.erpVm.memoryMB,
-    cpus: lab.erpVm.cpus,
-    ip: lab.erpVm.ip,
-    prefixLength: lab.subnet.prefixLength,
-    gateway: lab.gatewayIp,
-    dnsServers: lab.dnsServers,
     adminPassword: lab.windowsAdminPassword,
   },
   { dependsOn: [network, erpDisk] },

@@ -9,11 +9,12 @@ import type { HostAccessConfig } from "./config";
  * One way to run a .ps1 on the Hyper-V host, locally or over SSH:
  *
  *   command text  = powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand <bootstrap>
- *   stdin         = {"create": {script, parameters, secrets}, "delete": {...}}   (one JSON document)
+ *   stdin         = {"create": {script, parameters, secrets, helpers?}, "delete": {...}}   (one JSON document)
  *
  * The bootstrap is a fixed, ~1 KB program (it only differs by the literal step name "create" or
- * "delete"): it reads stdin, turns the step's script text into a script block and calls it with the
- * step's parameters splatted onto the script's typed param() block. So:
+ * "delete"): it reads stdin, loads the step's helpers (shared functions, infra/scripts/*.psm1) as
+ * dynamic modules, turns the step's script text into a script block and calls it with the step's
+ * parameters splatted onto the script's typed param() block. So:
  *  - no configuration value, script text or secret is ever part of the command line (hostile
  *    values stay data; nothing secret shows in process lists or in the provider's error echo);
  *  - the command line is ~3 KB whatever the script size, far below cmd.exe's 8,191 characters,
@@ -33,6 +34,8 @@ export interface PowerShellStep {
   readonly parameters?: Record<string, pulumi.Input<ParamValue>>;
   /** Secret parameters; they only ever travel on stdin. */
   readonly secrets?: Record<string, pulumi.Input<string>>;
+  /** Module file names under infra/scripts (e.g. "PlutusDirect.psm1") whose functions the script calls. */
+  readonly helpers?: readonly string[];
 }
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
@@ -40,6 +43,12 @@ export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 /** The text of a script under infra/scripts, without a BOM. */
 export function loadScript(fileName: string): string {
   if (!/^[A-Za-z0-9-]+\.ps1$/.test(fileName)) throw new Error(`not a script file name: ${JSON.stringify(fileName)}`);
+  return fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8").replace(/^\uFEFF/, "");
+}
+
+/** The text of a helper module under infra/scripts, without a BOM. */
+export function loadHelper(fileName: string): string {
+  if (!/^[A-Za-z0-9-]+\.psm1$/.test(fileName)) throw new Error(`not a helper module file name: ${JSON.stringify(fileName)}`);
   return fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8").replace(/^\uFEFF/, "");
 }
 
@@ -64,6 +73,7 @@ export function renderBootstrap(step: StepName): string {
     "    $arguments = @{}",
     "    foreach ($property in $step.parameters.PSObject.Properties) { $arguments[$property.Name] = $property.Value }",
     "    foreach ($property in $step.secrets.PSObject.Properties) { $arguments[$property.Name] = $property.Value }",
+    "    foreach ($helper in $step.helpers) { $null = Microsoft.PowerShell.Core\\New-Module -ScriptBlock ([System.Management.Automation.ScriptBlock]::Create([string]$helper)) }",
     "    $script = [System.Management.Automation.ScriptBlock]::Create([string]$step.script)",
     "    & $script @arguments",
     "    exit 0",
@@ -92,6 +102,8 @@ interface ResolvedStep {
   script: string;
   parameters: Record<string, ParamValue>;
   secrets: Record<string, string>;
+  /** Helper module texts, loaded before the script; absent when the step has none. */
+  helpers?: string[];
 }
 
 /** JSON with every non-ASCII character escaped, so no console code page can mangle it. */
@@ -138,7 +150,7 @@ export class PowerShellCommand extends pulumi.ComponentResource {
   public readonly stdout: pulumi.Output<string>;
   /** The JSON object the script printed last, if any. */
   public readonly result: pulumi.Output<Record<string, unknown> | undefined>;
-  /** SHA-256 of the scripts involved (create, then delete). */
+  /** SHA-256 of the files involved: create script, its helpers, then delete script, its helpers. */
   public readonly scriptHashes: string[];
   /** The underlying command's id: unknown until it has run, new on every replacement. */
   private readonly runId: pulumi.Output<string>;
@@ -148,27 +160,36 @@ export class PowerShellCommand extends pulumi.ComponentResource {
 
     const steps: [StepName, PowerShellStep][] = [["create", args.create]];
     if (args.delete) steps.push(["delete", args.delete]);
-    const texts = new Map<StepName, string>();
+    const texts = new Map<StepName, { script: string; helpers: string[] }>();
     for (const [step, spec] of steps) {
-      let text: string;
-      try {
-        text = loadScript(spec.script);
-      } catch (err) {
-        throw new pulumi.ResourceError(`cannot read the ${step} script ${spec.script} under ${SCRIPTS_DIR}: ${(err as Error).message}; restore it from git`, this);
-      }
-      texts.set(step, text);
+      const read = (what: string, fileName: string, load: (f: string) => string) => {
+        try {
+          return load(fileName);
+        } catch (err) {
+          throw new pulumi.ResourceError(`cannot read the ${step} ${what} ${fileName} under ${SCRIPTS_DIR}: ${(err as Error).message}; restore it from git`, this);
+        }
+      };
+      texts.set(step, {
+        script: read("script", spec.script, loadScript),
+        helpers: (spec.helpers ?? []).map((helper) => read("helper", helper, loadHelper)),
+      });
     }
-    this.scriptHashes = steps.map(([step]) => sha256Hex(texts.get(step)!));
+    // A helper's hash sits next to its script's: editing a helper re-runs every step that loads it.
+    this.scriptHashes = steps.flatMap(([step]) => {
+      const { script, helpers } = texts.get(step)!;
+      return [script, ...helpers].map((text) => sha256Hex(text));
+    });
 
     const hasSecrets = steps.some(([, spec]) => spec.secrets && Object.keys(spec.secrets).length > 0);
     const resolve = (step: StepName, spec: PowerShellStep) =>
       pulumi
         .all([pulumi.output(spec.parameters ?? {}), pulumi.output(spec.secrets ?? {})])
-        .apply(([parameters, secrets]) => ({
+        .apply(([parameters, secrets]): ResolvedStep => ({
           name: `${name} ${step} (${spec.script})`,
-          script: texts.get(step)!,
+          script: texts.get(step)!.script,
           parameters: parameters as Record<string, ParamValue>,
           secrets: secrets as Record<string, string>,
+          ...(texts.get(step)!.helpers.length > 0 ? { helpers: texts.get(step)!.helpers } : {}),
         }));
     let stdin = pulumi
       .all([resolve("create", args.create), args.delete ? resolve("delete", args.delete) : pulumi.output(undefined)])

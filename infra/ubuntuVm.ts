@@ -1,6 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { HostAccessConfig } from "./config";
-import type { OsDisk } from "./differencingDisk";
+import type { LabVmArgs } from "./labVm";
 import { sha256Hex, PowerShellCommand } from "./powershell";
 
 /*
@@ -75,33 +74,12 @@ export function renderMetaData(i: CloudInitInput): string {
   return doc({ "instance-id": renderInstanceId(i), "local-hostname": i.hostname });
 }
 
-export interface UbuntuVmArgs {
-  /** How to reach the Hyper-V host. */
-  readonly host: HostAccessConfig;
-  /** Exact VM name (also the hostname). */
-  readonly vmName: string;
-  /** Folder for the VM configuration and seed disk. */
-  readonly vmFolder: string;
-  /** The OS differencing disk (its path output ties the VM to the disk resource). */
-  readonly osDisk: OsDisk;
+/** The Ubuntu VM's arguments; its vmName is also the guest's hostname. */
+export interface UbuntuVmArgs extends LabVmArgs {
   /** Full path of the cloud-init seed VHDX. */
   readonly seedDiskPath: string;
   /** Paths a delete must never touch (the masters). */
   readonly protectedPaths: readonly string[];
-  /** The Internal switch to connect to. */
-  readonly switchName: string;
-  /** Static memory in MB. */
-  readonly memoryMB: number;
-  /** Virtual processors. */
-  readonly cpus: number;
-  /** Static IPv4 address. */
-  readonly ip: string;
-  /** Subnet prefix length. */
-  readonly prefixLength: number;
-  /** Default gateway. */
-  readonly gateway: string;
-  /** DNS servers. */
-  readonly dnsServers: readonly string[];
   /** cloud-init admin user (passwordless sudo, key login). */
   readonly adminUser: string;
   /** The admin user's SSH public key line. */

@@ -1,34 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { HostAccessConfig } from "./config";
-import type { OsDisk } from "./differencingDisk";
+import type { LabVmArgs } from "./labVm";
 import { PowerShellCommand, secretFingerprint } from "./powershell";
 import { mergeDependsOn } from "./ubuntuVm";
 
-export interface WindowsVmArgs {
-  /** How to reach the Hyper-V host. */
-  readonly host: HostAccessConfig;
-  /** Exact VM name. */
-  readonly vmName: string;
+/** The Windows VM's arguments; its osDisk is a child of the generalized (sysprep) master. */
+export interface WindowsVmArgs extends LabVmArgs {
   /** Guest computer name (NetBIOS, up to 15 characters). */
   readonly computerName: string;
-  /** Folder for the VM configuration. */
-  readonly vmFolder: string;
-  /** The OS differencing disk (child of the generalized master; its path output ties the VM to it). */
-  readonly osDisk: OsDisk;
-  /** The Internal switch to connect to. */
-  readonly switchName: string;
-  /** Static memory in MB. */
-  readonly memoryMB: number;
-  /** Virtual processors. */
-  readonly cpus: number;
-  /** Static IPv4 address. */
-  readonly ip: string;
-  /** Subnet prefix length. */
-  readonly prefixLength: number;
-  /** Default gateway. */
-  readonly gateway: string;
-  /** DNS servers. */
-  readonly dnsServers: readonly string[];
   /** Administrator password (secret). */
   readonly adminPassword: pulumi.Input<string>;
   /** How long PowerShell Direct is retried while the guest boots, in seconds. */
@@ -100,6 +78,7 @@ export class WindowsVm extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "Set-PlutusWindowsGuest.ps1",
+          helpers: ["PlutusDirect.psm1"],
           parameters: {
             VmName: args.vmName,
             IpAddress: args.ip,

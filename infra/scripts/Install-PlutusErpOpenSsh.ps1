@@ -38,23 +38,10 @@ param(
     [Parameter(Mandatory = $true)][string]$HostPrivateKey
 )
 $ErrorActionPreference = 'Stop'
-$secure = Microsoft.PowerShell.Security\ConvertTo-SecureString -String $AdminPassword -AsPlainText -Force
-$credential = New-Object -TypeName System.Management.Automation.PSCredential -ArgumentList '.\Administrator', $secure
-
-$deadline = (Microsoft.PowerShell.Utility\Get-Date).AddSeconds($DeadlineSeconds)
-$attempt = 0
-$session = $null
-while ($null -eq $session) {
-    $attempt++
-    try {
-        $session = Microsoft.PowerShell.Core\New-PSSession -VMName $VmName -Credential $credential -ErrorAction Stop
-    } catch {
-        if ((Microsoft.PowerShell.Utility\Get-Date) -ge $deadline) {
-            throw "PowerShell Direct to '$VmName' still fails after $attempt attempts in $DeadlineSeconds s: $($_.Exception.Message)"
-        }
-        Microsoft.PowerShell.Utility\Start-Sleep -Seconds 10
-    }
-}
+# ConvertTo-PlutusAdministratorCredential and Connect-PlutusPowerShellDirect come from PlutusDirect.psm1,
+# which the runner loads before this script (the step lists it in `helpers`).
+$credential = ConvertTo-PlutusAdministratorCredential -Password $AdminPassword
+$session = Connect-PlutusPowerShellDirect -VmName $VmName -Credential $credential -DeadlineSeconds $DeadlineSeconds -Session
 try {
     $guestSource = ''
     if ($SourceKind -ne 'capability') {

@@ -30,23 +30,10 @@ param(
     [Parameter(Mandatory = $true)][string]$AdminPassword
 )
 $ErrorActionPreference = 'Stop'
-$secure = Microsoft.PowerShell.Security\ConvertTo-SecureString -String $AdminPassword -AsPlainText -Force
-$credential = New-Object -TypeName System.Management.Automation.PSCredential -ArgumentList '.\Administrator', $secure
-
-$deadline = (Microsoft.PowerShell.Utility\Get-Date).AddSeconds($DeadlineSeconds)
-$attempt = 0
-while ($true) {
-    $attempt++
-    try {
-        $null = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $credential -ScriptBlock { $env:COMPUTERNAME } -ErrorAction Stop
-        break
-    } catch {
-        if ((Microsoft.PowerShell.Utility\Get-Date) -ge $deadline) {
-            throw "PowerShell Direct to '$VmName' still fails after $attempt attempts in $DeadlineSeconds s: $($_.Exception.Message). Check the VM console."
-        }
-        Microsoft.PowerShell.Utility\Start-Sleep -Seconds 10
-    }
-}
+# ConvertTo-PlutusAdministratorCredential and Connect-PlutusPowerShellDirect come from PlutusDirect.psm1,
+# which the runner loads before this script (the step lists it in `helpers`).
+$credential = ConvertTo-PlutusAdministratorCredential -Password $AdminPassword
+Connect-PlutusPowerShellDirect -VmName $VmName -Credential $credential -DeadlineSeconds $DeadlineSeconds -Advice 'Check the VM console.'
 
 $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $credential -ErrorAction Stop -ArgumentList $IpAddress, $PrefixLength, $Gateway, $DnsServers -ScriptBlock {
     param([string]$IpAddress, [int]$PrefixLength, [string]$Gateway, [string[]]$DnsServers)

@@ -157,3 +157,27 @@ test("Remove-PlutusNetwork.ps1 removes the gateway address only from the switch'
   expect(unattend).toContain("$partition | Storage\\Add-PartitionAccessPath -AssignDriveLetter");
   expect(unattend).toContain("if ($partition.Type -ne 'Basic') { continue }");
 });
+
+test("the helper module parses, documents its functions and keeps the script conventions", () => {
+  const file = path.join(scriptsDir, "PlutusDirect.psm1");
+  const [result] = parsePowerShell([file]);
+  expect(result.problems).toEqual([]);
+  const text = fs.readFileSync(file, "utf8");
+  expect(text.startsWith("<#\n.SYNOPSIS")).toBe(true);
+  expect(text).toContain("$ErrorActionPreference = 'Stop'");
+  expect(/Invoke-Expression|\biex\b/i.test(text)).toBe(false);
+  const functions = [...text.matchAll(/^function ([\w-]+) \{\n    <#\n    \.SYNOPSIS/gm)].map((m) => m[1]);
+  expect(functions).toEqual(["ConvertTo-PlutusAdministratorCredential", "Connect-PlutusPowerShellDirect"]);
+  expect(text).toContain(`Export-ModuleMember -Function @(${functions.map((f) => `'${f}'`).join(", ")})`);
+  for (const m of text.matchAll(/\]\[(?:string|int|switch|System\.Management\.Automation\.PSCredential)\]\$(\w+)/g)) expect([m[1], text.includes(`.PARAMETER ${m[1]}`)]).toEqual([m[1], true]);
+  // the retry loop keeps the error text the scripts had
+  expect(text).toContain("\"PowerShell Direct to '$VmName' still fails after $attempt attempts in $DeadlineSeconds s: $($_.Exception.Message)\"");
+  expect(script("Set-PlutusWindowsGuest.ps1")).toContain("-Advice 'Check the VM console.'");
+});
+
+test("the bootstrap loads a step's helpers as modules before it calls the script", () => {
+  const create = renderBootstrap("create");
+  const load = create.indexOf("foreach ($helper in $step.helpers) { $null = Microsoft.PowerShell.Core\\New-Module -ScriptBlock ([System.Management.Automation.ScriptBlock]::Create([string]$helper)) }");
+  expect(load).toBeGreaterThan(0);
+  expect(create.indexOf("& $script @arguments")).toBeGreaterThan(load);
+});
