@@ -9,12 +9,11 @@ import type { HostAccessConfig } from "./config";
  * One way to run a .ps1 on the Hyper-V host, locally or over SSH:
  *
  *   command text  = powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand <bootstrap>
- *   stdin         = {"create": {script, parameters, secrets, helpers?}, "delete": {...}}   (one JSON document)
+ *   stdin         = {"create": {script, parameters, secrets}, "delete": {...}}   (one JSON document)
  *
  * The bootstrap is a fixed, ~1 KB program (it only differs by the literal step name "create" or
- * "delete"): it reads stdin, loads the step's helpers (shared functions, infra/scripts/*.psm1) as
- * dynamic modules, turns the step's script text into a script block and calls it with the step's
- * parameters splatted onto the script's typed param() block. So:
+ * "delete"): it reads stdin, turns the step's script text into a script block and calls it with the
+ * step's parameters splatted onto the script's typed param() block. So:
  *  - no configuration value, script text or secret is ever part of the command line (hostile
  *    values stay data; nothing secret shows in process lists or in the provider's error echo);
  *  - the command line is ~3 KB whatever the script size, far below cmd.exe's 8,191 characters,
@@ -22,6 +21,11 @@ import type { HostAccessConfig } from "./config";
  *  - no environment variables are needed (Win32-OpenSSH has no AcceptEnv).
  * @pulumi/command hands the same `stdin` to create, update and delete, so the delete step travels
  * in the same document (and is stored, as secret when it holds one, in the state).
+ *
+ * Shared functions live in helper modules (infra/scripts/*.psm1). A step that lists them in
+ * `helpers` gets their texts as its script's `Helpers` parameter, which the script declares and
+ * loads with New-Module. The bootstrap stays the same for every step: changing it would change
+ * every command line and re-run every create script on the next `pulumi up`.
  */
 
 export type ParamValue = string | number | boolean | readonly string[];
@@ -34,11 +38,14 @@ export interface PowerShellStep {
   readonly parameters?: Record<string, pulumi.Input<ParamValue>>;
   /** Secret parameters; they only ever travel on stdin. */
   readonly secrets?: Record<string, pulumi.Input<string>>;
-  /** Module file names under infra/scripts (e.g. "PlutusDirect.psm1") whose functions the script calls. */
+  /** Module file names under infra/scripts (e.g. "PlutusDirect.psm1"); their texts go to the script's `Helpers` parameter. */
   readonly helpers?: readonly string[];
 }
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+
+/** The script parameter that receives the texts of a step's helper modules. */
+export const HELPERS_PARAMETER = "Helpers";
 
 /** The text of a script under infra/scripts, without a BOM. */
 export function loadScript(fileName: string): string {
@@ -73,7 +80,6 @@ export function renderBootstrap(step: StepName): string {
     "    $arguments = @{}",
     "    foreach ($property in $step.parameters.PSObject.Properties) { $arguments[$property.Name] = $property.Value }",
     "    foreach ($property in $step.secrets.PSObject.Properties) { $arguments[$property.Name] = $property.Value }",
-    "    foreach ($helper in $step.helpers) { $null = Microsoft.PowerShell.Core\\New-Module -ScriptBlock ([System.Management.Automation.ScriptBlock]::Create([string]$helper)) }",
     "    $script = [System.Management.Automation.ScriptBlock]::Create([string]$step.script)",
     "    & $script @arguments",
     "    exit 0",
@@ -102,8 +108,6 @@ interface ResolvedStep {
   script: string;
   parameters: Record<string, ParamValue>;
   secrets: Record<string, string>;
-  /** Helper module texts, loaded before the script; absent when the step has none. */
-  helpers?: string[];
 }
 
 /** JSON with every non-ASCII character escaped, so no console code page can mangle it. */
@@ -162,6 +166,9 @@ export class PowerShellCommand extends pulumi.ComponentResource {
     if (args.delete) steps.push(["delete", args.delete]);
     const texts = new Map<StepName, { script: string; helpers: string[] }>();
     for (const [step, spec] of steps) {
+      if (spec.parameters && HELPERS_PARAMETER in spec.parameters) {
+        throw new pulumi.ResourceError(`the ${step} step of ${spec.script} sets the parameter ${HELPERS_PARAMETER}, which the runner fills from \`helpers\`; list the helper files there instead`, this);
+      }
       const read = (what: string, fileName: string, load: (f: string) => string) => {
         try {
           return load(fileName);
@@ -184,13 +191,15 @@ export class PowerShellCommand extends pulumi.ComponentResource {
     const resolve = (step: StepName, spec: PowerShellStep) =>
       pulumi
         .all([pulumi.output(spec.parameters ?? {}), pulumi.output(spec.secrets ?? {})])
-        .apply(([parameters, secrets]): ResolvedStep => ({
-          name: `${name} ${step} (${spec.script})`,
-          script: texts.get(step)!.script,
-          parameters: parameters as Record<string, ParamValue>,
-          secrets: secrets as Record<string, string>,
-          ...(texts.get(step)!.helpers.length > 0 ? { helpers: texts.get(step)!.helpers } : {}),
-        }));
+        .apply(([parameters, secrets]): ResolvedStep => {
+          const { script, helpers } = texts.get(step)!;
+          return {
+            name: `${name} ${step} (${spec.script})`,
+            script,
+            parameters: { ...(parameters as Record<string, ParamValue>), ...(helpers.length > 0 ? { [HELPERS_PARAMETER]: helpers } : {}) },
+            secrets: secrets as Record<string, string>,
+          };
+        });
     let stdin = pulumi
       .all([resolve("create", args.create), args.delete ? resolve("delete", args.delete) : pulumi.output(undefined)])
       .apply(([create, del]) => renderStdinDocument(del ? { create, delete: del } : { create }));

@@ -20,6 +20,9 @@
     The only address allowed to reach TCP 22 (the web VM).
 .PARAMETER DeadlineSeconds
     How long to keep retrying PowerShell Direct.
+.PARAMETER Helpers
+    Texts of the helper modules the runner sends for this step: PlutusDirect.psm1
+    (ConvertTo-PlutusAdministratorCredential, Connect-PlutusPowerShellDirect).
 .PARAMETER AdminPassword
     The Administrator password; secret, arrives on stdin only.
 .PARAMETER HostPrivateKey
@@ -34,12 +37,12 @@ param(
     [Parameter(Mandatory = $true)][string]$SshdConfig,
     [Parameter(Mandatory = $true)][string]$AllowedClientIp,
     [Parameter(Mandatory = $true)][int]$DeadlineSeconds,
+    [Parameter(Mandatory = $true)][string[]]$Helpers,
     [Parameter(Mandatory = $true)][string]$AdminPassword,
     [Parameter(Mandatory = $true)][string]$HostPrivateKey
 )
 $ErrorActionPreference = 'Stop'
-# ConvertTo-PlutusAdministratorCredential and Connect-PlutusPowerShellDirect come from PlutusDirect.psm1,
-# which the runner loads before this script (the step lists it in `helpers`).
+foreach ($helper in $Helpers) { $null = Microsoft.PowerShell.Core\New-Module -ScriptBlock ([System.Management.Automation.ScriptBlock]::Create($helper)) }
 $credential = ConvertTo-PlutusAdministratorCredential -Password $AdminPassword
 $session = Connect-PlutusPowerShellDirect -VmName $VmName -Credential $credential -DeadlineSeconds $DeadlineSeconds -Session
 try {

@@ -2,8 +2,8 @@
 .SYNOPSIS
     Host-side functions shared by the scripts that reach a guest over PowerShell Direct.
 .DESCRIPTION
-    Never run on its own: the runner (infra/powershell.ts) loads it as a dynamic module before a
-    step that lists it in `helpers`, so that step's script can call these functions. They exist on
+    Never run on its own: a step that lists it in `helpers` (infra/powershell.ts) gets its text as
+    the script's Helpers parameter, and the script loads it with New-Module. The functions exist on
     the Hyper-V host only; a script block sent into the guest with Invoke-Command cannot see them.
 #>
 $ErrorActionPreference = 'Stop'

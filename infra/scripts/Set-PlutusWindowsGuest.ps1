@@ -16,6 +16,9 @@
     DNS servers for the guest.
 .PARAMETER DeadlineSeconds
     How long to keep retrying PowerShell Direct.
+.PARAMETER Helpers
+    Texts of the helper modules the runner sends for this step: PlutusDirect.psm1
+    (ConvertTo-PlutusAdministratorCredential, Connect-PlutusPowerShellDirect).
 .PARAMETER AdminPassword
     The Administrator password; secret, arrives on stdin only.
 #>
@@ -27,11 +30,11 @@ param(
     [Parameter(Mandatory = $true)][string]$Gateway,
     [Parameter(Mandatory = $true)][string[]]$DnsServers,
     [Parameter(Mandatory = $true)][int]$DeadlineSeconds,
+    [Parameter(Mandatory = $true)][string[]]$Helpers,
     [Parameter(Mandatory = $true)][string]$AdminPassword
 )
 $ErrorActionPreference = 'Stop'
-# ConvertTo-PlutusAdministratorCredential and Connect-PlutusPowerShellDirect come from PlutusDirect.psm1,
-# which the runner loads before this script (the step lists it in `helpers`).
+foreach ($helper in $Helpers) { $null = Microsoft.PowerShell.Core\New-Module -ScriptBlock ([System.Management.Automation.ScriptBlock]::Create($helper)) }
 $credential = ConvertTo-PlutusAdministratorCredential -Password $AdminPassword
 Connect-PlutusPowerShellDirect -VmName $VmName -Credential $credential -DeadlineSeconds $DeadlineSeconds -Advice 'Check the VM console.'
 

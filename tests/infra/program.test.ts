@@ -447,18 +447,18 @@ test("the cloud-init instance-id covers the whole user-data (admin user included
   expect(renderUserData({ ...input, hostPrivateKey: "" })).not.toContain("PRIVATE KEY");
 });
 
-test("the PowerShell Direct steps carry PlutusDirect.psm1 on stdin, its hash right after their script's in the triggers", () => {
+test("the PowerShell Direct steps get PlutusDirect.psm1 as their Helpers parameter, its hash right after their script's in the triggers", () => {
   const helper = fs.readFileSync(path.join(__dirname, "../../infra/scripts/PlutusDirect.psm1"), "utf8");
   const users = ["erp-vm-guest-run", "erp-openssh-account-run", "erp-openssh-sshd-run"];
   for (const name of HOST_COMMANDS) {
     const doc = stdinDoc(name);
     const script = doc.create.name.match(/\((.+)\)$/)[1];
     if (users.includes(name)) {
-      expect([name, doc.create.helpers]).toEqual([name, [helper]]);
+      expect([name, doc.create.parameters.Helpers]).toEqual([name, [helper]]);
       expect([name, run.byName(name).inputs.triggers.slice(0, 2)]).toEqual([name, [scriptHash(script), sha256Hex(helper)]]);
     } else {
       // steps without helpers keep the stdin document and triggers they always had
-      expect([name, "helpers" in doc.create, doc.delete && "helpers" in doc.delete]).toEqual([name, false, doc.delete ? false : undefined]);
+      expect([name, "Helpers" in doc.create.parameters, doc.delete && "Helpers" in doc.delete.parameters]).toEqual([name, false, doc.delete ? false : undefined]);
       expect([name, run.byName(name).inputs.triggers.includes(sha256Hex(helper))]).toEqual([name, false]);
     }
     // a script that calls a helper function is always sent with the helper that defines it
