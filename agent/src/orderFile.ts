@@ -131,7 +131,8 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
     if (opened.ino !== before.ino || opened.size !== before.size || opened.mtimeMs !== before.mtimeMs) {
       return { kind: "deferred", name, reason: "changed while it was being checked" };
     }
-    content = Buffer.alloc(opened.size);
+    // Not zero-filled: every byte is overwritten below, or the file is deferred as changed.
+    content = Buffer.allocUnsafe(opened.size);
     let offset = 0;
     while (offset < content.length) {
       const bytesRead = readSync(fd, content, offset, content.length - offset, offset);

@@ -220,7 +220,8 @@ export class SftpSession {
   }
 
   read(handle: Buffer, length: number, position: number): Promise<Buffer> {
-    const buffer = Buffer.alloc(length);
+    // Not zero-filled: only the bytesRead the server sent are ever looked at.
+    const buffer = Buffer.allocUnsafe(length);
     return this.call("read", (done) =>
       this.sftp.read(handle, buffer, 0, length, position, (error, bytesRead) => done(error, buffer.subarray(0, bytesRead))),
     );
