@@ -7,6 +7,7 @@ import type { AgentConfigInput } from "@plutus/shared";
 import { startErpServer, ensureSystemAccount, uidOf, ErpServer, SshdOptions, ERP_USER } from "../support/sshd";
 import { FakeErp, FakeErpOptions } from "../support/fakeErp";
 import { TcpProxy } from "../support/tcpProxy";
+import { localFolders } from "../support/agent";
 import { Journal } from "../../agent/src/journal";
 
 /** The repository root, found from this file (works from ts-jest and from the esbuild bootstrap). */
@@ -193,13 +194,7 @@ export class Rig {
         ids = { uid: uidOf(AGENT_USER), gid: Number(execFileSync("id", ["-g", AGENT_USER]).toString().trim()) };
       }
       const root = mkdtempSync(join(tmpdir(), "plutus-chaos-"));
-      const dirs = {
-        outbox: join(root, "outbox"),
-        archive: join(root, "archive"),
-        quarantine: join(root, "quarantine"),
-        stateDir: join(root, "state"),
-        logDir: join(root, "log"),
-      };
+      const dirs = localFolders(root);
       for (const dir of Object.values(dirs)) mkdirSync(dir, { mode: 0o750 });
       const keyPath = join(root, "id_ed25519");
       copyFileSync(erp.clientKeyPath, keyPath);

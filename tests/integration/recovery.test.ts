@@ -1,12 +1,11 @@
 import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { startErpServer, ErpServer } from "../support/sshd";
-import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 
-let erp: ErpServer;
-let local: LocalSide;
+const ctx = useErpStandIn();
+
 /** Every file the ERP took from its inbox: name -> hashes (more than one = delivered twice). */
 let consumed: Map<string, string[]>;
 
@@ -14,53 +13,44 @@ const sha = (data: Buffer | string) => createHash("sha256").update(data).digest(
 
 /** The ERP's behaviour: take every file as soon as it is seen, and never see a temporary name. */
 function erpConsumes(): void {
-  for (const name of readdirSync(erp.inboxDir)) {
+  for (const name of readdirSync(ctx.erp.inboxDir)) {
     expect(name).toMatch(/^[^.][^/]*\.json$/);
-    const path = join(erp.inboxDir, name);
+    const path = join(ctx.erp.inboxDir, name);
     consumed.set(name, [...(consumed.get(name) ?? []), sha(readFileSync(path))]);
     rmSync(path);
   }
 }
 
 function openJournalEntries(): unknown[] {
-  const text = readFileSync(join(local.stateDir, "journal.jsonl"), "utf8").trim();
+  const text = readFileSync(join(ctx.local.stateDir, "journal.jsonl"), "utf8").trim();
   return text === "" ? [] : text.split("\n").map((line) => JSON.parse(line));
 }
 
 function archived(): string[] {
-  return readdirSync(local.archive).flatMap((day) => readdirSync(join(local.archive, day))).sort();
+  return readdirSync(ctx.local.archive).flatMap((day) => readdirSync(join(ctx.local.archive, day))).sort();
 }
 
-beforeAll(async () => {
-  erp = await startErpServer();
-});
-afterAll(async () => {
-  await erp?.destroy();
-});
 beforeEach(() => {
-  local = makeLocalSide(erp);
   consumed = new Map();
-  for (const dir of [erp.inboxDir, erp.stagingDir]) for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
 });
-afterEach(() => local.destroy());
 
 const orders = ["order-a.json", "order-b.json", "order-c.json"];
 
 /** One file in flight at a time, so "the first file crashed" leaves the others untouched. */
 function oneAtATime(): void {
-  writeFileSync(local.configPath, JSON.stringify({ ...local.config, concurrency: 1 }));
+  writeFileSync(ctx.local.configPath, JSON.stringify({ ...ctx.local.config, concurrency: 1 }));
 }
 function writeOrders(): Map<string, string> {
   const sums = new Map<string, string>();
-  orders.forEach((name, i) => sums.set(name, sha(local.writeOrder(name, sampleOrder(i)) && sampleOrder(i))));
+  orders.forEach((name, i) => sums.set(name, sha(ctx.local.writeOrder(name, sampleOrder(i)) && sampleOrder(i))));
   return sums;
 }
 
 function expectExactlyOnce(sums: Map<string, string>): void {
   expect([...consumed.keys()].sort()).toEqual([...sums.keys()].sort());
   for (const [name, hashes] of consumed) expect(hashes).toEqual([sums.get(name)]);
-  expect(readdirSync(erp.stagingDir)).toEqual([]);
-  expect(readdirSync(local.outbox)).toEqual([]);
+  expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+  expect(readdirSync(ctx.local.outbox)).toEqual([]);
   expect(archived()).toEqual([...sums.keys()].sort());
   expect(openJournalEntries()).toEqual([]);
 }
@@ -70,10 +60,10 @@ const deliverySteps = CRASH_STEPS.filter((s) => s !== "during-recovery" && s !==
 describe("kill -9 at every step of a delivery, then recovery", () => {
   it.each(deliverySteps)("crash %s: every order reaches the ERP exactly once", async (step) => {
     const sums = writeOrders();
-    const crashed = await runAgent(["run", "--config", local.configPath, "--json"], { PLUTUS_CRASH_AT: `${step}:2` });
+    const crashed = await runAgent(["run", "--config", ctx.local.configPath, "--json"], { PLUTUS_CRASH_AT: `${step}:2` });
     expect(crashed.signal).toBe("SIGKILL");
     erpConsumes();
-    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    const recovery = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(recovery.stderr).toBe("");
     expect(recovery.code).toBe(0);
     erpConsumes();
@@ -83,10 +73,10 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   it("a crash during recovery is itself recovered", async () => {
     oneAtATime();
     const sums = writeOrders();
-    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-rename:1" })).signal).toBe("SIGKILL");
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-rename:1" })).signal).toBe("SIGKILL");
     erpConsumes();
-    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "during-recovery:1" })).signal).toBe("SIGKILL");
-    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "during-recovery:1" })).signal).toBe("SIGKILL");
+    const recovery = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(recovery.code).toBe(0);
     expect(lastJsonLine(recovery.stdout)).toMatchObject({ recovered: 1, delivered: 2, failed: 0 });
     erpConsumes();
@@ -96,10 +86,10 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   it("staging and inbox both hold the file (link made, unlink not): delivered once, staging removed", async () => {
     oneAtATime();
     const sums = writeOrders();
-    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
     const [entry] = openJournalEntries() as { staging: string; target: string; name: string }[];
-    linkSync(join(erp.stagingDir, entry.staging), join(erp.inboxDir, entry.target));
-    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    linkSync(join(ctx.erp.stagingDir, entry.staging), join(ctx.erp.inboxDir, entry.target));
+    const recovery = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(recovery.code).toBe(0);
     expect(lastJsonLine(recovery.stdout)).toMatchObject({ recovered: 1, delivered: 2 });
     erpConsumes();
@@ -109,15 +99,15 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   it("in-doubt rename whose name is meanwhile taken by other content: delivered under the conflict name", async () => {
     oneAtATime();
     const sums = writeOrders();
-    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
     const [entry] = openJournalEntries() as { target: string; name: string; sha256: string }[];
-    const intruder = join(erp.inboxDir, entry.target);
+    const intruder = join(ctx.erp.inboxDir, entry.target);
     writeFileSync(intruder, '{"other":"order"}');
-    chownSync(intruder, statSync(erp.inboxDir).uid, statSync(erp.inboxDir).gid);
-    const recovery = await runAgent(["run", "--config", local.configPath, "--json"]);
+    chownSync(intruder, statSync(ctx.erp.inboxDir).uid, statSync(ctx.erp.inboxDir).gid);
+    const recovery = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(recovery.code).toBe(0);
     const stem = entry.name.replace(/\.json$/, "");
-    expect(readdirSync(erp.inboxDir).sort()).toEqual(
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual(
       [entry.name, `${stem}.${entry.sha256.slice(0, 8)}.json`, ...orders.filter((n) => n !== entry.name)].sort(),
     );
     rmSync(intruder);
@@ -125,23 +115,23 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     const renamed = new Map([...sums].map(([name, hash]) => [name === entry.name ? `${stem}.${hash.slice(0, 8)}.json` : name, hash]));
     expect([...consumed.keys()].sort()).toEqual([...renamed.keys()].sort());
     for (const [name, hashes] of consumed) expect(hashes).toEqual([renamed.get(name)]);
-    expect(readdirSync(erp.stagingDir)).toEqual([]);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
     expect(openJournalEntries()).toEqual([]);
   });
 
   it("an upload abandoned by a killed pass is swept from staging even when the outbox is empty next time", async () => {
     oneAtATime();
-    local.writeOrder("order-a.json", sampleOrder(0));
-    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-upload:1" })).signal).toBe("SIGKILL");
-    expect(readdirSync(erp.stagingDir)).toHaveLength(1);
-    rmSync(join(local.outbox, "order-a.json"));
-    const next = await runAgent(["run", "--config", local.configPath, "--json"]);
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-upload:1" })).signal).toBe("SIGKILL");
+    expect(readdirSync(ctx.erp.stagingDir)).toHaveLength(1);
+    rmSync(join(ctx.local.outbox, "order-a.json"));
+    const next = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(next.code).toBe(0);
     expect(lastJsonLine(next.stdout)).toMatchObject({ found: 0, delivered: 0 });
-    expect(readdirSync(erp.stagingDir)).toEqual([]);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
     // The marker stays until a sweep finds nothing more (late requests could still land).
-    expect(readdirSync(local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json", "staging-sweep"]);
-    expect((await runAgent(["run", "--config", local.configPath])).code).toBe(0);
-    expect(readdirSync(local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json", "staging-sweep"]);
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
   });
 });

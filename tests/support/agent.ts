@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentConfigInput } from "@plutus/shared";
-import type { ErpServer } from "./sshd";
+import { startErpServer, type ErpServer, type SshdOptions } from "./sshd";
 
 export const BUNDLE = resolve(__dirname, "../../agent/dist/plutus-sync.cjs");
 
@@ -21,16 +21,49 @@ export interface LocalSide {
   destroy(): void;
 }
 
-/** A web server's side: folders and a config file pointing at the given ERP. */
-export function makeLocalSide(erp: ErpServer, overrides: Partial<AgentConfigInput> = {}): LocalSide {
-  const root = mkdtempSync(join(tmpdir(), "plutus-local-"));
-  const dirs = {
+/** The agent's local folders under one root, as the tests lay them out. */
+export function localFolders(root: string): { outbox: string; archive: string; quarantine: string; stateDir: string; logDir: string } {
+  return {
     outbox: join(root, "outbox"),
     archive: join(root, "archive"),
     quarantine: join(root, "quarantine"),
     stateDir: join(root, "state"),
     logDir: join(root, "log"),
   };
+}
+
+/**
+ * Jest hooks for an integration suite: one ERP stand-in for the file; for every test a fresh
+ * local side and an empty inbox and staging.
+ */
+export function useErpStandIn(options?: SshdOptions): { readonly erp: ErpServer; readonly local: LocalSide } {
+  let erp: ErpServer | undefined;
+  let local: LocalSide | undefined;
+  beforeAll(async () => {
+    erp = await startErpServer(options);
+  });
+  afterAll(async () => {
+    await erp?.destroy();
+  });
+  beforeEach(() => {
+    for (const dir of [erp!.inboxDir, erp!.stagingDir]) for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+    local = makeLocalSide(erp!);
+  });
+  afterEach(() => local?.destroy());
+  return {
+    get erp() {
+      return erp!;
+    },
+    get local() {
+      return local!;
+    },
+  };
+}
+
+/** A web server's side: folders and a config file pointing at the given ERP. */
+export function makeLocalSide(erp: ErpServer, overrides: Partial<AgentConfigInput> = {}): LocalSide {
+  const root = mkdtempSync(join(tmpdir(), "plutus-local-"));
+  const dirs = localFolders(root);
   mkdirSync(dirs.outbox);
   const config: AgentConfigInput = {
     ...dirs,
