@@ -66,7 +66,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     journal = await Journal.open(config.stateDir).catch((error) => {
       throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent (see "Damaged journal" in the operations guide)`, { cause: error });
     });
-    if (journal.skippedLines > 0) log.warn("journal had unreadable lines (torn write); ignored", { event: "journal-torn", lines: journal.skippedLines });
+    if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
     const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
     await worker.recover();
