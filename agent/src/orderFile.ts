@@ -76,6 +76,9 @@ export interface InspectRules {
   now: () => number;
 }
 
+/** How far in the future a modification time may be before it is treated as a wrong clock. */
+const CLOCK_SKEW_MS = 60_000;
+
 /** Order files are `*.json` (any letter case, as Windows sees it); everything else is left alone. */
 export function isOrderFileName(name: string): boolean {
   return /\.json$/i.test(name) && name.length > ".json".length;
@@ -104,9 +107,21 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
   if (!before.isFile()) return quarantine(`not a regular file (${describeKind(before)})`);
   const nameProblem = windowsNameProblem(name);
   if (nameProblem) return quarantine(`${nameProblem}; the ERP cannot store this name`);
-  const ageMs = rules.now() - before.mtimeMs;
-  if (ageMs < rules.minAgeMs) {
-    return { kind: "deferred", name, reason: `modified ${Math.max(0, Math.round(ageMs / 1000))} s ago, waiting until it is ${rules.minAgeMs / 1000} s old` };
+  const now = rules.now();
+  if (before.mtimeMs > now + CLOCK_SKEW_MS) {
+    // A modification time in the future (a clock off, a copy tool keeping foreign times) would
+    // hold the file back until that time. ctime cannot be set by anyone but the kernel's clock:
+    // take the file once it has not changed for max(minAgeSeconds, one minute) by ctime.
+    const quietMs = now - before.ctimeMs;
+    const neededMs = Math.max(rules.minAgeMs, CLOCK_SKEW_MS);
+    if (quietMs < neededMs) {
+      return { kind: "deferred", name, reason: `modification time is in the future (${new Date(before.mtimeMs).toISOString()}); taken once unchanged for ${neededMs / 1000} s` };
+    }
+  } else {
+    const ageMs = now - before.mtimeMs;
+    if (ageMs < rules.minAgeMs) {
+      return { kind: "deferred", name, reason: `modified ${Math.max(0, Math.round(ageMs / 1000))} s ago, waiting until it is ${rules.minAgeMs / 1000} s old` };
+    }
   }
   if (before.size > rules.maxFileBytes) {
     return quarantine(`file is ${before.size} bytes, larger than maxFileBytes (${rules.maxFileBytes})`);

@@ -1,0 +1,81 @@
+import { mkdtempSync, rmSync, writeFileSync, utimesSync, symlinkSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inspect, listOrderNames } from "../../agent/src/orderFile";
+
+let outbox: string;
+beforeEach(() => {
+  outbox = mkdtempSync(join(tmpdir(), "plutus-inspect-"));
+});
+afterEach(() => rmSync(outbox, { recursive: true, force: true }));
+
+const rules = (nowOffsetMs = 0) => ({ minAgeMs: 10_000, maxFileBytes: 1024, now: () => Date.now() + nowOffsetMs });
+
+function write(name: string, content: string, mtime: Date): void {
+  writeFileSync(join(outbox, name), content);
+  utimesSync(join(outbox, name), mtime, mtime);
+}
+
+describe("inspect", () => {
+  it("takes a stable valid order with its bytes, hash and identity", async () => {
+    write("o.json", '{"a":1}', new Date(Date.now() - 60_000));
+    const result = await inspect(outbox, "o.json", rules());
+    const stat = statSync(join(outbox, "o.json"));
+    expect(result).toEqual({
+      kind: "ready",
+      name: "o.json",
+      content: Buffer.from('{"a":1}'),
+      sha256: "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862",
+      identity: { dev: stat.dev, ino: stat.ino, size: 7, mtimeMs: stat.mtimeMs },
+    });
+  });
+
+  it("defers a file younger than minAgeSeconds", async () => {
+    write("young.json", "{}", new Date(Date.now() - 3_000));
+    expect(await inspect(outbox, "young.json", rules())).toEqual({ kind: "deferred", name: "young.json", reason: "modified 3 s ago, waiting until it is 10 s old" });
+  });
+
+  it("a modification time in the future waits a minute of quiet by ctime, not until that time", async () => {
+    const future = new Date(Date.now() + 86_400_000);
+    write("future.json", "{}", future);
+    expect(await inspect(outbox, "future.json", rules())).toEqual({
+      kind: "deferred",
+      name: "future.json",
+      reason: `modification time is in the future (${future.toISOString()}); taken once unchanged for 60 s`,
+    });
+    // A minute later (by the clock the agent reads) it is taken.
+    expect((await inspect(outbox, "future.json", rules(61_000))).kind).toBe("ready");
+  });
+
+  it("quarantines what must not be read: too large, symlink, fifo, Windows name", async () => {
+    write("big.json", "x".repeat(2000), new Date(0));
+    symlinkSync("/etc/hostname", join(outbox, "link.json"));
+    execFileSync("mkfifo", [join(outbox, "fifo.json")]);
+    write("CON.json", "{}", new Date(0));
+    const reasons = [];
+    for (const name of ["big.json", "link.json", "fifo.json", "CON.json"]) {
+      const r = await inspect(outbox, name, rules());
+      reasons.push(r.kind === "quarantine" ? r.reason : r.kind);
+    }
+    expect(reasons).toEqual([
+      "file is 2000 bytes, larger than maxFileBytes (1024)",
+      "symbolic link (links are never followed)",
+      "not a regular file (fifo)",
+      "file name uses the reserved Windows device name CON; the ERP cannot store this name",
+    ]);
+  });
+});
+
+describe("listOrderNames", () => {
+  it("lists *.json names as strings and a name that is not UTF-8 as its bytes", async () => {
+    write("a.json", "{}", new Date(0));
+    write("notes.txt", "", new Date(0));
+    const latin1 = Buffer.from([0x4d, 0xfc, 0x6c, 0x6c, 0x65, 0x72, 0x2e, 0x6a, 0x73, 0x6f, 0x6e]);
+    writeFileSync(Buffer.concat([Buffer.from(outbox + "/"), latin1]), "{}");
+    writeFileSync(join(outbox, "real-\uFFFD.json"), "{}");
+    const names = await listOrderNames(outbox);
+    expect(names.filter((n) => typeof n === "string").sort()).toEqual(["a.json", "real-\uFFFD.json"]);
+    expect(names.filter((n) => typeof n !== "string")).toEqual([latin1]);
+  });
+});
