@@ -136,6 +136,8 @@ export async function main(argv: string[]): Promise<ExitCode> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
+    // Logs are flushed and stdout/stderr are synchronous on Linux: end now, so no leftover
+    // handle (a socket still closing, a keepalive timer) can keep a cron job alive.
+    process.exit(code);
   });
 }

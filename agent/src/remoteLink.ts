@@ -32,9 +32,11 @@ export class RemoteLink {
   private async connect(): Promise<SftpSession> {
     this.current?.close();
     for (let attempt = 0; ; attempt++) {
+      if (this.finalError) throw this.finalError;
       const started = Date.now();
+      let session: SftpSession;
       try {
-        this.current = await SftpSession.connect(this.target);
+        session = await SftpSession.connect(this.target);
       } catch (error) {
         if (error instanceof HostKeyMismatchError || (error instanceof ConnectError && /authentication/.test(error.message))) {
           this.finalError = error;
@@ -45,6 +47,12 @@ export class RemoteLink {
         await new Promise((resolve) => setTimeout(resolve, this.retryBaseDelayMs * 2 ** attempt));
         continue;
       }
+      if (this.finalError) {
+        // The pass was shut down while this connection was being made: it must not outlive it.
+        session.close();
+        throw this.finalError;
+      }
+      this.current = session;
       this.connects++;
       this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects });
       return this.current;

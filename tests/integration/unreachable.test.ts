@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
 import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
 
+
 let erp: ErpServer;
 let local: LocalSide;
 let silent: Server;
@@ -61,4 +62,45 @@ it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass e
   expect(readdirSync(local.outbox)).toEqual([]);
   expect(readdirSync(erp.inboxDir).sort()).toEqual(Array.from({ length: 6 }, (_, i) => `o-${i}.json`));
   expect(readdirSync(erp.stagingDir)).toEqual([]);
+});
+
+it("a connection that completes after the pass was shut down is closed at once, never kept", async () => {
+  const { RemoteLink } = await import("../../agent/src/remoteLink");
+  const { createSilentLogger } = await import("../../agent/src/logger");
+  const { readFileSync: read } = await import("node:fs");
+  const { connect } = await import("node:net");
+  // Forwards to the real sshd, but only after 800 ms: the handshake finishes after the shutdown.
+  let upstreamClosed: Promise<void> | undefined;
+  const slow = createServer((client) => {
+    setTimeout(() => {
+      const upstream = connect(erp.port, "127.0.0.1");
+      upstreamClosed = new Promise((resolve) => upstream.once("close", () => resolve()));
+      client.pipe(upstream).pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+    }, 800);
+  });
+  await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+  const port = (slow.address() as { port: number }).port;
+  try {
+    const link = new RemoteLink(
+      {
+        host: "127.0.0.1",
+        port,
+        username: erp.username,
+        privateKey: read(erp.clientKeyPath),
+        hostKeySha256: erp.hostKeySha256,
+        connectTimeoutMs: 5_000,
+        operationTimeoutMs: 5_000,
+      },
+      createSilentLogger(),
+    );
+    const attempt = link.session();
+    setTimeout(() => link.shutdown("pass deadline of 10 s reached"), 200);
+    await expect(attempt).rejects.toThrow("pass deadline of 10 s reached");
+    expect(upstreamClosed).toBeDefined();
+    await upstreamClosed;
+  } finally {
+    await new Promise((resolve) => slow.close(resolve));
+  }
 });
