@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostname } from "node:os";
 import { errorCode } from "./errors";
@@ -7,6 +7,8 @@ interface LockOwner {
   pid: number;
   host: string;
   startedAt: number;
+  /** The owner's start time as the kernel counts it (/proc/<pid>/stat): tells a reused PID apart. */
+  procStart?: string;
 }
 
 export interface PassLock {
@@ -22,7 +24,7 @@ export interface PassLock {
 export async function acquirePassLock(stateDir: string, staleAfterMs: number): Promise<PassLock | undefined> {
   const lockPath = join(stateDir, "pass.lock");
   const breakPath = join(stateDir, "pass.lock.break");
-  const me: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now() };
+  const me: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now(), procStart: processStartTime(process.pid) };
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await fs.writeFile(lockPath, JSON.stringify(me), { flag: "wx", mode: 0o600 });
@@ -66,9 +68,22 @@ function isStale(owner: LockOwner, staleAfterMs: number): boolean {
   if (owner.host !== hostname()) return false;
   try {
     process.kill(owner.pid, 0);
-    return false;
   } catch (error) {
     return errorCode(error) === "ESRCH";
+  }
+  // Alive, but is it the owner? PIDs wrap around quickly (pid_max is often 32768): a pass killed
+  // with -9 may hand its PID to an unrelated process, which must not hold the lock for long.
+  return owner.procStart !== undefined && processStartTime(owner.pid) !== owner.procStart;
+}
+
+/** Field 22 of /proc/<pid>/stat (start time since boot), or undefined where there is no /proc. */
+function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) is in parentheses and may itself contain spaces and ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
   }
 }
 

@@ -81,4 +81,18 @@ describe("acquirePassLock", () => {
     }
     expect(JSON.parse(readFileSync(lockPath, "utf8")).pid).toBe(process.ppid);
   });
+
+  it("a live process that reused a dead owner's PID does not hold the lock", async () => {
+    const parentStart = readFileSync(`/proc/${process.ppid}/stat`, "utf8");
+    const realStart = parentStart.slice(parentStart.lastIndexOf(")") + 2).split(" ")[19];
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: Date.now(), procStart: realStart }));
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: Date.now(), procStart: String(Number(realStart) - 1) }));
+    const lock = await acquirePassLock(dir, 60_000);
+    expect(lock).toBeDefined();
+    const mine = JSON.parse(readFileSync(join(dir, "pass.lock"), "utf8"));
+    const ownStat = readFileSync(`/proc/${process.pid}/stat`, "utf8");
+    expect(mine).toMatchObject({ pid: process.pid, procStart: ownStat.slice(ownStat.lastIndexOf(")") + 2).split(" ")[19] });
+    await lock!.release();
+  });
 });
