@@ -35,7 +35,7 @@ export async function acquirePassLock(stateDir: string, staleAfterMs: number): P
     const owner = await readOwner(lockPath);
     if (!owner) continue;
     if (!isStale(owner, staleAfterMs)) return undefined;
-    if (!(await takeBreakGuard(breakPath, staleAfterMs))) return undefined;
+    if (!(await takeBreakGuard(breakPath))) return undefined;
     try {
       // Re-read under the guard: remove only the very lock judged stale, never one taken since.
       const again = await readOwner(lockPath);
@@ -87,15 +87,21 @@ function processStartTime(pid: number): string | undefined {
   }
 }
 
-async function takeBreakGuard(breakPath: string, staleAfterMs: number): Promise<boolean> {
-  try {
-    await fs.writeFile(breakPath, String(process.pid), { flag: "wx", mode: 0o600 });
-    return true;
-  } catch (error) {
-    if (errorCode(error) !== "EEXIST") throw error;
+/** The guard is held for a few system calls; one this old was left by a pass killed meanwhile. */
+const BREAK_GUARD_STALE_MS = 5_000;
+
+async function takeBreakGuard(breakPath: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await fs.writeFile(breakPath, String(process.pid), { flag: "wx", mode: 0o600 });
+      return true;
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+    }
+    const stat = await fs.stat(breakPath).catch(() => undefined);
+    if (!stat || Date.now() - stat.mtimeMs <= BREAK_GUARD_STALE_MS) return false;
+    await fs.rm(breakPath, { force: true });
   }
-  const stat = await fs.stat(breakPath).catch(() => undefined);
-  if (stat && Date.now() - stat.mtimeMs > Math.min(staleAfterMs, 60_000)) await fs.rm(breakPath, { force: true });
   return false;
 }
 

@@ -95,4 +95,15 @@ describe("acquirePassLock", () => {
     expect(mine).toMatchObject({ pid: process.pid, procStart: ownStat.slice(ownStat.lastIndexOf(")") + 2).split(" ")[19] });
     await lock!.release();
   });
+
+  it("a break guard left by a pass killed while breaking does not block the next passes", async () => {
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: deadPid(), host: hostname(), startedAt: Date.now() }));
+    writeFileSync(join(dir, "pass.lock.break"), "");
+    const old = new Date(Date.now() - 6_000);
+    utimesSync(join(dir, "pass.lock.break"), old, old);
+    const lock = await acquirePassLock(dir, 60_000);
+    expect(lock).toBeDefined();
+    expect(existsSync(join(dir, "pass.lock.break"))).toBe(false);
+    await lock!.release();
+  });
 });
