@@ -1,3 +1,4 @@
+import * as pulumi from "@pulumi/pulumi";
 import type { HostAccessConfig } from "./config";
 import type { OsDisk } from "./differencingDisk";
 
@@ -25,4 +26,22 @@ export interface LabVmArgs {
   readonly gateway: string;
   /** DNS servers. */
   readonly dnsServers: readonly string[];
+}
+
+/** The parameters of New-PlutusVm.ps1 for a lab VM: the same script builds both VMs. */
+export function newVmParameters(
+  args: LabVmArgs,
+  seedDiskPath: pulumi.Input<string>,
+  secureBootTemplate: "MicrosoftUEFICertificateAuthority" | "MicrosoftWindows",
+): Record<string, pulumi.Input<string | number>> {
+  return {
+    Name: args.vmName,
+    VmFolder: args.vmFolder,
+    MemoryMB: args.memoryMB,
+    Cpus: args.cpus,
+    SwitchName: args.switchName,
+    OsDiskPath: args.osDisk.path,
+    SeedDiskPath: seedDiskPath,
+    SecureBootTemplate: secureBootTemplate,
+  };
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { LabVmArgs } from "./labVm";
+import { newVmParameters, type LabVmArgs } from "./labVm";
 import { sha256Hex, PowerShellCommand } from "./powershell";
 
 /*
@@ -160,16 +160,7 @@ export class UbuntuVm extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "New-PlutusVm.ps1",
-          parameters: {
-            Name: args.vmName,
-            VmFolder: args.vmFolder,
-            MemoryMB: args.memoryMB,
-            Cpus: args.cpus,
-            SwitchName: args.switchName,
-            OsDiskPath: args.osDisk.path,
-            SeedDiskPath: seedDiskPath,
-            SecureBootTemplate: "MicrosoftUEFICertificateAuthority",
-          },
+          parameters: newVmParameters(args, seedDiskPath, "MicrosoftUEFICertificateAuthority"),
         },
         delete: { script: "Remove-PlutusVm.ps1", parameters: { Name: args.vmName } },
         triggers: [

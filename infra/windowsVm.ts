@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { LabVmArgs } from "./labVm";
+import { newVmParameters, type LabVmArgs } from "./labVm";
 import { PowerShellCommand, secretFingerprint } from "./powershell";
 import { mergeDependsOn } from "./ubuntuVm";
 
@@ -55,16 +55,7 @@ export class WindowsVm extends pulumi.ComponentResource {
         host: args.host,
         create: {
           script: "New-PlutusVm.ps1",
-          parameters: {
-            Name: args.vmName,
-            VmFolder: args.vmFolder,
-            MemoryMB: args.memoryMB,
-            Cpus: args.cpus,
-            SwitchName: args.switchName,
-            OsDiskPath: args.osDisk.path,
-            SeedDiskPath: "",
-            SecureBootTemplate: "MicrosoftWindows",
-          },
+          parameters: newVmParameters(args, "", "MicrosoftWindows"),
         },
         delete: { script: "Remove-PlutusVm.ps1", parameters: { Name: args.vmName } },
         triggers: [args.vmName, ...diskTriggers, passwordFingerprint],
