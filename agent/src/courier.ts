@@ -213,12 +213,24 @@ export class Courier {
     const committed = new Set(this.journal.entries().filter((e) => e.state === "committing").map((e) => e.staging));
     const names = await session.readdir(this.config.remote.staging);
     let removed = 0;
+    const refused: string[] = [];
+    let firstError: unknown;
+    // One entry that cannot be removed must not keep the sweep from the others.
     for (const name of names) {
       if (!name.startsWith(this.stagingPrefix) || !name.endsWith(".part") || committed.has(name)) continue;
-      await session.unlink(posixJoin(this.config.remote.staging, name));
-      removed++;
+      try {
+        await session.unlink(posixJoin(this.config.remote.staging, name));
+        removed++;
+      } catch (error) {
+        if (!session.isOpen) throw error;
+        refused.push(name);
+        firstError ??= error;
+      }
     }
     if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
+    if (refused.length > 0) {
+      throw new TransferError(`${refused.length} abandoned upload(s) in ${this.config.remote.staging} could not be removed (first: ${refused[0]}): ${errorMessage(firstError)}`);
+    }
     return removed;
   }
 }

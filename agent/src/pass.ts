@@ -145,9 +145,8 @@ class PassWorker {
     this.stagingMarker = new StagingSweepMarker(config.stateDir);
   }
 
-  /** A pass that left no abandoned upload behind needs no sweep next time. */
   async finish(): Promise<void> {
-    if (this.uploadsAbandoned === 0) await this.stagingMarker.clearIfSetByThisPass();
+    await this.stagingMarker.settle(this.uploadsAbandoned);
   }
 
   /** Settles what an earlier pass left: archive published files, decide in-doubt renames, sweep orphans. */
@@ -180,13 +179,11 @@ class PassWorker {
         else this.summary.archivePending++;
       }
     }
-    const sweepMarked = await this.stagingMarker.isSet();
-    if (!this.connectError && (sweepMarked || pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
+    const sweepOwed = await this.stagingMarker.load();
+    if (!this.connectError && (sweepOwed || pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
       try {
-        // Kept while sweeps still find something: requests a dead connection left in the network
-        // can create staging files after the sweep that followed it.
         const removed = await this.courier.removeOrphanUploads();
-        if (sweepMarked && removed === 0) await this.stagingMarker.clear();
+        if (removed === 0) this.stagingMarker.sweptClean();
       } catch (error) {
         this.noteRemoteError(error);
         this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
@@ -346,23 +343,34 @@ class PassWorker {
 }
 
 /**
- * `stateDir/staging-sweep`: set before this pass uploads anything, cleared once a pass ends with
- * no abandoned upload or once a sweep ran. A pass killed mid-upload leaves it set, so the next
- * pass sweeps staging even when the outbox is empty.
+ * `stateDir/staging-sweep` says "staging may hold uploads of ours that never reached the commit
+ * point". It is set before a pass uploads anything and removed at the end of a pass only when that
+ * pass abandoned no upload and either found no marker at its start or swept staging and found
+ * nothing. So a pass killed mid-upload, or a sweep cut short by a network fault, leaves it for the
+ * next pass, which sweeps even when the outbox is empty. A sweep that removed something does not
+ * clear it: requests a dead connection left in the network can create staging files after it.
  */
 class StagingSweepMarker {
   private readonly path: string;
   private setting: Promise<void> | undefined;
+  private owedAtStart = false;
+  private foundNothing = false;
 
   constructor(stateDir: string) {
     this.path = join(stateDir, "staging-sweep");
   }
 
-  isSet(): Promise<boolean> {
-    return fs.access(this.path).then(
+  /** Reads whether an earlier pass left a sweep owed; call once, before anything is uploaded. */
+  async load(): Promise<boolean> {
+    this.owedAtStart = await fs.access(this.path).then(
       () => true,
       () => false,
     );
+    return this.owedAtStart;
+  }
+
+  sweptClean(): void {
+    this.foundNothing = true;
   }
 
   setOnce(): Promise<void> {
@@ -370,11 +378,8 @@ class StagingSweepMarker {
     return this.setting;
   }
 
-  async clear(): Promise<void> {
-    if (!this.setting) await fs.rm(this.path, { force: true });
-  }
-
-  async clearIfSetByThisPass(): Promise<void> {
-    if (this.setting) await fs.rm(this.path, { force: true });
+  async settle(uploadsAbandoned: number): Promise<void> {
+    if (uploadsAbandoned > 0 || (this.owedAtStart && !this.foundNothing)) return;
+    if (this.owedAtStart || this.setting) await fs.rm(this.path, { force: true });
   }
 }

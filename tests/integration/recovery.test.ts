@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync, mkdirSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
@@ -133,5 +133,38 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json", "staging-sweep"]);
     expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
     expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+  });
+
+  it("a sweep that could not finish keeps the marker even when that pass delivers cleanly", async () => {
+    oneAtATime();
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-upload:1" })).signal).toBe("SIGKILL");
+    const [abandoned] = readdirSync(ctx.erp.stagingDir);
+    const prefix = `plutus-${readFileSync(join(ctx.local.stateDir, "agent-id"), "utf8").trim()}-`;
+    expect(abandoned.startsWith(prefix)).toBe(true);
+    // An entry the ERP account cannot remove: the sweep must still take the others and report it.
+    const stuck = `${prefix}stuck.part`;
+    mkdirSync(join(ctx.erp.stagingDir, stuck));
+    const sums = new Map([["order-a.json", sha(sampleOrder(0))]]);
+
+    const blocked = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(blocked.code).toBe(0);
+    expect(lastJsonLine(blocked.stdout)).toMatchObject({ found: 1, delivered: 1 });
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([stuck]);
+    const warning = readdirSync(ctx.local.logDir).flatMap((f) => readFileSync(join(ctx.local.logDir, f), "utf8").split("\n")).filter((l) => l.includes('"orphan-sweep-failed"'));
+    expect(warning).toHaveLength(1);
+    expect(JSON.parse(warning[0]).error).toBe(`1 abandoned upload(s) in /Staging could not be removed (first: ${stuck}): remove /Staging/${stuck}: Failure`);
+    expect(readdirSync(ctx.local.stateDir)).toContain("staging-sweep");
+    erpConsumes();
+
+    rmSync(join(ctx.erp.stagingDir, stuck), { recursive: true });
+    // What a request left in the network by the killed connection could still create.
+    writeFileSync(join(ctx.erp.stagingDir, `${prefix}late.part`), "{");
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(readdirSync(ctx.local.stateDir)).toContain("staging-sweep");
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+    expectExactlyOnce(sums);
   });
 });
