@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from "node:child_process";
-import { promises as fsp, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, utimesSync, renameSync, chownSync, chmodSync, copyFileSync, lstatSync } from "node:fs";
+import { promises as fsp, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, utimesSync, renameSync, chownSync, chmodSync, copyFileSync, lstatSync, watch } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -501,4 +501,20 @@ export function descendants(pid: number): number[] {
     queue.push(...children);
   }
   return result;
+}
+
+/**
+ * Resolves once `count` entries were created or removed in `dir` (inotify), or when released.
+ * The staging folder is busy only while the agent uploads and renames, so this is "mid-transfer".
+ */
+export function afterStagingEvents(dir: string, count: number): { reached: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (release = resolve));
+  let seen = 0;
+  const watcher = watch(dir, () => {
+    if (++seen >= count) release();
+  });
+  watcher.on("error", () => release());
+  void reached.then(() => watcher.close());
+  return { reached, release };
 }

@@ -1,8 +1,8 @@
-import { chownSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync, chmodSync, existsSync, watch } from "node:fs";
+import { chownSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync, chmodSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 import { ERP_USER, uidOf, startErpServer } from "../support/sshd";
-import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord } from "./harness";
+import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord, afterStagingEvents } from "./harness";
 import { hostileInputs } from "./hostile";
 
 export interface Scale {
@@ -149,44 +149,52 @@ const netCut = networkScenario("net: cut after N bytes", 6, 100, (rig, rng) => (
 
 const netReset = networkScenario("net: reset mid-pass", 8, 100, (rig, rng) => {
   let timer: NodeJS.Timeout | undefined;
+  let midTransfer: ReturnType<typeof afterStagingEvents> | undefined;
   return {
     arm() {
-      // Timed from the first connection of the pass (handshake included), not from process start.
-      let first = true;
-      rig.proxy!.planFor = () => {
-        if (first) timer = setTimeout(() => rig.proxy!.resetAll(), rng.int(0, 500));
-        first = false;
-        return undefined;
-      };
+      if (rng.chance(0.3)) {
+        // Early: timed from the first connection of the pass, so handshake and listing are hit too.
+        let first = true;
+        rig.proxy!.planFor = () => {
+          if (first) timer = setTimeout(() => rig.proxy!.resetAll(), rng.int(0, 150));
+          first = false;
+          return undefined;
+        };
+      } else {
+        // A timer can miss a pass that lasts 100 ms; staging events say uploads are under way.
+        const trigger = afterStagingEvents(rig.erp.stagingDir, rng.int(1, 50));
+        midTransfer = trigger;
+        void trigger.reached.then(() => trigger === midTransfer && rig.proxy!.resetAll());
+      }
     },
     disarm() {
       clearTimeout(timer);
+      const trigger = midTransfer;
+      midTransfer = undefined;
+      trigger?.release();
       rig.proxy!.planFor = undefined;
     },
   };
 });
 
 const netBlackhole = networkScenario("net: black hole", 3, 12, (rig, rng, pass) => {
-  let on: NodeJS.Timeout | undefined;
   let off: NodeJS.Timeout | undefined;
+  let midTransfer: ReturnType<typeof afterStagingEvents> | undefined;
   return {
     arm() {
-      let first = true;
-      rig.proxy!.planFor = () => {
-        if (first) {
-          on = setTimeout(() => {
-            rig.proxy!.blackhole(true);
-            // The first black hole never lifts during the pass: the deadline must end it.
-            if (pass > 0) off = setTimeout(() => rig.proxy!.blackhole(false), rng.int(1000, 6000));
-          }, rng.int(20, 150));
-        }
-        first = false;
-        return undefined;
-      };
+      const trigger = afterStagingEvents(rig.erp.stagingDir, rng.int(1, 40));
+      midTransfer = trigger;
+      void trigger.reached.then(() => {
+        if (trigger !== midTransfer) return;
+        rig.proxy!.blackhole(true);
+        // The first black hole never lifts during the pass: the deadline must end it.
+        if (pass > 0) off = setTimeout(() => rig.proxy!.blackhole(false), rng.int(1000, 6000));
+      });
     },
     disarm() {
-      rig.proxy!.planFor = undefined;
-      clearTimeout(on);
+      const trigger = midTransfer;
+      midTransfer = undefined;
+      trigger?.release();
       clearTimeout(off);
       rig.proxy!.blackhole(false);
     },
@@ -295,7 +303,7 @@ const erpRestart: Scenario = {
         // A timer after connecting can miss a pass that takes 100 ms; the staging folder's own
         // events say when uploads are under way, so the restart lands after a random number of them.
         const transfersBeforeRestart = rng.int(1, 60);
-        const midTransfer = stagingEventsReached(rig.erp.stagingDir, transfersBeforeRestart);
+        const midTransfer = afterStagingEvents(rig.erp.stagingDir, transfersBeforeRestart);
         let passOver = false;
         const restart = (async () => {
           await midTransfer.reached;
@@ -328,22 +336,6 @@ const erpRestart: Scenario = {
     });
   },
 };
-
-/**
- * Resolves once `count` entries were created or removed in `dir` (inotify), or when released.
- * The staging folder is busy only while the agent uploads and renames, so this is "mid-transfer".
- */
-function stagingEventsReached(dir: string, count: number): { reached: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (release = resolve));
-  let seen = 0;
-  const watcher = watch(dir, () => {
-    if (++seen >= count) release();
-  });
-  watcher.on("error", () => release());
-  void reached.then(() => watcher.close());
-  return { reached, release };
-}
 
 /** The ERP volume (Inbox and Staging on one tmpfs) is nearly full while orders arrive. */
 const erpDiskFull: Scenario = {
