@@ -23,6 +23,9 @@ async function main() {
     banner: { js: "#!/usr/bin/env node" },
     // ssh2's native helpers are optional: it falls back to pure JS when they are absent.
     external: ["cpu-features", "*.node"],
+    // The shared package from source: its `import { z } from "zod"` then resolves to zod's ES
+    // modules, which esbuild can tree-shake (the CommonJS build loads every locale at start).
+    alias: { "@plutus/shared": join(__dirname, "..", "shared", "src", "index.ts") },
     legalComments: "none",
     logLevel: "warning",
   });

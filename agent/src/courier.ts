@@ -56,9 +56,8 @@ export class Courier {
     const handle = await session.open(stagingPath, "wx+");
     let failure: unknown;
     try {
-      await session.write(handle, content);
+      const readBack = await session.writeReadBackClose(handle, content);
       crashPoint("after-upload");
-      const readBack = await session.readBack(handle, content.length);
       const readBackSha256 = createHash("sha256").update(readBack).digest("hex");
       if (readBack.length !== content.length || readBackSha256 !== sha256) {
         failure = new TransferError(
@@ -67,11 +66,6 @@ export class Courier {
       }
     } catch (error) {
       failure = error;
-    }
-    try {
-      await session.closeHandle(handle);
-    } catch (error) {
-      failure ??= error;
     }
     if (failure) {
       // Best effort: an upload left behind is removed by the next pass's orphan sweep.
@@ -166,7 +160,9 @@ export class Courier {
     const path = join(this.config.outbox, entry.name);
     const claim = join(this.config.outbox, `.plutus-claim-${entry.id}`);
     try {
-      const claimedEarlier = lstatSync(claim, { throwIfNoEntry: false }) !== undefined;
+      // With the identity read this pass, the claim name (a fresh journal id) cannot exist yet;
+      // only recovery can find one an earlier pass made.
+      const claimedEarlier = identity === undefined && lstatSync(claim, { throwIfNoEntry: false }) !== undefined;
       if (!claimedEarlier) {
         try {
           renameSync(path, claim);

@@ -1,6 +1,7 @@
 import { promises as fs, constants, Stats, closeSync, fstatSync, lstatSync, openSync, readSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import * as nodeBuffer from "node:buffer";
 import { windowsNameProblem } from "./windowsName";
 import { describeKind } from "./durableFs";
 import { errorCode, errorMessage } from "./errors";
@@ -55,14 +56,18 @@ export async function listOrderNames(outbox: string): Promise<OutboxName[]> {
   ];
 }
 
-function isUtf8(bytes: Buffer): boolean {
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** `buffer.isUtf8` (Node 18.14+, 19.4+) checks without building a string; older 18.x decode. */
+const isUtf8: (bytes: Buffer) => boolean =
+  typeof nodeBuffer.isUtf8 === "function"
+    ? nodeBuffer.isUtf8
+    : (bytes) => {
+        try {
+          utf8.decode(bytes);
+          return true;
+        } catch {
+          return false;
+        }
+      };
 
 /** What the outbox scan makes of one directory entry. */
 export type Inspection =
@@ -178,13 +183,8 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
 /** Why the bytes are not a JSON order document, or undefined. A UTF-8 BOM is tolerated. */
 export function jsonProblem(content: Buffer): string | undefined {
   if (content.length === 0) return "empty file";
-  let text: string;
-  try {
-    text = utf8.decode(content);
-  } catch {
-    return "content is not valid UTF-8";
-  }
-  text = text.replace(/^\uFEFF/, "");
+  if (!isUtf8(content)) return "content is not valid UTF-8";
+  const text = content.toString("utf8").replace(/^\uFEFF/, "");
   if (text.trim() === "") return "file holds only white space";
   let value: unknown;
   try {

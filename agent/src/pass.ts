@@ -263,7 +263,7 @@ class PassWorker {
 
   private async deliver(file: Extract<Inspection, { kind: "ready" }>): Promise<void> {
     const started = Date.now();
-    this.log.info("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
+    this.log.debug("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
     let entry: JournalEntry | undefined;
     await this.stagingMarker.setOnce().catch((error) => this.log.warn("could not mark staging for a sweep", { event: "sweep-mark-failed", error: errorMessage(error) }));
     for (let attempt = 0; ; attempt++) {

@@ -54,7 +54,7 @@ export class RemoteLink {
       }
       this.current = session;
       this.connects++;
-      this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects });
+      this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects, requestsCoalesced: session.requestsCoalesced });
       return this.current;
     }
   }

@@ -26,4 +26,23 @@ describe("plutus-sync run against a real sshd (SFTP-only, chrooted)", () => {
     expect(reason.reason).toMatch(/^invalid JSON: /);
     expect(existsSync(ctx.local.logDir)).toBe(true);
   });
+
+  it("delivers files around and far above the 30 KiB request size byte-exact, with requests coalesced", async () => {
+    // `{"n":"xxx…"}` padded to an exact size: 30 KiB is the most data one WRITE or READ carries.
+    const sizes = [8, 30_719, 30_720, 30_721, 61_440, 61_441, 2 * 1024 * 1024 + 3];
+    const bodies = new Map(sizes.map((size) => [`size-${size}.json`, `{"n":"${"x".repeat(size - 8)}"}`]));
+    for (const [name, body] of bodies) ctx.local.writeOrder(name, body);
+    const result = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(result.code).toBe(0);
+    expect(lastJsonLine(result.stdout)).toMatchObject({ found: sizes.length, delivered: sizes.length, failed: 0 });
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...bodies.keys()].sort());
+    for (const [name, body] of bodies) expect(readFileSync(join(ctx.erp.inboxDir, name), "utf8")).toBe(body);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    const connected = readdirSync(ctx.local.logDir)
+      .filter((f) => f.endsWith(".log"))
+      .flatMap((f) => readFileSync(join(ctx.local.logDir, f), "utf8").trim().split("\n"))
+      .map((line) => JSON.parse(line))
+      .filter((e) => e.event === "connected");
+    expect(connected).toEqual([expect.objectContaining({ requestsCoalesced: true, connection: 1 })]);
+  });
 });

@@ -1,0 +1,67 @@
+import type { Client, SFTPWrapper } from "ssh2";
+import { coalesceSftpRequests } from "../../agent/src/channelCoalescer";
+
+/** Stands in for ssh2's protocol object: records every CHANNEL_DATA it is asked to send. */
+function fakeConnection(packetSize = 100) {
+  const sent: { channel: number; data: string }[] = [];
+  const protocol = {
+    channelData(channel: number, data: Buffer | string) {
+      sent.push({ channel, data: data.toString() });
+    },
+  };
+  const client = { _protocol: protocol } as unknown as Client;
+  const sftp = { outgoing: { id: 7, packetSize } } as unknown as SFTPWrapper;
+  return { sent, protocol, client, sftp };
+}
+
+const nextTick = () => new Promise<void>((resolve) => process.nextTick(resolve));
+
+describe("coalesceSftpRequests", () => {
+  it("sends the SFTP channel's writes of one tick as one message, in order", async () => {
+    const { sent, protocol, client, sftp } = fakeConnection();
+    expect(coalesceSftpRequests(client, sftp)).toBe(true);
+    protocol.channelData(7, Buffer.from("open;"));
+    protocol.channelData(7, Buffer.from("write;"));
+    protocol.channelData(7, Buffer.from("read;"));
+    expect(sent).toEqual([]);
+    await nextTick();
+    expect(sent).toEqual([{ channel: 7, data: "open;write;read;" }]);
+    protocol.channelData(7, Buffer.from("close;"));
+    await nextTick();
+    expect(sent).toEqual([
+      { channel: 7, data: "open;write;read;" },
+      { channel: 7, data: "close;" },
+    ]);
+  });
+
+  it("never makes a message larger than the peer's maximum packet size", async () => {
+    const { sent, protocol, client, sftp } = fakeConnection(10);
+    coalesceSftpRequests(client, sftp);
+    protocol.channelData(7, Buffer.from("aaaa"));
+    protocol.channelData(7, Buffer.from("bbbbbb"));
+    protocol.channelData(7, Buffer.from("c"));
+    protocol.channelData(7, Buffer.from("dddddddddd"));
+    await nextTick();
+    expect(sent.map((s) => s.data)).toEqual(["aaaabbbbbb", "c", "dddddddddd"]);
+  });
+
+  it("flushes what is held before anything sent on another channel, so order is kept", async () => {
+    const { sent, protocol, client, sftp } = fakeConnection();
+    coalesceSftpRequests(client, sftp);
+    protocol.channelData(7, Buffer.from("sftp-1;"));
+    protocol.channelData(3, Buffer.from("other"));
+    protocol.channelData(7, "text");
+    await nextTick();
+    expect(sent).toEqual([
+      { channel: 7, data: "sftp-1;" },
+      { channel: 3, data: "other" },
+      { channel: 7, data: "text" },
+    ]);
+  });
+
+  it("leaves a connection alone when ssh2's internals are not what it expects", () => {
+    const { client } = fakeConnection();
+    expect(coalesceSftpRequests(client, {} as SFTPWrapper)).toBe(false);
+    expect(coalesceSftpRequests({} as Client, { outgoing: { id: 1, packetSize: 100 } } as unknown as SFTPWrapper)).toBe(false);
+  });
+});
