@@ -403,7 +403,21 @@ async function measure(fx, tool, n, variant) {
 
 const BUNDLE_SRC = process.env.BENCH_BUNDLE ? path.resolve(process.env.BENCH_BUNDLE) : path.join(REPO, "agent/dist/plutus-sync.cjs");
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS || "").split(" ").filter(Boolean);
-/** Profiling only: a command put in front of the agent's node, e.g. BENCH_WRAP="strace -c -f -o /tmp/s". */
+const CRON_SCRIPT_SRC = path.join(REPO, "agent/dist/bundle/sync_plutus.sh");
+
+/**
+ * The node sync_plutus.sh is told to run (PLUTUS_NODE): this one, or, for profiling with
+ * BENCH_NODE_ARGS, a wrapper that adds those flags in front of the cron script's own.
+ */
+function nodeCommand(root) {
+  if (NODE_ARGS.length === 0) return process.execPath;
+  const wrapper = path.join(root, "node-with-bench-args");
+  const quoted = [process.execPath, ...NODE_ARGS].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
+  fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${quoted} "$@"\n`, { mode: 0o755 });
+  return wrapper;
+}
+
+/** Profiling only: a command put in front of the cron script (which execs node), e.g. BENCH_WRAP="strace -c -f -o /tmp/s". */
 const WRAP = (process.env.BENCH_WRAP || "").split(" ").filter(Boolean);
 
 /** rclone: chosen by --tune-rclone on 2,000 files (see README). */
@@ -428,7 +442,10 @@ const TOOLS = {
           remote: { host: "127.0.0.1", port: fx.port, username: ERP_USER, privateKeyPath: fx.clientKey, hostKeySha256: fx.hostKeySha256, inbox: "/Inbox", staging: "/Staging" },
         }),
       );
-      const r = await timed([...WRAP, process.execPath, ...NODE_ARGS, fx.bundle, "run", "--config", config, "--json"], { cwd: src.dir, env: { PATH: process.env.PATH } });
+      // As cron runs it: the bundle's sync_plutus.sh, which execs node (so /usr/bin/time's %M is
+      // node's own peak), with the agent beside it as PLUTUS_HOME/plutus-sync.cjs.
+      const env = { PATH: process.env.PATH, PLUTUS_HOME: path.dirname(fx.bundle), PLUTUS_CONFIG: config, PLUTUS_NODE: fx.node };
+      const r = await timed([...WRAP, fx.cronScript, "--json"], { cwd: src.dir, env });
       const summary = JSON.parse(r.stdout.trim().split("\n").pop() || "{}");
       if (r.code === 0 && summary.delivered !== summary.found) r.code = 99;
       return r;
@@ -504,11 +521,16 @@ async function main() {
     log(`setting up: ${maxFiles} order files, sshd on 127.0.0.1 …`);
     await fx.setup(maxFiles);
     // A private copy: a rebuild by someone else during the run cannot change what is measured.
-    fx.bundle = path.join(fx.root, "plutus-sync.cjs");
+    fx.bundle = path.join(fx.root, "agent", "plutus-sync.cjs");
+    fs.mkdirSync(path.dirname(fx.bundle));
+    fx.cronScript = path.join(fx.root, "sync_plutus.sh");
+    fx.node = nodeCommand(fx.root);
     // (agent/build.js empties dist/ first: when a concurrent build is under way, wait for it.)
     for (let i = 0; ; i++) {
       try {
         fs.copyFileSync(BUNDLE_SRC, fx.bundle);
+        fs.copyFileSync(CRON_SCRIPT_SRC, fx.cronScript);
+        fs.chmodSync(fx.cronScript, 0o755);
         break;
       } catch (error) {
         if (i > 120) throw error;
@@ -637,7 +659,8 @@ function renderReport(fx, results, meta) {
  */
 async function compareBundles(fx, bundles, n) {
   const copies = bundles.map((b, i) => {
-    const to = path.join(fx.root, `ab-${i}-${path.basename(b)}`);
+    const to = path.join(fx.root, `ab-${i}`, "plutus-sync.cjs");
+    fs.mkdirSync(path.dirname(to));
     fs.copyFileSync(path.resolve(b), to);
     return to;
   });

@@ -45,4 +45,7 @@ if [ ! -r "${agent}" ]; then
   exit 2
 fi
 
-exec "${node}" "${agent}" run --config "${config}" "$@"
+# A pass is short-lived and keeps little alive (16 MB of heap at 50,000 files); V8's default
+# young generation (up to 3 x 16 MB) only raised its peak memory. Measured with npm run bench:
+# 50,000 files peak RSS 150 -> 133 MB, no change in time on 2,000 files.
+exec "${node}" --max-semi-space-size=8 "${agent}" run --config "${config}" "$@"

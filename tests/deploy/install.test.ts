@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
@@ -374,6 +374,23 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       code: 2,
       stderr: "sync_plutus.sh: /nonexistent/plutus-sync.cjs not found or not readable; re-run install.sh from the release bundle (or set PLUTUS_HOME)\n",
     });
+  });
+
+  test("sync_plutus.sh execs node with exactly the agent, its flags and the config path: no secrets, nothing inherited", async () => {
+    const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
+    const fakeDir = mkdtempSync(join(tmpdir(), "plutus-fake-node-"));
+    try {
+      chmodSync(fakeDir, 0o755);
+      const fakeNode = join(fakeDir, "node");
+      writeFileSync(fakeNode, '#!/bin/sh\nprintf "%s\\n" "$@"\nprintf "NODE_OPTIONS=%s\\n" "${NODE_OPTIONS-unset}"\n', { mode: 0o755 });
+      const result = await asCron(job, "/opt/plutus-sync/sync_plutus.sh --json", { PLUTUS_NODE: fakeNode, NODE_OPTIONS: "--require /tmp/evil.js" });
+      expect(result).toMatchObject({ code: 0, stderr: "" });
+      expect(result.stdout).toBe(
+        ["--max-semi-space-size=8", "/opt/plutus-sync/plutus-sync.cjs", "run", "--config", "/etc/plutus/agent.json", "--json", "NODE_OPTIONS=unset", ""].join("\n"),
+      );
+    } finally {
+      rmSync(fakeDir, { recursive: true, force: true });
+    }
   });
 
   test("the installed bundle runs under Debian bookworm's Node 18 as plutus, through sync_plutus.sh", async () => {
