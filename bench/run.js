@@ -3,7 +3,9 @@
  * npm run bench — plutus-sync against the per-file scp loop, scp, rsync and rclone (issue 6).
  *
  *   node bench/run.js [--quick] [--runs N] [--only plutus,rsync,rclone,scp,scp-loop,scaling]
- *                     [--no-50k] [--keep] [--save] [--tune-rclone]
+ *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
+ *
+ * --rtt MS puts a proxy in front of sshd that delays each direction by MS/2, for every tool.
  *
  * Needs root (it starts a real OpenSSH sshd on 127.0.0.1 with a chrooted SFTP-only account, like
  * tests/support/sshd.ts, plus a shell account for rsync). Missing Debian packages (openssh-server,
@@ -33,6 +35,7 @@ const QUICK = flag("--quick");
 const ONLY = option("--only", "plutus,rsync,rclone,scp,scp-loop,scaling").split(",");
 const RUNS = Number(option("--runs", QUICK ? 2 : 3));
 const SKIP_50K = flag("--no-50k");
+const RTT_MS = Number(option("--rtt", 0));
 
 /** Sizes of the experiment. */
 const PLAN = QUICK
@@ -211,6 +214,38 @@ function orderDocument(i, rnd) {
   return text;
 }
 
+/**
+ * --rtt MS: a TCP proxy on 127.0.0.1 that holds every chunk MS/2 in each direction, so every tool
+ * sees a link with that round-trip time (this kernel has no netem). Timers of one duration fire in
+ * the order they were set, so bytes keep their order.
+ */
+function startDelayProxy(upstreamPort, oneWayMs) {
+  const pipeDelayed = (from, to) => {
+    from.on("data", (chunk) => setTimeout(() => to.destroyed || to.write(chunk), oneWayMs));
+    from.on("end", () => setTimeout(() => to.destroyed || to.end(), oneWayMs));
+  };
+  const server = net.createServer((client) => {
+    client.setNoDelay(true);
+    const upstream = net.connect({ host: "127.0.0.1", port: upstreamPort });
+    upstream.setNoDelay(true);
+    pipeDelayed(client, upstream);
+    pipeDelayed(upstream, client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", close);
+    upstream.on("error", close);
+    client.on("close", () => setTimeout(close, oneWayMs + 50));
+    upstream.on("close", () => setTimeout(close, oneWayMs + 50));
+  });
+  server.unref();
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve(server.address().port));
+  });
+}
+
 function mulberry32(seed) {
   return () => {
     seed |= 0;
@@ -249,7 +284,9 @@ class Fixture {
     const akDir = path.join(this.root, "authorized_keys");
     fs.mkdirSync(akDir, { mode: 0o755 });
     for (const user of [ERP_USER, SHELL_USER]) fs.writeFileSync(path.join(akDir, user), fs.readFileSync(`${this.clientKey}.pub`), { mode: 0o644 });
-    this.port = await freePort();
+    // Clients connect to `port`; with --rtt that is a delaying proxy in front of sshd's port.
+    this.sshdPort = await freePort();
+    this.port = RTT_MS > 0 ? await startDelayProxy(this.sshdPort, RTT_MS / 2) : this.sshdPort;
     this.knownHosts = path.join(this.root, "known_hosts");
     fs.writeFileSync(this.knownHosts, `[127.0.0.1]:${this.port} ${fs.readFileSync(`${this.hostKey}.pub`, "utf8").split(" ").slice(0, 2).join(" ")}\n`);
     this.hostKeySha256 = fingerprint(`${this.hostKey}.pub`);
@@ -257,7 +294,7 @@ class Fixture {
     fs.writeFileSync(
       config,
       [
-        `Port ${this.port}`,
+        `Port ${this.sshdPort}`,
         "ListenAddress 127.0.0.1",
         `HostKey ${this.hostKey}`,
         `PidFile ${path.join(this.root, "sshd.pid")}`,
@@ -286,7 +323,7 @@ class Fixture {
     this.sshd = spawn(SSHD, ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
     this.sshdLog = path.join(this.root, "sshd.log");
     this.sshd.stderr.on("data", (d) => fs.appendFileSync(this.sshdLog, d));
-    await waitForBanner(this.port);
+    await waitForBanner(this.sshdPort);
     this.cpuMeter = serverCpuMeter(this.sshd.pid);
 
     // Local side: one master copy of every order; each measured run gets a fresh copy.
@@ -623,6 +660,7 @@ function renderReport(fx, results, meta) {
   lines.push(`host: ${os.cpus().length} CPU ${os.cpus()[0].model.trim()}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.release()}; node ${process.version}; load average at start ${meta.startedLoad}, at end ${loadavg()}`);
   lines.push(`agent bundle sha256 ${meta.bundleSha}… (git ${meta.head}${process.env.BENCH_BUNDLE ? `, BENCH_BUNDLE=${process.env.BENCH_BUNDLE}` : ""}); ${sh("ssh", ["-V"], { stdio: ["ignore", "pipe", "pipe"] }).trim() || spawnSync("ssh", ["-V"]).stderr.toString().trim()}; ${sh("rsync", ["--version"]).split("\n")[0]}; ${sh("rclone", ["version"]).split("\n")[0]}`);
   lines.push(`order files: ${Math.round(fx.meanBytes)} B mean (1–8 KB JSON); every run on a fresh copy, into an empty target; page cache warm`);
+  if (RTT_MS > 0) lines.push(`network: every tool through a proxy adding ${RTT_MS} ms round-trip time (--rtt ${RTT_MS})`);
   lines.push("");
   const body = [
     ...rows.map((r) => fmt(r, TOOLS[r.toolId].label + (r.toolId === "rclone" ? ` --transfers ${RCLONE_BEST.transfers} --checkers ${RCLONE_BEST.checkers}` : ""))),
