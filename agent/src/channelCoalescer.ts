@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { Client, SFTPWrapper } from "ssh2";
 
 /**
@@ -23,9 +24,12 @@ interface Ssh2SftpOutgoing {
  * write. ssh2 has already charged each request against the peer's window and kept it within the
  * peer's maximum packet size, so requests are only joined while the total stays within that size.
  *
+ * The socket is corked while the message is sent: ssh2 writes a packet's length, ciphertext and
+ * MAC separately, and TCP_NODELAY would put each in a segment of its own.
+ *
  * Returns false when ssh2's internals are not what this expects (the session then works as is).
  */
-export function coalesceSftpRequests(client: Client, sftp: SFTPWrapper): boolean {
+export function coalesceSftpRequests(client: Client, sftp: SFTPWrapper, socket: Socket): boolean {
   const protocol = (client as unknown as { _protocol?: Ssh2Protocol })._protocol;
   const outgoing = (sftp as unknown as { outgoing?: Ssh2SftpOutgoing }).outgoing;
   if (typeof protocol?.channelData !== "function" || typeof outgoing?.id !== "number" || !(outgoing.packetSize > 0)) return false;
@@ -43,7 +47,12 @@ export function coalesceSftpRequests(client: Client, sftp: SFTPWrapper): boolean
     const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
     pending = [];
     pendingBytes = 0;
-    send(channel, data);
+    socket.cork();
+    try {
+      send(channel, data);
+    } finally {
+      socket.uncork();
+    }
   };
 
   protocol.channelData = (target: number, data: Buffer | string): void => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
 import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
-import { SftpSession } from "./sftpSession";
+import { SftpSession, SFTP_NO_SUCH_FILE } from "./sftpSession";
 import { archiveFile } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
@@ -211,19 +211,24 @@ export class Courier {
     let removed = 0;
     const refused: string[] = [];
     let firstError: unknown;
-    // One entry that cannot be removed must not keep the sweep from the others.
-    for (const name of names) {
-      if (!name.startsWith(this.stagingPrefix) || !name.endsWith(".part") || committed.has(name)) continue;
-      try {
-        await session.unlink(posixJoin(this.config.remote.staging, name));
-        removed++;
-      } catch (error) {
-        if (!session.isOpen) throw error;
-        refused.push(name);
-        firstError ??= error;
+    try {
+      // One entry that cannot be removed must not keep the sweep from the others.
+      for (const name of names) {
+        if (!name.startsWith(this.stagingPrefix) || !name.endsWith(".part") || committed.has(name)) continue;
+        try {
+          await session.unlink(posixJoin(this.config.remote.staging, name));
+          removed++;
+        } catch (error) {
+          if (!session.isOpen) throw error;
+          // Gone meanwhile (a late request's file removed by someone else): nothing left to do.
+          if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) continue;
+          refused.push(name);
+          firstError ??= error;
+        }
       }
+    } finally {
+      if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
     }
-    if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
     if (refused.length > 0) {
       throw new TransferError(`${refused.length} abandoned upload(s) in ${this.config.remote.staging} could not be removed (first: ${refused[0]}): ${errorMessage(firstError)}`);
     }

@@ -184,6 +184,10 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
 export function jsonProblem(content: Buffer): string | undefined {
   if (content.length === 0) return "empty file";
   if (!isUtf8(content)) return "content is not valid UTF-8";
+  // maxFileBytes allows files longer than the longest string V8 can hold (~512 MiB).
+  if (content.length > nodeBuffer.constants.MAX_STRING_LENGTH) {
+    return `too large to check as JSON (${content.length} bytes; at most ${nodeBuffer.constants.MAX_STRING_LENGTH} can be read as text)`;
+  }
   const text = content.toString("utf8").replace(/^\uFEFF/, "");
   if (text.trim() === "") return "file holds only white space";
   let value: unknown;

@@ -183,8 +183,9 @@ class PassWorker {
     if (!this.connectError && (sweepOwed || pending.some((e) => e.state === "committing") || (await this.outboxHasOrders()))) {
       try {
         const removed = await this.courier.removeOrphanUploads();
-        if (removed === 0) this.stagingMarker.sweptClean();
+        this.stagingMarker.swept(removed === 0 ? "clean" : "removed");
       } catch (error) {
+        this.stagingMarker.swept("failed");
         this.noteRemoteError(error);
         this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
       }
@@ -344,17 +345,18 @@ class PassWorker {
 
 /**
  * `stateDir/staging-sweep` says "staging may hold uploads of ours that never reached the commit
- * point". It is set before a pass uploads anything and removed at the end of a pass only when that
- * pass abandoned no upload and either found no marker at its start or swept staging and found
- * nothing. So a pass killed mid-upload, or a sweep cut short by a network fault, leaves it for the
- * next pass, which sweeps even when the outbox is empty. A sweep that removed something does not
- * clear it: requests a dead connection left in the network can create staging files after it.
+ * point". It is set before a pass uploads anything. At the end of a pass it is removed only if the
+ * pass abandoned no upload and its sweep, when one ran, completed and found nothing; a marker that
+ * was there at the start needs such a sweep. So a pass killed mid-upload, or a sweep cut short,
+ * leaves it for the next pass, which sweeps even when the outbox is empty. A sweep that removed
+ * something keeps it too: requests a dead connection left in the network can still create staging
+ * files after that sweep.
  */
 class StagingSweepMarker {
   private readonly path: string;
   private setting: Promise<void> | undefined;
   private owedAtStart = false;
-  private foundNothing = false;
+  private sweep: "not run" | "clean" | "removed" | "failed" = "not run";
 
   constructor(stateDir: string) {
     this.path = join(stateDir, "staging-sweep");
@@ -369,8 +371,8 @@ class StagingSweepMarker {
     return this.owedAtStart;
   }
 
-  sweptClean(): void {
-    this.foundNothing = true;
+  swept(outcome: "clean" | "removed" | "failed"): void {
+    this.sweep = outcome;
   }
 
   setOnce(): Promise<void> {
@@ -379,7 +381,8 @@ class StagingSweepMarker {
   }
 
   async settle(uploadsAbandoned: number): Promise<void> {
-    if (uploadsAbandoned > 0 || (this.owedAtStart && !this.foundNothing)) return;
+    const nothingLeft = this.sweep === "clean" || (this.sweep === "not run" && !this.owedAtStart);
+    if (uploadsAbandoned > 0 || !nothingLeft) return;
     if (this.owedAtStart || this.setting) await fs.rm(this.path, { force: true });
   }
 }

@@ -156,7 +156,7 @@ export class SftpSession {
         } else resolve(channel);
       });
     });
-    return new SftpSession(client, socket, sftp, target.operationTimeoutMs, coalesceSftpRequests(client, sftp));
+    return new SftpSession(client, socket, sftp, target.operationTimeoutMs, coalesceSftpRequests(client, sftp, socket));
   }
 
   close(): void {
@@ -165,9 +165,12 @@ export class SftpSession {
     this.client.destroy();
   }
 
-  /** Requests issued in the same tick leave in one write instead of one syscall each. */
+  /**
+   * Without coalescing (ssh2's internals not as expected): requests issued in the same tick at
+   * least leave in one write instead of one syscall each.
+   */
   private batchWrites(): void {
-    if (this.corked) return;
+    if (this.corked || this.requestsCoalesced) return;
     this.corked = true;
     this.socket.cork();
     process.nextTick(() => {
@@ -213,6 +216,20 @@ export class SftpSession {
     }
     this.closedError ??= new OutcomeUnknownError(`connection lost: ${errorMessage(error)}`);
     return new OutcomeUnknownError(`${what}: ${errorMessage(error)}`, { cause: error });
+  }
+
+  /**
+   * CHUNK_BYTES, or less when the server announced smaller limits (limits@openssh.com, kept by
+   * ssh2): a request ssh2 split would send its second half only after the first half's reply,
+   * i.e. after the CLOSE that writeReadBackClose sends with it.
+   */
+  private get chunkBytes(): number {
+    const limits = this.sftp as unknown as { _maxWriteLen?: unknown; _maxReadLen?: unknown };
+    let chunk = CHUNK_BYTES;
+    for (const limit of [limits._maxWriteLen, limits._maxReadLen]) {
+      if (typeof limit === "number" && limit > 0) chunk = Math.min(chunk, limit);
+    }
+    return chunk;
   }
 
   /** "r": read; "wx+": create exclusively (fail if it exists), read and write. */
@@ -295,14 +312,15 @@ export class SftpSession {
    * in the middle shows as a size mismatch.
    */
   async writeReadBackClose(handle: Buffer, content: Buffer): Promise<Buffer> {
+    const chunk = this.chunkBytes;
     const writes: Promise<void>[] = [];
-    for (let position = 0; position < content.length; position += CHUNK_BYTES) {
-      writes.push(this.writeAt(handle, content.subarray(position, position + CHUNK_BYTES), position));
+    for (let position = 0; position < content.length; position += chunk) {
+      writes.push(this.writeAt(handle, content.subarray(position, position + chunk), position));
     }
     const reads: Promise<Buffer>[] = [];
     const asked: number[] = [];
-    for (let position = 0; position <= content.length; position += CHUNK_BYTES) {
-      asked.push(Math.min(CHUNK_BYTES, content.length + 1 - position));
+    for (let position = 0; position <= content.length; position += chunk) {
+      asked.push(Math.min(chunk, content.length + 1 - position));
       reads.push(this.read(handle, asked[asked.length - 1], position));
     }
     const closed = this.closeHandle(handle);

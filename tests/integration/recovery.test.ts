@@ -135,6 +135,23 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
   });
 
+  it("a sweep that found orphans keeps the marker even when no marker asked for it", async () => {
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.local.stateDir)).not.toContain("staging-sweep");
+    const prefix = `plutus-${readFileSync(join(ctx.local.stateDir, "agent-id"), "utf8").trim()}-`;
+    // What a request a dead connection left in the network could create after the last sweep.
+    writeFileSync(join(ctx.erp.stagingDir, `${prefix}late.part`), "{");
+    ctx.local.writeOrder("order-b.json", sampleOrder(1));
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(readdirSync(ctx.local.stateDir)).toContain("staging-sweep");
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    expect(readdirSync(ctx.local.stateDir)).not.toContain("staging-sweep");
+    erpConsumes();
+    expectExactlyOnce(new Map([["order-a.json", sha(sampleOrder(0))], ["order-b.json", sha(sampleOrder(1))]]));
+  });
+
   it("a sweep that could not finish keeps the marker even when that pass delivers cleanly", async () => {
     oneAtATime();
     ctx.local.writeOrder("order-a.json", sampleOrder(0));

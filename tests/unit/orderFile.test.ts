@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync, utimesSync, symlinkSync, statSync }
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { inspect, listOrderNames } from "../../agent/src/orderFile";
+import { constants as bufferConstants } from "node:buffer";
+import { inspect, jsonProblem, listOrderNames } from "../../agent/src/orderFile";
 
 let outbox: string;
 beforeEach(() => {
@@ -78,5 +79,24 @@ describe("listOrderNames", () => {
     const names = await listOrderNames(outbox);
     expect(names.filter((n) => typeof n === "string").sort()).toEqual(["a.json", "real-\uFFFD.json"]);
     expect(names.filter((n) => typeof n !== "string")).toEqual([latin1]);
+  });
+});
+
+describe("jsonProblem", () => {
+  it("says exactly what is wrong with content that is not a JSON order", () => {
+    expect(jsonProblem(Buffer.alloc(0))).toBe("empty file");
+    expect(jsonProblem(Buffer.from([0x7b, 0xff, 0x7d]))).toBe("content is not valid UTF-8");
+    expect(jsonProblem(Buffer.from(" \n\t"))).toBe("file holds only white space");
+    expect(jsonProblem(Buffer.from("[1]"))).toBe("an order must be a JSON object");
+    expect(jsonProblem(Buffer.from("{ nope"))).toMatch(/^invalid JSON: /);
+    expect(jsonProblem(Buffer.from("\uFEFF{\"a\":1}"))).toBeUndefined();
+    expect(jsonProblem(Buffer.from('{"name":"Leuchte – Messing"}'))).toBeUndefined();
+  });
+
+  it("refuses content longer than the longest string V8 can hold, instead of throwing", () => {
+    const tooLong = Buffer.alloc(bufferConstants.MAX_STRING_LENGTH + 1, 0x20);
+    expect(jsonProblem(tooLong)).toBe(
+      `too large to check as JSON (${tooLong.length} bytes; at most ${bufferConstants.MAX_STRING_LENGTH} can be read as text)`,
+    );
   });
 });
