@@ -9,7 +9,7 @@ import { archiveFile } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
 import { crashPoint } from "./crashHook";
-import { OutcomeUnknownError, TransferError, errorMessage } from "./errors";
+import { OutcomeUnknownError, TransferError, errorCode, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 const posixJoin = (folder: string, name: string) => `${folder.replace(/\/+$/, "")}/${name}`;
@@ -221,7 +221,7 @@ export class Courier {
         } catch (error) {
           if (!session.isOpen) throw error;
           // Gone meanwhile (a late request's file removed by someone else): nothing left to do.
-          if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) continue;
+          if (errorCode(error) === SFTP_NO_SUCH_FILE) continue;
           refused.push(name);
           firstError ??= error;
         }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Socket } from "node:net";
 import { Client, SFTPWrapper, Stats, utils } from "ssh2";
 import type { AgentConfig } from "@plutus/shared";
-import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
+import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorCode, errorMessage } from "./errors";
 import { coalesceSftpRequests } from "./channelCoalescer";
 
 export interface SftpTarget {
@@ -210,7 +210,7 @@ export class SftpSession {
 
   /** A status reply is a definite answer; anything else (no reply, channel gone) is not. */
   private describe(what: string, error: Error): Error {
-    const code = (error as { code?: unknown }).code;
+    const code = errorCode(error);
     if (typeof code === "number") {
       return Object.assign(new Error(`${what}: ${error.message}`, { cause: error }), { code });
     }
@@ -290,7 +290,7 @@ export class SftpSession {
     while (position < size) {
       const chunk = await this.read(handle, Math.min(size - position, 256 * 1024), position).catch((error) => {
         // ssh2 reports end of file as a status error with code SFTP_EOF (1).
-        if ((error as { code?: unknown }).code === 1) return Buffer.alloc(0);
+        if (errorCode(error) === 1) return Buffer.alloc(0);
         throw error;
       });
       if (chunk.length === 0) break;
@@ -342,7 +342,7 @@ export class SftpSession {
     try {
       handle = await this.open(path, "r");
     } catch (error) {
-      if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return undefined;
+      if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined;
       throw error;
     }
     try {
@@ -359,7 +359,7 @@ export class SftpSession {
       await this.stat(path);
       return true;
     } catch (error) {
-      if ((error as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return false;
+      if (errorCode(error) === SFTP_NO_SUCH_FILE) return false;
       throw error;
     }
   }

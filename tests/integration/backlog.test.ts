@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
-import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide, logEvents } from "../support/agent";
 
 let erp: ErpServer;
 let local: LocalSide;
@@ -38,13 +38,10 @@ it("drains a backlog of 2,000 small orders in one pass, each byte-exact, none le
   expect(readdirSync(erp.stagingDir)).toEqual([]);
   expect(readdirSync(local.outbox)).toEqual([]);
   // Every line reached the log before the process exited (winston writes asynchronously).
-  const events = readdirSync(local.logDir)
-    .filter((f) => f.endsWith(".log"))
-    .flatMap((f) => readFileSync(join(local.logDir, f), "utf8").trim().split("\n"))
-    .map((line) => JSON.parse(line) as { event: string; file?: string; sha256?: string });
+  const events = logEvents(local.logDir);
   const delivered = events.filter((e) => e.event === "delivered");
   expect(delivered).toHaveLength(2000);
-  expect(new Map(delivered.map((e) => [e.file, e.sha256]))).toEqual(sums);
+  expect(new Map(delivered.map((e) => [e.file, e.sha256] as const))).toEqual(sums);
   expect(events[events.length - 1]).toMatchObject({ event: "pass", delivered: 2000 });
   process.stdout.write(`backlog: 2000 orders delivered in ${wallMs} ms wall (agent reports ${summary.durationMs} ms)\n`);
 });

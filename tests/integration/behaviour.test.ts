@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync, symlinkSync, chownSyn
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -14,12 +14,7 @@ function putInInbox(name: string, content: string): void {
   chownSync(path, statSync(ctx.erp.inboxDir).uid, statSync(ctx.erp.inboxDir).gid);
 }
 
-function logEvents(): Record<string, unknown>[] {
-  return readdirSync(ctx.local.logDir)
-    .filter((f) => f.endsWith(".log"))
-    .flatMap((f) => readFileSync(join(ctx.local.logDir, f), "utf8").trim().split("\n"))
-    .map((line) => JSON.parse(line));
-}
+const logEvents = () => logEventsIn(ctx.local.logDir);
 
 describe("never overwrite an order the ERP has not read", () => {
   it("same name, same content already in the inbox: counted delivered, not duplicated", async () => {

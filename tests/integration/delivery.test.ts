@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -38,11 +38,7 @@ describe("plutus-sync run against a real sshd (SFTP-only, chrooted)", () => {
     expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...bodies.keys()].sort());
     for (const [name, body] of bodies) expect(readFileSync(join(ctx.erp.inboxDir, name), "utf8")).toBe(body);
     expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
-    const connected = readdirSync(ctx.local.logDir)
-      .filter((f) => f.endsWith(".log"))
-      .flatMap((f) => readFileSync(join(ctx.local.logDir, f), "utf8").trim().split("\n"))
-      .map((line) => JSON.parse(line))
-      .filter((e) => e.event === "connected");
+    const connected = logEvents(ctx.local.logDir).filter((e) => e.event === "connected");
     expect(connected).toEqual([expect.objectContaining({ requestsCoalesced: true, connection: 1 })]);
   });
 });

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync, mkdirSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents } from "../support/agent";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 
 const ctx = useErpStandIn();
@@ -168,9 +168,9 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(blocked.code).toBe(0);
     expect(lastJsonLine(blocked.stdout)).toMatchObject({ found: 1, delivered: 1 });
     expect(readdirSync(ctx.erp.stagingDir)).toEqual([stuck]);
-    const warning = readdirSync(ctx.local.logDir).filter((f) => f.endsWith(".log")).flatMap((f) => readFileSync(join(ctx.local.logDir, f), "utf8").split("\n")).filter((l) => l.includes('"orphan-sweep-failed"'));
+    const warning = logEvents(ctx.local.logDir).filter((e) => e.event === "orphan-sweep-failed");
     expect(warning).toHaveLength(1);
-    expect(JSON.parse(warning[0]).error).toBe(`1 abandoned upload(s) in /Staging could not be removed (first: ${stuck}): remove /Staging/${stuck}: Failure`);
+    expect(warning[0].error).toBe(`1 abandoned upload(s) in /Staging could not be removed (first: ${stuck}): remove /Staging/${stuck}: Failure`);
     expect(readdirSync(ctx.local.stateDir)).toContain("staging-sweep");
     erpConsumes();
 

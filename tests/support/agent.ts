@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync, readdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentConfigInput } from "@plutus/shared";
@@ -133,4 +133,12 @@ export function sampleOrder(id: number, extraBytes = 0): string {
     lines: [{ sku: "LAMP-ARC-01", qty: 1 + (id % 3), price: 149.0 }],
     note: "x".repeat(extraBytes),
   });
+}
+
+/** Every structured line the agent logged under `logDir` (its `*.log` files, not the rotation audit). */
+export function logEvents(logDir: string): Record<string, unknown>[] {
+  return readdirSync(logDir)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) => readFileSync(join(logDir, f), "utf8").trim().split("\n"))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
