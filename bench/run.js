@@ -2,7 +2,7 @@
 /*
  * npm run bench — plutus-sync against the per-file scp loop, scp, rsync and rclone (issue 6).
  *
- *   node bench/run.js [--quick] [--runs N] [--only plutus,rsync,rclone,scp,scp-loop,scaling]
+ *   node bench/run.js [--quick] [--runs N] [--only plutus,rsync,rclone,scp,scp-loop,floor,scaling]
  *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
  *
  * --rtt MS puts a proxy in front of sshd that delays each direction by MS/2, for every tool.
@@ -32,7 +32,7 @@ const option = (name, fallback) => {
   return i >= 0 && ARGV[i + 1] !== undefined ? ARGV[i + 1] : fallback;
 };
 const QUICK = flag("--quick");
-const ONLY = option("--only", "plutus,rsync,rclone,scp,scp-loop,scaling").split(",");
+const ONLY = option("--only", "plutus,rsync,rclone,scp,scp-loop,floor,scaling").split(",");
 const RUNS = Number(option("--runs", QUICK ? 2 : 3));
 const SKIP_50K = flag("--no-50k");
 const RTT_MS = Number(option("--rtt", 0));
@@ -44,6 +44,8 @@ const PLAN = QUICK
 if (SKIP_50K) PLAN.scaling = PLAN.scaling.filter((n) => n < 50000);
 
 const SSHD = "/usr/sbin/sshd";
+/** bench/floor.js variants (see floorTools): measured with --only …,floor (the default). */
+const FLOORS = ["floor", "floor-coalesced", "floor-verified"];
 const ERP_USER = "plutus-bench-erp"; // SFTP-only, chrooted: what the ERP offers
 const SHELL_USER = "plutus-bench-sh"; // a shell and rsync: what rsync needs
 const BASE = process.env.BENCH_ROOT || "/srv/plutus-bench";
@@ -536,7 +538,38 @@ const TOOLS = {
       return timed(["bash", "-c", script, "loop", src.outbox]);
     },
   },
+  ...floorTools(),
 };
+
+/**
+ * bench/floor.js: the least a Node.js + ssh2 client does per file (no journal, fsync, logs or
+ * recovery), started cold like the agent: what plutus-sync's speed rests on, to show what its
+ * guarantees cost on top. Not a delivery tool.
+ */
+function floorTools() {
+  const variants = [
+    ["floor", "ssh2 floor: open, write, close, rename", []],
+    ["floor-coalesced", "ssh2 floor + requests coalesced", ["--coalesce"]],
+    ["floor-verified", "ssh2 floor + coalesced + JSON, read-back, SHA-256, archive", ["--coalesce", "--verify"]],
+  ];
+  return Object.fromEntries(
+    variants.map(([id, label, flags]) => [
+      id,
+      {
+        id,
+        label,
+        target: "erp",
+        run(fx, src) {
+          const config = path.join(src.dir, "floor.json");
+          const remote = { host: "127.0.0.1", port: fx.port, username: ERP_USER, privateKeyPath: fx.clientKey, hostKeySha256: fx.hostKeySha256 };
+          fs.writeFileSync(config, JSON.stringify({ outbox: src.outbox, archive: path.join(src.dir, "archive"), staging: "/Staging", inbox: "/Inbox", ...remote }));
+          // With the V8 flag sync_plutus.sh gives the agent, so only the work differs.
+          return timed([process.execPath, "--max-semi-space-size=8", path.join(__dirname, "floor.js"), config, ...flags]);
+        },
+      },
+    ]),
+  );
+}
 
 // ---------------------------------------------------------------- the experiment
 
@@ -592,6 +625,7 @@ async function main() {
 
     // Comparison at PLAN.compare files; repetitions interleaved so load noise hits every tool alike.
     const compareTools = ["plutus", "rsync", "rclone", "scp", "scp-loop"].filter((t) => ONLY.includes(t));
+    if (ONLY.includes("floor")) compareTools.push(...FLOORS);
     for (let rep = 0; rep < RUNS; rep++) {
       log(`comparison, round ${rep + 1}/${RUNS}`);
       for (const t of compareTools) await runOne(t, PLAN.compare);
@@ -637,7 +671,7 @@ function renderReport(fx, results, meta) {
   };
   const base = row("plutus", C);
   const rows = [];
-  for (const t of ["plutus", "rsync", "rclone", "scp", "scp-loop"]) {
+  for (const t of ["plutus", "rsync", "rclone", "scp", "scp-loop", ...FLOORS]) {
     const r = row(t, C);
     if (r) rows.push(r);
   }
@@ -674,6 +708,9 @@ function renderReport(fx, results, meta) {
   const loop = rows.find((r) => r.toolId === "scp-loop");
   if (loop) lines.push(`* scp per file: measured on ${loop.extrapolated} files, extrapolated linearly to ${C.toLocaleString("en-US")} (EXTRAPOLATED)`);
   lines.push("× plutus-sync time: the tool's wall time divided by plutus-sync's on the same number of files (> 1: plutus-sync is faster).");
+  if (rows.some((r) => FLOORS.includes(r.toolId))) {
+    lines.push("ssh2 floor: bench/floor.js, the least a cold Node.js + ssh2 process does per file (no journal, fsync, logs, recovery or quarantine); not a delivery tool. The gap to plutus-sync is what its guarantees cost.");
+  }
   lines.push(`peak RSS: the measured process's own peak (/usr/bin/time %M; for the agent, the node process). sshd CPU: user+sys of sshd and all its connection processes (incl. internal-sftp / rsync server side), via ${fx.cpuMeter.how}.`);
   lines.push("");
   // Targets.

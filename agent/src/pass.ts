@@ -264,7 +264,8 @@ class PassWorker {
 
   private async deliver(file: Extract<Inspection, { kind: "ready" }>): Promise<void> {
     const started = Date.now();
-    this.log.debug("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
+    // Guarded: winston formats a message before its transport drops it by level.
+    if (this.log.isDebugEnabled()) this.log.debug("taken", { event: "taken", file: file.name, size: file.content.length, sha256: file.sha256 });
     let entry: JournalEntry | undefined;
     await this.stagingMarker.setOnce().catch((error) => this.log.warn("could not mark staging for a sweep", { event: "sweep-mark-failed", error: errorMessage(error) }));
     for (let attempt = 0; ; attempt++) {
