@@ -164,7 +164,7 @@ function serverCpuMeter(pid) {
       fs.mkdirSync(dir);
       fs.writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
       c.read(dir);
-      return { how: `cgroup ${dir}`, read: () => c.read(dir), remove: () => fs.rmSync(dir, { recursive: false, force: true }) };
+      return { how: `cgroup ${dir}`, read: () => c.read(dir), remove: () => fs.rmdirSync(dir) };
     } catch {
       try {
         fs.rmdirSync(dir);
