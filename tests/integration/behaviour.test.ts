@@ -100,6 +100,18 @@ describe("stability and local hygiene", () => {
   });
 });
 
+describe("log level debug", () => {
+  it("adds a 'taken' and a 'published' line per delivered file", async () => {
+    writeFileSync(ctx.local.configPath, JSON.stringify({ ...ctx.local.config, logLevel: "debug" }));
+    ctx.local.writeOrder("a.json", sampleOrder(1));
+    await runAgent(["run", "--config", ctx.local.configPath]);
+    const events = logEvents();
+    expect(events.map((e) => e.event).filter((e) => e !== "connected")).toEqual(["taken", "published", "delivered", "pass"]);
+    expect(events.find((e) => e.event === "taken")).toMatchObject({ level: "debug", file: "a.json", size: sampleOrder(1).length, sha256: sha(sampleOrder(1)) });
+    expect(events.find((e) => e.event === "published")).toMatchObject({ level: "debug", file: "a.json", target: "a.json", how: "renamed" });
+  });
+});
+
 describe("one pass at a time", () => {
   it("a second pass started during the first does nothing and exits 0; every order arrives once", async () => {
     for (let i = 0; i < 300; i++) ctx.local.writeOrder(`o-${i}.json`, sampleOrder(i));
