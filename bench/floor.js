@@ -6,12 +6,12 @@
  *
  *   node bench/floor.js CONFIG.json [--coalesce] [--verify]
  *
- * CONFIG: { outbox, archive, host, port, username, privateKeyPath, hostKeySha256, staging, inbox }
+ * CONFIG: { outbox, archive, host, port, username, privateKeyPath, hostKeySha256, staging, inbox,
+ *           coalescerModule: agent/src/channelCoalescer.ts compiled to CommonJS }
  *
  * Per file, 64 files in flight like the agent: read it, OPEN a unique name in staging, WRITE,
  * CLOSE, RENAME into the inbox.
- *   --coalesce  SFTP requests of one tick share one SSH message (what agent/src/channelCoalescer.ts
- *               does)
+ *   --coalesce  SFTP requests of one tick share one SSH message (agent/src/channelCoalescer.ts)
  *   --verify    what the agent checks and keeps besides: JSON.parse of the content, SHA-256 of it,
  *               READ back (size + 1 bytes) and its SHA-256 compared, the local file renamed into the
  *               archive folder afterwards
@@ -45,7 +45,10 @@ client.on("error", fail);
 client.on("ready", () =>
   client.sftp((error, sftp) => {
     if (error) return fail(error);
-    if (coalesce) coalesceRequests(client, sftp, socket);
+    // The agent's own module, compiled by bench/run.js (config.coalescerModule).
+    if (coalesce && !require(config.coalescerModule).coalesceSftpRequests(client, sftp, socket)) {
+      return fail(new Error("ssh2's internals are not what channelCoalescer.ts expects"));
+    }
     let next = 0;
     let delivered = 0;
     const sendNext = () => {
@@ -98,37 +101,3 @@ client.connect({
   // The agent's choice (see agent/src/sftpSession.ts).
   algorithms: { cipher: ["aes128-ctr"], hmac: ["hmac-sha2-256-etm@openssh.com"] },
 });
-
-/** The agent's channelCoalescer, reduced to what this needs. */
-function coalesceRequests(client, sftp, socket) {
-  const protocol = client._protocol;
-  const send = protocol.channelData.bind(protocol);
-  const channel = sftp.outgoing.id;
-  const maxBytes = sftp.outgoing.packetSize;
-  let pending = [];
-  let pendingBytes = 0;
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    if (pendingBytes === 0) return;
-    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    socket.cork();
-    send(channel, data);
-    socket.uncork();
-  };
-  protocol.channelData = (target, data) => {
-    if (target !== channel || typeof data === "string") {
-      flush();
-      return send(target, data);
-    }
-    if (pendingBytes + data.length > maxBytes) flush();
-    pending.push(data);
-    pendingBytes += data.length;
-    if (!scheduled) {
-      scheduled = true;
-      process.nextTick(flush);
-    }
-  };
-}

@@ -546,6 +546,15 @@ const TOOLS = {
  * recovery), started cold like the agent: what plutus-sync's speed rests on, to show what its
  * guarantees cost on top. Not a delivery tool.
  */
+/** agent/src/channelCoalescer.ts as CommonJS for bench/floor.js, compiled once per fixture (not in the measured run). */
+function coalescerModule(fx) {
+  const out = path.join(fx.root, "channelCoalescer.cjs");
+  if (!fs.existsSync(out)) {
+    require("esbuild").buildSync({ entryPoints: [path.join(REPO, "agent/src/channelCoalescer.ts")], outfile: out, format: "cjs", platform: "node", logLevel: "warning" });
+  }
+  return out;
+}
+
 function floorTools() {
   const variants = [
     ["floor", "ssh2 floor: open, write, close, rename", []],
@@ -562,7 +571,7 @@ function floorTools() {
         run(fx, src) {
           const config = path.join(src.dir, "floor.json");
           const remote = { host: "127.0.0.1", port: fx.port, username: ERP_USER, privateKeyPath: fx.clientKey, hostKeySha256: fx.hostKeySha256 };
-          fs.writeFileSync(config, JSON.stringify({ outbox: src.outbox, archive: path.join(src.dir, "archive"), staging: "/Staging", inbox: "/Inbox", ...remote }));
+          fs.writeFileSync(config, JSON.stringify({ outbox: src.outbox, archive: path.join(src.dir, "archive"), staging: "/Staging", inbox: "/Inbox", coalescerModule: coalescerModule(fx), ...remote }));
           // With the V8 flag sync_plutus.sh gives the agent, so only the work differs.
           return timed([process.execPath, "--max-semi-space-size=8", path.join(__dirname, "floor.js"), config, ...flags]);
         },
