@@ -541,11 +541,6 @@ const TOOLS = {
   ...floorTools(),
 };
 
-/**
- * bench/floor.js: the least a Node.js + ssh2 client does per file (no journal, fsync, logs or
- * recovery), started cold like the agent: what plutus-sync's speed rests on, to show what its
- * guarantees cost on top. Not a delivery tool.
- */
 /** agent/src/channelCoalescer.ts as CommonJS for bench/floor.js, compiled once per fixture (not in the measured run). */
 function coalescerModule(fx) {
   const out = path.join(fx.root, "channelCoalescer.cjs");
@@ -555,6 +550,11 @@ function coalescerModule(fx) {
   return out;
 }
 
+/**
+ * bench/floor.js: the least a Node.js + ssh2 client does per file (no journal, fsync, logs or
+ * recovery), started cold like the agent: what plutus-sync's speed rests on, to show what its
+ * guarantees cost on top. Not a delivery tool.
+ */
 function floorTools() {
   const variants = [
     ["floor", "ssh2 floor: open, write, close, rename", []],
