@@ -5,7 +5,7 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
-import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName } from "./orderFile";
+import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
@@ -30,6 +30,12 @@ interface Deadlines {
 
 /** File content held in memory at once across all files in flight (see ByteBudget). */
 export const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Entries quarantined as they are found; more wait until the outbox has been looked at. Each
+ * move costs a few fsyncs, so a pass never spends long on junk before it reaches the orders.
+ */
+export const QUARANTINE_INLINE = 100;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -132,6 +138,9 @@ class PassWorker {
   private readonly budget = new ByteBudget(IN_FLIGHT_BYTES);
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
+  private quarantinedInline = 0;
+  /** Entries to quarantine once every outbox name has been looked at. */
+  private readonly heldBack: Extract<Inspection, { kind: "quarantine" }>[] = [];
 
   constructor(
     private readonly config: AgentConfig,
@@ -192,12 +201,20 @@ class PassWorker {
     }
   }
 
+  /**
+   * Orders first, junk in bounded amounts: the first QUARANTINE_INLINE entries to quarantine are
+   * moved as they are found; the rest wait until every name has been looked at (so a valid order
+   * is reached whatever junk shares the outbox) and are then moved until the pass must stop
+   * starting work; what is left waits for the next pass.
+   */
   async deliverOutbox(): Promise<void> {
     const names = await listOrderNames(this.config.outbox);
     crashPoint("after-scan");
     let next = 0;
     const work = async () => {
       while (next < names.length) {
+        // Looking at an entry can be all synchronous calls; timers must still run.
+        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
         const raw = names[next++];
         if (typeof raw === "string" && this.owned.has(raw)) continue;
         this.summary.found++;
@@ -205,6 +222,25 @@ class PassWorker {
       }
     };
     await Promise.all(Array.from({ length: this.config.concurrency }, work));
+    await this.quarantineHeldBack();
+  }
+
+  private async quarantineHeldBack(): Promise<void> {
+    const waiting = this.heldBack;
+    let moved = 0;
+    while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) {
+      if (moved % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
+      await this.quarantine(waiting[moved++]);
+    }
+    const left = waiting.length - moved;
+    if (left > 0) {
+      this.summary.deferred += left;
+      this.log.warn("more entries to quarantine than this pass had time for; the rest wait for the next pass", {
+        event: "quarantine-postponed",
+        count: left,
+        quarantinedThisPass: this.summary.quarantined,
+      });
+    }
   }
 
   private async handle(raw: OutboxName): Promise<void> {
@@ -230,7 +266,10 @@ class PassWorker {
       return;
     }
     if (inspection.kind === "quarantine") {
-      await this.quarantine(inspection);
+      if (this.quarantinedInline < QUARANTINE_INLINE) {
+        this.quarantinedInline++;
+        await this.quarantine(inspection);
+      } else this.heldBack.push(inspection);
       return;
     }
     if (Date.now() >= this.deadlines.stopStarting) {
