@@ -214,7 +214,10 @@ class PassWorker {
     const work = async () => {
       while (next < names.length) {
         // Looking at an entry can be all synchronous calls; timers must still run.
-        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
+        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) {
+          await yieldToEventLoop();
+          if (next >= names.length) break;
+        }
         const raw = names[next++];
         if (typeof raw === "string" && this.owned.has(raw)) continue;
         this.summary.found++;
@@ -228,10 +231,12 @@ class PassWorker {
   private async quarantineHeldBack(): Promise<void> {
     const waiting = this.heldBack;
     let moved = 0;
-    while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) {
-      if (moved % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
-      await this.quarantine(waiting[moved++]);
-    }
+    // In parallel: the folder fsyncs of concurrent moves are shared (see fsyncDir). Each move
+    // waits for file system I/O, so timers run between them.
+    const work = async () => {
+      while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) await this.quarantine(waiting[moved++]);
+    };
+    await Promise.all(Array.from({ length: this.config.concurrency }, work));
     const left = waiting.length - moved;
     if (left > 0) {
       this.summary.deferred += left;
