@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
+import { existsSync, lchownSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { Rig, Row, newRow, sha256, sleep } from "./harness";
 import type { Scenario } from "./scenarios";
@@ -22,6 +22,8 @@ interface Case {
   final?: Outcome;
   /** For quarantine: the reason recorded beside the file. */
   reason?: RegExp;
+  /** For quarantine: kept in the outbox as `<name>.set-aside`, only its note in quarantine (folders). */
+  setAside?: true;
   /** For delivery: the name it must arrive under in the inbox, when not its own. */
   deliveredAs?: (content: Buffer) => string;
 }
@@ -89,7 +91,19 @@ const CASES: Case[] = [
   plain("target of an inside symlink", "target-inside.json"),
   { what: "symlink to an order inside the outbox", name: "alias.json", make: (_ctx, path) => symlinkSync("target-inside.json", path), expect: "quarantined", reason: /^symbolic link/ },
   { what: "fifo", name: "pipe.json", make: (_ctx, path) => execFileSync("mkfifo", [path.toString()]), expect: "quarantined", reason: /^not a regular file \(fifo\)$/ },
-  { what: "folder named *.json", name: "folder.json", make: (_ctx, path) => mkdirSync(path), expect: "quarantined", reason: /^not a regular file \(directory\)$/ },
+  { what: "folder named *.json", name: "folder.json", make: (_ctx, path) => mkdirSync(path), expect: "quarantined", setAside: true, reason: /^not a regular file \(directory\)$/ },
+  {
+    what: "hard link to a file outside the outbox",
+    name: "hard-linked.json",
+    make: (ctx, path) => {
+      const elsewhere = join(ctx.rig.root, "linked-config.json");
+      writeFileSync(elsewhere, order("hard-linked"));
+      utimesSync(elsewhere, OLD, OLD);
+      linkSync(elsewhere, path);
+    },
+    expect: "quarantined",
+    reason: /^file has 2 hard links \(another name for it may be outside the outbox\); an order file has exactly one$/,
+  },
   {
     what: "unreadable file (root's, mode 000)",
     name: "secret.json",
@@ -274,8 +288,11 @@ export const hostileInputs: Scenario = {
           else problem(`expected delivered as ${as}; ERP saw ${consumed.filter((e) => e.name.startsWith(shown.slice(0, 4))).map((e) => e.name).join(", ") || "nothing"}`);
         } else if (outcome === "quarantined") {
           const qname = typeof c.name === "string" ? c.name.replace(/[\0/]/g, "_") : shown;
-          const reason = quarantineReason(rig, qname);
-          if (!present(join(rig.quarantine, qname))) {
+          const reason = quarantineReason(rig, c.setAside ? `${qname}.set-aside` : qname);
+          if (c.setAside && !present(join(rig.outbox, `${qname}.set-aside`))) {
+            problem(`expected set aside in the outbox as ${qname}.set-aside${inOutbox ? ", still under its name" : ""}`);
+            if (!inOutbox) lost++;
+          } else if (!c.setAside && !present(join(rig.quarantine, qname))) {
             problem(`expected quarantined, not in quarantine${inOutbox ? " (still in the outbox)" : ""}`);
             if (!inOutbox) lost++;
           } else if (reason === undefined || !c.reason?.test(reason)) problem(`quarantined with reason ${JSON.stringify(reason)}, expected ${c.reason}`);
