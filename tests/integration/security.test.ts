@@ -250,5 +250,7 @@ describe("a folder the web shop's account keeps open", () => {
     expect(entries.map((p) => p.slice(ctx.local.quarantine.length + 1))).toEqual(["folder.json.set-aside.reason"]);
     for (const path of entries) expect(lstatSync(path).uid).toBe(process.getuid!());
     expect(existsSync(join(ctx.local.quarantine, "folder.json"))).toBe(false);
+    // The operator still sees it counted.
+    expect(JSON.parse((await runAgent(["status", "--config", ctx.local.configPath, "--json"])).stdout)).toMatchObject({ quarantined: 1, outbox: { waiting: 0 } });
   });
 });
