@@ -5,7 +5,7 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
-import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
+import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, InspectRules, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
@@ -140,7 +140,7 @@ class PassWorker {
   private readonly owned = new Set<string>();
   private quarantinedInline = 0;
   /** Entries to quarantine once every outbox name has been looked at. */
-  private readonly heldBack: Extract<Inspection, { kind: "quarantine" }>[] = [];
+  private readonly heldBack: OutboxName[] = [];
 
   constructor(
     private readonly config: AgentConfig,
@@ -212,7 +212,8 @@ class PassWorker {
     crashPoint("after-scan");
     let next = 0;
     const work = async () => {
-      while (next < names.length) {
+      // Past this point nothing found could be started; the rest waits for the next pass.
+      while (next < names.length && Date.now() < this.deadlines.stopStarting) {
         // Looking at an entry can be all synchronous calls; timers must still run.
         if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) {
           await yieldToEventLoop();
@@ -225,6 +226,12 @@ class PassWorker {
       }
     };
     await Promise.all(Array.from({ length: this.config.concurrency }, work));
+    const notLookedAt = names.slice(next).filter((raw) => typeof raw !== "string" || !this.owned.has(raw)).length;
+    if (notLookedAt > 0) {
+      this.summary.found += notLookedAt;
+      this.summary.deferred += notLookedAt;
+      this.log.warn("pass deadline near; entries not looked at wait for the next pass", { event: "scan-postponed", count: notLookedAt });
+    }
     await this.quarantineHeldBack();
   }
 
@@ -234,7 +241,18 @@ class PassWorker {
     // In parallel: the folder fsyncs of concurrent moves are shared (see fsyncDir). Each move
     // waits for file system I/O, so timers run between them.
     const work = async () => {
-      while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) await this.quarantine(waiting[moved++]);
+      while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) {
+        // Looked at again: since the first look the web shop may have put an order under the name.
+        const raw = waiting[moved++];
+        const size = lstatSync(outboxPath(this.config.outbox, raw), { throwIfNoEntry: false })?.size ?? 0;
+        const held = await this.budget.take(Math.min(size, this.config.maxFileBytes));
+        const inspection = await inspect(this.config.outbox, raw, this.inspectRules()).finally(() => this.budget.give(held));
+        if (inspection.kind === "quarantine") await this.quarantine(inspection);
+        else {
+          this.summary.deferred++;
+          this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "changed since it was found; next pass" });
+        }
+      }
     };
     await Promise.all(Array.from({ length: this.config.concurrency }, work));
     const left = waiting.length - moved;
@@ -260,11 +278,7 @@ class PassWorker {
   }
 
   private async inspectAndDeliver(raw: OutboxName): Promise<void> {
-    const inspection = await inspect(this.config.outbox, raw, {
-      minAgeMs: this.config.minAgeSeconds * 1000,
-      maxFileBytes: this.config.maxFileBytes,
-      now: Date.now,
-    });
+    const inspection = await inspect(this.config.outbox, raw, this.inspectRules());
     if (inspection.kind === "deferred") {
       this.summary.deferred++;
       this.log.info("deferred", { event: "deferred", file: inspection.name, reason: inspection.reason });
@@ -274,7 +288,7 @@ class PassWorker {
       if (this.quarantinedInline < QUARANTINE_INLINE) {
         this.quarantinedInline++;
         await this.quarantine(inspection);
-      } else this.heldBack.push(inspection);
+      } else this.heldBack.push(raw);
       return;
     }
     if (Date.now() >= this.deadlines.stopStarting) {
@@ -288,6 +302,10 @@ class PassWorker {
       return;
     }
     await this.deliver(inspection);
+  }
+
+  private inspectRules(): InspectRules {
+    return { minAgeMs: this.config.minAgeSeconds * 1000, maxFileBytes: this.config.maxFileBytes, now: Date.now };
   }
 
   private async quarantine(inspection: Extract<Inspection, { kind: "quarantine" }>): Promise<void> {
