@@ -1,8 +1,8 @@
-import { readdirSync, chmodSync, readFileSync, writeFileSync, rmSync, linkSync, lstatSync, existsSync, utimesSync } from "node:fs";
+import { readdirSync, chmodSync, chownSync, readFileSync, writeFileSync, rmSync, linkSync, lstatSync, existsSync, utimesSync } from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { startErpServer, ErpServer, generateKey, sha256Fingerprint } from "../support/sshd";
-import { useErpStandIn, makeLocalSide, runAgent, sampleOrder, lastJsonLine, logEvents } from "../support/agent";
+import { useErpStandIn, makeLocalSide, runAgent, sampleOrder, lastJsonLine, logEvents, BUNDLE } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -195,60 +195,82 @@ describe("hostile outbox contents (the web shop's account is untrusted)", () => 
 });
 
 describe("a folder the web shop's account keeps open", () => {
-  const account = "h6www";
+  // Real accounts: the web shop's (makes the folder) and the agent's (not root, as deployed).
+  const web = "h6www";
+  const agent = "h6agent";
+  const ids = (name: string) => ({ uid: Number(execFileSync("id", ["-u", name], { encoding: "utf8" })), gid: Number(execFileSync("id", ["-g", name], { encoding: "utf8" })) });
   beforeAll(() => {
-    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account]);
+    for (const name of [web, agent]) execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
   });
   afterAll(() => {
-    execFileSync("userdel", [account]);
+    for (const name of [web, agent]) execFileSync("userdel", [name]);
   });
 
+  /** Runs a command as `who` (no supplementary groups); resolves with its stdout once it printed `want`. */
+  function spawnAs(who: { uid: number; gid: number }, command: string[]) {
+    const child = spawn("setpriv", [`--reuid=${who.uid}`, `--regid=${who.gid}`, "--clear-groups", ...command], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const printed = (want: string) =>
+      new Promise<string>((resolve, reject) => {
+        const check = () => (stdout.includes(want) ? resolve(stdout) : undefined);
+        child.stdout.on("data", check);
+        child.on("exit", () => (stdout.includes(want) ? resolve(stdout) : reject(new Error(`exited without "${want}": ${stdout} ${stderr}`))));
+        check();
+      });
+    const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+    return { child, printed, exited };
+  }
+
   it("is set aside in the outbox, not moved into quarantine, so writes through the kept handle never land in the agent's folder", async () => {
-    const uid = Number(execFileSync("id", ["-u", account], { encoding: "utf8" }));
+    const webIds = ids(web);
+    const agentIds = ids(agent);
+    // As install.sh lays it out: the agent owns its folders; the outbox is agent:web-group 2770.
+    const key = join(ctx.local.root, "id_agent");
+    writeFileSync(key, readFileSync(ctx.erp.clientKeyPath), { mode: 0o600 });
+    writeFileSync(ctx.local.configPath, JSON.stringify({ ...ctx.local.config, remote: { ...ctx.local.config.remote, privateKeyPath: key } }));
+    for (const path of [ctx.local.root, key]) chownSync(path, agentIds.uid, agentIds.gid);
     chmodSync(ctx.local.root, 0o711);
-    chmodSync(ctx.local.outbox, 0o777);
+    chownSync(ctx.local.outbox, agentIds.uid, webIds.gid);
+    chmodSync(ctx.local.outbox, 0o2770);
     const folder = join(ctx.local.outbox, "folder.json");
-    // The web application: makes the folder, keeps it as its working directory, and writes into
-    // it relative to that handle after the agent's pass (no path lookup through the agent's folders).
-    const webApp = spawn(
-      "setpriv",
-      [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", process.execPath, "-e",
-        `const fs = require("fs"); fs.mkdirSync(${JSON.stringify(folder)}); process.chdir(${JSON.stringify(folder)}); console.log("ready");
-         process.stdin.once("data", () => { try { fs.writeFileSync("planted", "from the web app"); console.log("wrote"); } catch (e) { console.log(e.code); } process.exit(0); });`],
-      { stdio: ["pipe", "pipe", "inherit"] },
-    );
-    let output = "";
-    const line = (want: string) => new Promise<void>((resolve, reject) => {
-      const check = () => (output.includes(want) ? resolve() : undefined);
-      webApp.stdout.on("data", (d) => { output += d; check(); });
-      webApp.on("exit", () => (output.includes(want) ? resolve() : reject(new Error(`web app exited: ${output}`))));
-      check();
-    });
+    // The web application makes the folder (mode 0755: the agent cannot write in it), keeps it as
+    // its working directory, and after the pass writes into it relative to that handle.
+    const webApp = spawnAs(webIds, [
+      process.execPath,
+      "-e",
+      `const fs = require("fs"); fs.mkdirSync(${JSON.stringify(folder)}, 0o755); process.chdir(${JSON.stringify(folder)}); console.log("ready");
+       process.stdin.once("data", () => { try { fs.writeFileSync("planted", "from the web app"); console.log("wrote"); } catch (e) { console.log(e.code); } process.exit(0); });`,
+    ]);
     try {
-      await line("ready");
+      await webApp.printed("ready");
       const old = new Date(Date.now() - 60_000);
       utimesSync(folder, old, old);
-      const result = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
-      expect(result.code).toBe(0);
-      expect(lastJsonLine(result.stdout)).toMatchObject({ found: 2, delivered: 1, quarantined: 1 });
-      webApp.stdin.write("go\n");
-      await line("wrote");
+      const run = await spawnAs(agentIds, [process.execPath, BUNDLE, "run", "--config", ctx.local.configPath, "--json"]).exited;
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      expect(lastJsonLine(run.stdout)).toMatchObject({ found: 2, delivered: 1, quarantined: 1, failed: 0 });
+      webApp.child.stdin.write("go\n");
+      await webApp.printed("wrote");
     } finally {
-      webApp.kill();
+      webApp.child.kill();
     }
     const setAside = join(ctx.local.outbox, "folder.json.set-aside");
     expect(readdirSync(ctx.local.outbox)).toEqual(["folder.json.set-aside"]);
     expect(readFileSync(join(setAside, "planted"), "utf8")).toBe("from the web app");
     const reasonNote = JSON.parse(readFileSync(join(ctx.local.quarantine, "folder.json.set-aside.reason"), "utf8"));
     expect(reasonNote).toMatchObject({ file: null, keptInOutboxAs: setAside, originalName: "folder.json", reason: "not a regular file (directory)" });
-    // Nothing in the quarantine folder belongs to the web shop's account or can be written by it.
-    const walk = (dir: string): string[] => readdirSync(dir).flatMap((n) => {
-      const path = join(dir, n);
-      return lstatSync(path).isDirectory() ? [path, ...walk(path)] : [path];
-    });
+    // Nothing in the quarantine folder belongs to the web shop's account: only the agent's note.
+    const walk = (dir: string): string[] =>
+      readdirSync(dir).flatMap((n) => {
+        const path = join(dir, n);
+        return lstatSync(path).isDirectory() ? [path, ...walk(path)] : [path];
+      });
     const entries = walk(ctx.local.quarantine);
     expect(entries.map((p) => p.slice(ctx.local.quarantine.length + 1))).toEqual(["folder.json.set-aside.reason"]);
-    for (const path of entries) expect(lstatSync(path).uid).toBe(process.getuid!());
+    for (const path of entries) expect(lstatSync(path).uid).toBe(agentIds.uid);
     expect(existsSync(join(ctx.local.quarantine, "folder.json"))).toBe(false);
     // The operator still sees it counted.
     expect(JSON.parse((await runAgent(["status", "--config", ctx.local.configPath, "--json"])).stdout)).toMatchObject({ quarantined: 1, outbox: { waiting: 0 } });
