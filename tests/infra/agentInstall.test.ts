@@ -73,7 +73,7 @@ function runInstallStep(stdin: string) {
 const leftInTmp = () => fs.readdirSync(tmp).filter((f) => !plantedFolders.includes(path.join(tmp, f)));
 
 beforeAll(async () => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-h2-install-"));
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-install-step-"));
   tmp = path.join(root, "tmp");
   bin = path.join(root, "bin");
   record = path.join(root, "ran");

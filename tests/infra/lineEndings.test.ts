@@ -97,7 +97,7 @@ describe("the agent bundle build", () => {
   };
 
   function scriptsCopy(transform: (name: string, text: string) => string): { scriptsDir: string; agentFile: string } {
-    const dir = tempDir("plutus-h2-build-");
+    const dir = tempDir("plutus-build-");
     const scriptsDir = path.join(dir, "scripts");
     fs.mkdirSync(scriptsDir);
     for (const name of ["install.sh", "sync_plutus.sh"]) {
@@ -133,7 +133,7 @@ describe("the agent bundle build", () => {
   });
 
   test("the program refuses a bundle that an older build shipped with CRLF scripts", () => {
-    const dir = tempDir("plutus-h2-crlf-bundle-");
+    const dir = tempDir("plutus-crlf-bundle-");
     const files: Record<string, string> = { "plutus-sync.cjs": "x\n", "sync_plutus.sh": "#!/bin/sh\r\nexit 0\r\n", "install.sh": "#!/bin/bash\nexit 0\n" };
     for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
     fs.writeFileSync(path.join(dir, "SHA256SUMS"), Object.entries(files).map(([n, t]) => `${sha256(t)}  ${n}\n`).join(""));

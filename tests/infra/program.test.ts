@@ -150,8 +150,19 @@ test("host commands: one fixed command line per step, data on stdin, script hash
   expect(account.PublicKey).toBe(run.keys.get("sync-key")!.publicKeyOpenssh);
 });
 
+/** A fresh temporary folder, removed after the test that made it. */
+const temps: string[] = [];
+afterEach(() => {
+  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  temps.push(dir);
+  return dir;
+}
+
 test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key, agentConfig, canary", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-fp-"));
+  const dir = tempDir("plutus-fp-");
   const fingerprint = (key: string) => {
     const file = path.join(dir, `${key}.pub`);
     fs.writeFileSync(file, run.keys.get(key)!.publicKeyOpenssh);
@@ -367,7 +378,7 @@ test("a missing bundle stops the program with 'run npm run build first'", async 
   await expect(runProgram({ "plutus:agentBundleDir": "/nonexistent/bundle" })).rejects.toThrow(
     "agent bundle not found at /nonexistent/bundle (missing plutus-sync.cjs, sync_plutus.sh, install.sh, SHA256SUMS): run npm run build first",
   );
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-bad-"));
+  const dir = tempDir("plutus-bad-");
   for (const f of ["plutus-sync.cjs", "sync_plutus.sh", "install.sh"]) fs.writeFileSync(path.join(dir, f), f);
   fs.writeFileSync(path.join(dir, "SHA256SUMS"), `${"0".repeat(64)}  plutus-sync.cjs\n`);
   expect(() => readBundle(dir)).toThrow(`agent bundle at ${dir} is inconsistent: plutus-sync.cjs does not match SHA256SUMS; run npm run build again`);
