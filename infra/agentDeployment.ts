@@ -61,7 +61,6 @@ export const BUNDLE_REFUSED_EXIT_CODE = 2;
  */
 const INSTALL_AS_ROOT = [
   "set -euo pipefail",
-  "umask 077",
   'expected="$1"',
   'length="$2"',
   'work="$(mktemp -d --tmpdir plutus-sync-bundle.XXXXXXXXXX)"',
@@ -275,7 +274,10 @@ export class AgentDeployment extends pulumi.ComponentResource {
         triggers: [args.bundle.checksum, configJson, ...vmTriggers],
         addPreviousOutputInEnv: false,
       },
-      { parent: this, dependsOn: [uninstall], additionalSecretOutputs: ["stdin"] },
+      // No delete of its own, so deleting first costs nothing; it matters for a stack deployed by an
+      // older program, whose stored agent-install still holds the uninstall as its delete: that
+      // must run before the new install, not after it.
+      { parent: this, dependsOn: [uninstall], additionalSecretOutputs: ["stdin"], deleteBeforeReplace: true },
     );
     this.registerOutputs({ bundleSha256: this.bundleSha256 });
   }
