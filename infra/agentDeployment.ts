@@ -229,10 +229,10 @@ export interface AgentDeploymentArgs {
  * Uninstalling lives in its own resource, `<name>-uninstall`, whose create does nothing and whose
  * delete runs install.sh --uninstall; it has no triggers, so it is never replaced, and its delete
  * runs only when the stack is destroyed. The install step has no delete: a new bundle or config
- * replaces it, and Pulumi replaces create-before-delete, so an uninstall there would run *after*
- * the new install and remove it. install.sh upgrades in place, so nothing needs undoing first
- * (deleteBeforeReplace would instead take the agent away, account and key included, on every
- * config change, and leave none when the new install fails).
+ * replaces it, and by default Pulumi replaces create-before-delete, so an uninstall there would run
+ * *after* the new install and remove it. install.sh upgrades in place, so nothing needs undoing
+ * first (an uninstall before each replacement would take the agent away, account and key included,
+ * on every config change, and leave none when the new install fails).
  */
 export class AgentDeployment extends pulumi.ComponentResource {
   /** SHA-256 of the bundle archive the VM accepts. */
