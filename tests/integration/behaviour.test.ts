@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync, symlinkSync, chownSyn
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -24,7 +24,7 @@ describe("never overwrite an order the ERP has not read", () => {
     expect(result.code).toBe(0);
     expect(lastJsonLine(result.stdout)).toMatchObject({ delivered: 1, failed: 0 });
     expect(readdirSync(ctx.erp.inboxDir)).toEqual(["order-7.json"]);
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
   });
 
   it("same name, other content: delivered as <stem>.<sha8>.json with a warning", async () => {

@@ -135,6 +135,14 @@ export function sampleOrder(id: number, extraBytes = 0): string {
   });
 }
 
+/** The agent's sentinel, which it keeps in the staging folder to recognise it later. */
+export const STAGING_SENTINEL = /^plutus-[0-9a-f]{12}\.sentinel$/;
+
+/** What the staging folder holds besides the agent's sentinel (uploads, leftovers). */
+export function stagingFiles(stagingDir: string): string[] {
+  return readdirSync(stagingDir).filter((name) => !STAGING_SENTINEL.test(name));
+}
+
 /** Every structured line the agent logged under `logDir` (its `*.log` files, not the rotation audit). */
 export function logEvents(logDir: string): Record<string, unknown>[] {
   return readdirSync(logDir)
