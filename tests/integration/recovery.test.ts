@@ -2,6 +2,8 @@ import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, 
 import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
+import { watch } from "node:fs";
+import { TcpProxy } from "../support/tcpProxy";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE, STAGING_SENTINEL } from "../support/agent";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 
@@ -367,5 +369,60 @@ describe("a recovery that cannot look at the ERP is a failed run", () => {
     expect(pass.code).toBe(0);
     erpConsumes();
     expectExactlyOnce(new Map([["order-a.json", sha(sampleOrder(0))]]));
+  });
+});
+
+describe("conflicts", () => {
+  function intruder(name: string, content: string | Buffer, mode = 0o644): void {
+    const path = join(ctx.erp.inboxDir, name);
+    writeFileSync(path, content, { mode });
+    chownSync(path, statSync(ctx.erp.inboxDir).uid, statSync(ctx.erp.inboxDir).gid);
+  }
+
+  it("a name taken by a file of another size is a conflict without reading a byte of it", async () => {
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    // Larger than anything the agent would read (2 x maxFileBytes + 1 MiB), and unreadable to the ERP account.
+    const maxFileBytes = 1024 * 1024;
+    writeFileSync(ctx.local.configPath, JSON.stringify({ ...ctx.local.config, maxFileBytes }));
+    intruder("order-a.json", Buffer.alloc(3 * maxFileBytes + 1, 0x20), 0o000);
+    const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(pass.stderr).toBe("");
+    expect(pass.code).toBe(0);
+    const alternative = `order-a.${sha(sampleOrder(0)).slice(0, 8)}.json`;
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "conflict")).toEqual([
+      expect.objectContaining({ level: "warn", file: "order-a.json", deliveredAs: alternative, inboxSize: 3 * maxFileBytes + 1 }),
+    ]);
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([alternative, "order-a.json"].sort());
+    expect(sha(readFileSync(join(ctx.erp.inboxDir, alternative)))).toBe(sha(sampleOrder(0)));
+  });
+
+  it("a conflict rename whose reply was lost is settled, and journaled and logged under the name it was delivered as", async () => {
+    const proxy = await TcpProxy.start({ host: ctx.erp.host, port: ctx.erp.port });
+    const alternative = `order-a.${sha(sampleOrder(0)).slice(0, 8)}.json`;
+    // The reply to the second rename is held back, and dropped with the connection the moment the file appears.
+    const watcher = watch(ctx.erp.inboxDir, (_event, name) => {
+      if (name === alternative) proxy.cutAll();
+    });
+    try {
+      const config = { ...ctx.local.config, logLevel: "debug", concurrency: 1, retryBaseDelayMs: 100, remote: { ...ctx.local.config.remote, port: proxy.port } };
+      writeFileSync(ctx.local.configPath, JSON.stringify(config));
+      ctx.local.writeOrder("order-a.json", sampleOrder(0));
+      intruder("order-a.json", '{"other":"order"}');
+      proxy.delayDownMs = 200;
+      const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+      expect(pass.code).toBe(0);
+      expect(lastJsonLine(pass.stdout)).toMatchObject({ found: 1, delivered: 1, failed: 0 });
+      const events = logEvents(ctx.local.logDir);
+      expect(events.filter((e) => e.event === "retry")).toEqual([expect.objectContaining({ file: "order-a.json", inDoubt: true })]);
+      expect(events.filter((e) => e.event === "delivered")).toEqual([expect.objectContaining({ file: "order-a.json", deliveredAs: alternative })]);
+      // The "published" journal record names this target (the debug line shows what was journaled).
+      expect(events.filter((e) => e.event === "published").map((e) => e.target)).toEqual([alternative]);
+      expect(events.filter((e) => e.event === "presumed-delivered")).toEqual([expect.objectContaining({ file: "order-a.json", deliveredAs: alternative })]);
+      expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([alternative, "order-a.json"].sort());
+      expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
+    } finally {
+      watcher.close();
+      await proxy.stop();
+    }
   });
 });
