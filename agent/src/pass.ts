@@ -157,8 +157,8 @@ class PassWorker {
       crashPoint("during-recovery");
       if (entry.state === "committing") {
         if (this.connectError || Date.now() >= this.deadlines.stopStarting) {
-          // Not settled is not delivered: the run must not look clean.
-          this.summary.failed++;
+          // Not settled is not delivered: the run must not look clean (a connect error already makes it exit 3).
+          if (!this.connectError) this.summary.failed++;
           this.log.warn("in-doubt delivery left for the next pass", { event: "recovery-skipped", file: entry.name, reason: this.connectError?.message ?? "pass deadline near" });
           continue;
         }
@@ -176,7 +176,8 @@ class PassWorker {
             continue;
           }
           this.noteRemoteError(error);
-          this.summary.failed++;
+          // A failed recovery is a failed run; one that could not connect at all exits 3 anyway.
+          if (!this.connectError) this.summary.failed++;
           this.log.error("in-doubt delivery could not be settled; the file stays in the outbox and will not be re-sent until it is", {
             event: "recovery-failed",
             file: entry.name,
