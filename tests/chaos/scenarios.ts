@@ -62,7 +62,7 @@ function inDoubtEvidence(rig: Rig): string {
   const inDoubtRetries = events.filter((e) => e.event === "retry" && e.inDoubt === true).length;
   const inDoubtFailed = events.filter((e) => e.event === "failed" && e.inDoubt === true).length;
   const counts = countEvents(events);
-  const renameTookEffect = events.filter((e) => e.event === "published" && /staging copy gone/.test(String(e.how))).length;
+  const renameTookEffect = events.filter((e) => e.event === "presumed-delivered").length;
   const sameInInbox = events.filter((e) => e.event === "published" && /same SHA-256/.test(String(e.how))).length;
   return `renames settled as done after a lost reply ${renameTookEffect}, found already in the inbox ${sameInInbox}, in-doubt retries ${inDoubtRetries}, in-doubt failures ${inDoubtFailed}, recovered ${counts.get("recovered") ?? 0}, orphans swept ${events.filter((e) => e.event === "orphans-removed").reduce((s, e) => s + Number(e.count), 0)}`;
 }
