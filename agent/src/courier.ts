@@ -351,7 +351,10 @@ export class Courier {
     return archiveDelivered(this.config, this.journal, this.log, entry, identity);
   }
 
-  /** Removes this agent's staging uploads that never reached the commit point. */
+  /**
+   * Removes this agent's staging files no open entry needs: uploads that never reached the commit
+   * point, and staging links a refused rename left beside a delivered file.
+   */
   async removeOrphanUploads(): Promise<number> {
     const session = await this.link.session();
     const committed = new Set(this.journal.entries().filter((e) => e.state === "committing").map((e) => e.staging));
@@ -375,7 +378,7 @@ export class Courier {
         }
       }
     } finally {
-      if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
+      if (removed > 0) this.log.info("removed staging uploads no journal entry needs", { event: "orphans-removed", count: removed });
     }
     if (refused.length > 0) {
       throw new TransferError(`${refused.length} abandoned upload(s) in ${this.config.remote.staging} could not be removed (first: ${refused[0]}): ${errorMessage(firstError)}`);
