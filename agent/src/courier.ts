@@ -43,7 +43,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A server's free-text message, fit for a log line: no control characters, bounded length. */
 export function sanitizeServerText(text: string): string {
-  // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
 }
@@ -269,11 +268,14 @@ export class Courier {
       throw error;
     }
     if (size !== entry.size) return { kind: "other", size };
-    const existing = await session.hashRemote(targetPath, entry.size).catch((error) => {
-      // Grew between stat and open: not ours either.
-      if (session.isOpen && errorCode(error) === undefined) return { sha256: undefined, size: entry.size + 1 };
+    let existing: { sha256: string; size: number } | undefined;
+    try {
+      existing = await session.hashRemote(targetPath, entry.size);
+    } catch (error) {
+      // Grown past our size between the stat and the read (readAll's limit): not ours either.
+      if (session.isOpen && errorCode(error) === undefined) return { kind: "other", size };
       throw error;
-    });
+    }
     if (!existing) return { kind: "absent" };
     return existing.sha256 === entry.sha256 ? { kind: "ours" } : { kind: "other", size: existing.size, sha256: existing.sha256 };
   }

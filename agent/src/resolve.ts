@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { AgentConfig } from "@plutus/shared";
 import { Journal } from "./journal";
 import { acquirePassLock } from "./lock";
@@ -14,6 +15,9 @@ export type Decision = "delivered" | "resend";
  * Taken under the pass lock, so no pass can be deciding the same entry meanwhile.
  */
 export async function resolveInDoubt(config: AgentConfig, name: string, decision: Decision, log: Logger): Promise<string> {
+  const notInDoubt = () => new UsageError(`no delivery of ${name} is in doubt in ${config.stateDir} (plutus-sync status lists them)`);
+  // No state folder: no pass ever ran, so nothing can be in doubt (and nothing is created here).
+  if (!existsSync(config.stateDir)) throw notInDoubt();
   const lock = await acquirePassLock(config.stateDir, (config.passDeadlineSeconds + 60) * 1000).catch((error) => {
     throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
   });
@@ -24,7 +28,7 @@ export async function resolveInDoubt(config: AgentConfig, name: string, decision
     });
     try {
       const entry = journal.entries().find((e) => e.name === name);
-      if (!entry) throw new UsageError(`no delivery of ${name} is in doubt in ${config.stateDir} (plutus-sync status lists them)`);
+      if (!entry) throw notInDoubt();
       if (entry.state !== "committing") {
         throw new UsageError(`${name} was delivered (as ${entry.target}) and only awaits archiving; the next run archives it`);
       }

@@ -132,5 +132,16 @@ describe("check", () => {
     const noConfig = await runAgent(["run"]);
     expect(noConfig.code).toBe(2);
     expect(noConfig.stderr.split("\n")[0]).toBe("plutus-sync: --config FILE is required");
+    const firstLine = async (args: string[]) => {
+      const r = await runAgent(args);
+      expect(r.code).toBe(2);
+      return r.stderr.split("\n")[0];
+    };
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "--delivered"])).toBe("plutus-sync: resolve needs the name of the in-doubt order (plutus-sync status lists them)");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json"])).toBe("plutus-sync: resolve needs exactly one of --delivered or --resend");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "--delivered", "--resend"])).toBe("plutus-sync: resolve needs exactly one of --delivered or --resend");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "b.json", "--resend"])).toBe('plutus-sync: unexpected argument "b.json"');
+    expect(await firstLine(["run", "--config", ctx.local.configPath, "--resend"])).toBe("plutus-sync: --delivered and --resend belong to resolve");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "--resend"])).toBe(`plutus-sync: no delivery of a.json is in doubt in ${ctx.local.stateDir} (plutus-sync status lists them)`);
   });
 });
