@@ -16,7 +16,7 @@ import { runProgram } from "../infra/harness";
 import { startErpServer, ErpServer, ERP_USER } from "../support/sshd";
 import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
-import { sampleOrder } from "../support/agent";
+import { sampleOrder, stagingFiles } from "../support/agent";
 
 jest.setTimeout(120_000);
 
@@ -347,7 +347,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       expect(readFileSync(join(FOLDERS.archive, todayLocal(), name), "utf8")).toBe(content);
     }
     expect(readdirSync(FOLDERS.outbox)).toEqual([]);
-    expect(readdirSync(erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(erp.stagingDir)).toEqual([]);
 
     const logFile = join(FOLDERS.logDir, `plutus-sync-${todayLocal()}.log`);
     const st = statSync(logFile);
