@@ -220,13 +220,13 @@ ensure_dir() {
         say "unchanged: ${dir}"
         return 0
       fi
-      chown "${owner}:${group}" -- "${dir}"
+      chown -h "${owner}:${group}" -- "${dir}"
       chmod "0${mode}" -- "${dir}"
       change "set ${dir} to ${owner}:${group} ${mode}"
       return 0
     fi
   done
-  chown "${owner}:${group}" -- "${dir}"
+  chown -h "${owner}:${group}" -- "${dir}"
   chmod "0${mode}" -- "${dir}"
   change "created ${dir} (${owner}:${group} ${mode})"
 }

@@ -510,9 +510,13 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const swapper = spawn(process.execPath, ["-e", `
       const fs = require("fs");
       const [stage, outbox, victim] = process.argv.slice(1);
+      // All 20 names real files, then all 20 links, and again: whatever install.sh listed as a file a
+      // moment ago is likely a link by the time it acts on it.
       for (;;) {
         for (let i = 0; i < 20; i++) {
           try { fs.writeFileSync(stage + "/r" + i, "{}"); fs.renameSync(stage + "/r" + i, outbox + "/waiting-" + i + ".json"); } catch {}
+        }
+        for (let i = 0; i < 20; i++) {
           try { fs.symlinkSync(victim, stage + "/l" + i); fs.renameSync(stage + "/l" + i, outbox + "/waiting-" + i + ".json"); } catch {}
         }
       }`, stage, FOLDERS.outbox, victim], { uid: 33, gid: 33, stdio: "ignore" });
@@ -526,11 +530,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       rmSync(stage, { recursive: true, force: true });
     }
     try {
+      expect(execFileSync("getfacl", ["--omit-header", "--absolute-names", victim]).toString()).not.toContain("plutus");
+      expect(victimState()).toBe(before);
       for (const r of runs) expect(r).toMatchObject({ code: 0, stderr: "" });
       // The race was live: install.sh found real files without the entry and gave it to them.
       expect(runs.map((r) => r.stdout).join("")).toMatch(new RegExp(`install\\.sh: gave plutus read access to \\d+ file\\(s\\) already waiting in ${FOLDERS.outbox}\n`));
-      expect(victimState()).toBe(before);
-      expect(execFileSync("getfacl", ["--omit-header", "--absolute-names", victim]).toString()).not.toContain("plutus");
     } finally {
       rmSync(victimDir, { recursive: true, force: true });
     }
@@ -539,18 +543,19 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
   test("the guide's key rotation, host key pin change and upgrade: the new program runs with the rotated key and pin, and delivers", async () => {
     const authorized = join(erp.root, "authorized_keys", ERP_USER);
     // Key rotation, as the guide says: a new key in root's folder, its public half next to the old one on the ERP.
-    const made = await asRootShell("ssh-keygen -q -t ed25519 -N '' -C plutus-sync -f ./id_new && cat ./id_new.pub");
-    expect(made).toMatchObject({ code: 0, stderr: "" });
-    appendFileSync(authorized, made.stdout);
+    expect(await asRootShell("ssh-keygen -t ed25519 -N '' -C plutus-sync -f ./id_new")).toMatchObject({ code: 0 });
+    const newPublicKey = readFileSync("/root/id_new.pub", "utf8");
+    appendFileSync(authorized, newPublicKey);
     const rotated = await asRootShell("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key ./id_new");
     expect(rotated).toMatchObject({ code: 0, stderr: "" });
     expect(rotated.stdout).toContain("install.sh: updated /etc/plutus/id_ed25519 (plutus:plutus 0600)\n");
     const newKey = readFileSync("/etc/plutus/id_ed25519", "utf8");
     expect(newKey).not.toBe(privateKey);
-    writeFileSync(authorized, made.stdout); // the old public key removed on the ERP
+    writeFileSync(authorized, newPublicKey); // the old public key removed on the ERP
     const finished = await asRootShell("shred -u ./id_new ./id_new.pub\nrunuser -u plutus -- /usr/bin/node /opt/plutus-sync/plutus-sync.cjs check --config /etc/plutus/agent.json");
     expect(finished).toMatchObject({ code: 0, stderr: "" });
     expect(finished.stdout).toMatch(/OK\n$/);
+    expect(existsSync("/root/id_new")).toBe(false);
 
     // The ERP's host key changes on purpose; the guide reads the new fingerprint and pins it.
     for (const f of [erp.hostKeyPath, `${erp.hostKeyPath}.pub`]) rmSync(f);
