@@ -47,7 +47,17 @@ say() { printf 'install.sh: %s\n' "$*"; }
 change() { changes=$((changes + 1)); say "$*"; }
 warn() { printf 'install.sh: WARNING: %s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
-usage_error() { printf 'install.sh: %s\n%s\n' "$1" "${USAGE}" >&2; exit 2; }
+usage_error() { printf 'install.sh: error: %s\n%s\n' "$1" "${USAGE}" >&2; exit 2; }
+# Whatever fails unexpectedly still ends with one "install.sh: error:" line (a command substitution's
+# subshell leaves the report to the shell that ran it). BASH_COMMAND is the script's text, unexpanded.
+on_error() {
+  if [ "${BASH_SUBSHELL}" -eq 0 ]; then
+    printf 'install.sh: error: unexpected failure (exit %s) at line %s: %s\n' "$1" "$3" "$2" >&2
+  fi
+  exit "$1"
+}
+set -E
+trap 'on_error "$?" "${BASH_COMMAND}" "${LINENO}"' ERR
 
 cleanup() {
   if [ -n "${pending_tmp}" ]; then rm -f -- "${pending_tmp}"; fi
@@ -63,13 +73,14 @@ trap 'die "interrupted"' INT TERM
 bundle="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" 2>/dev/null && pwd -P)" \
   || die "cannot find the folder install.sh was started from (${BASH_SOURCE[0]})"
 started_in="$(pwd -P 2>/dev/null || true)"
-absolute() {
-  local path="$1"
+# make_absolute VAR - prefixes VAR's relative path with the folder install.sh was started in.
+make_absolute() {
+  local path="${!1}"
   case "${path}" in
-    /*) printf '%s' "${path}" ;;
+    /*) return 0 ;;
     *) [ -n "${started_in}" ] || die "cannot resolve ${path}: the current folder is not accessible; give an absolute path" 2
        while [[ "${path}" == ./* ]]; do path="${path#./}"; done
-       printf '%s/%s' "${started_in}" "${path}" ;;
+       printf -v "$1" '%s/%s' "${started_in}" "${path}" ;;
   esac
 }
 
@@ -94,8 +105,8 @@ if [ -n "${config_arg}" ] || [ -n "${key_arg}" ]; then
   [ -z "${mode}" ] || usage_error "--config/--key cannot be combined with --${mode}"
   if [ -z "${config_arg}" ] || [ -z "${key_arg}" ]; then usage_error "--config and --key go together"; fi
   mode=files
-  config_arg="$(absolute "${config_arg}")"
-  key_arg="$(absolute "${key_arg}")"
+  make_absolute config_arg
+  make_absolute key_arg
 fi
 [ -n "${mode}" ] || usage_error "say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall"
 [ -z "${outbox_group}" ] || [[ "${outbox_group}" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || usage_error "--outbox-group: not a valid group name: ${outbox_group}"

@@ -81,7 +81,7 @@ describe("release scripts", () => {
       code: 2,
       stdout: "",
       stderr:
-        "install.sh: say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall\n" +
+        "install.sh: error: say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall\n" +
         "usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --upgrade [--outbox-group GROUP] | --uninstall\n",
     });
   });
@@ -150,6 +150,16 @@ describe("release scripts", () => {
       stderr:
         "install.sh: error: Node.js 16.20.2 at /usr/bin/node is too old: plutus-sync needs Node.js 18 or later. Ubuntu 24.04 and later ship it ('apt-get install nodejs'); on older releases install Node.js 18+ from NodeSource, then re-run install.sh\n",
     });
+  });
+
+  test("an unexpected failure still ends with one install.sh: error: line", () => {
+    const r = spawnSync("bash", [join(bundle, "install.sh"), "--uninstall"], { env: { ...process.env, TMPDIR: "/nonexistent" }, encoding: "utf8" });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 1, stdout: "" });
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^mktemp: failed to create directory via template .\/nonexistent\/plutus-install\.XXXXXX.: No such file or directory$/);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/^install\.sh: error: unexpected failure \(exit 1\) at line \d+: work="\$\(mktemp -d "\$\{TMPDIR:-\/tmp\}\/plutus-install\.XXXXXX"\)"$/),
+    ]);
   });
 
   test("install.sh --upgrade without an installation says so and changes nothing", () => {
