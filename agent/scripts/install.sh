@@ -244,18 +244,19 @@ ensure_dir() {
 
 # Entries handed to root by --uninstall (or left to a deleted uid) become the account's again.
 # -execdir: find enters each folder itself and names the entry relative to it, so a folder swapped
-# for a link between listing and chown cannot redirect the change; -h never follows the entry.
+# for a link between listing and chown cannot redirect the change; -h never follows the entry. A file
+# with another hard link is left alone: the other name may be a root-only file elsewhere.
 adopt_orphans() {
   local dir="$1" fix_group="$2" count
-  count="$(find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -printf . | wc -c)"
+  count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -printf . | wc -c)"
   if [ "${count}" -gt 0 ]; then
-    find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -execdir chown -h "${ACCOUNT}" -- {} +
+    find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -execdir chown -h "${ACCOUNT}" -- {} +
     change "gave ${count} entr(y/ies) in ${dir} owned by root or a deleted account to ${ACCOUNT}"
   fi
   if [ "${fix_group}" = yes ]; then
-    count="$(find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -printf . | wc -c)"
+    count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -printf . | wc -c)"
     if [ "${count}" -gt 0 ]; then
-      find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -execdir chgrp -h "${ACCOUNT}" -- {} +
+      find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -execdir chgrp -h "${ACCOUNT}" -- {} +
       change "gave ${count} entr(y/ies) in ${dir} with group root or a deleted group to group ${ACCOUNT}"
     fi
   fi
@@ -300,8 +301,8 @@ ensure_outbox_acl() {
 # Files already waiting in the outbox (written before the ACL existed, or kept by --uninstall).
 # www-data can swap any outbox entry for a link at any moment, so nothing here acts by path: Node
 # opens each entry without following links (O_NOFOLLOW; O_NONBLOCK so a fifo cannot block), checks
-# the descriptor (a regular file with one link: not a hard link to a file elsewhere), and hands that
-# descriptor to getfacl/setfacl as their stdin (/proc/self/fd/0 is the opened file itself).
+# the descriptor (a regular file with one link: not a hard link to a file elsewhere), and hands the
+# descriptors to getfacl/setfacl (/proc/self/fd/N is the opened file itself), 256 files a call.
 readonly GRANTER='
 "use strict";
 const fs = require("fs");
@@ -309,21 +310,39 @@ const { spawnSync } = require("child_process");
 const [dir, account, accountUid] = process.argv.slice(1);
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
 const hasEntry = new RegExp("^user:" + account + ":rw", "m");
+const BATCH = 256;
 let granted = 0;
+let open = [];
+// Child fd 3 + i is open[i]; returns the child fds whose ACL has no rw entry for the account.
+const lacking = (stdio, childFds) => {
+  const out = spawnSync("getfacl", ["--absolute-names", ...childFds.map((n) => "/proc/self/fd/" + n)], { stdio, encoding: "utf8", maxBuffer: 1 << 26 }).stdout || "";
+  const missing = new Set(childFds);
+  for (const block of out.split("\n\n")) {
+    const file = /^# file: \/proc\/self\/fd\/(\d+)$/m.exec(block);
+    if (file && hasEntry.test(block)) missing.delete(Number(file[1]));
+  }
+  return [...missing];
+};
+const flush = () => {
+  if (open.length === 0) return;
+  const stdio = ["ignore", "pipe", "ignore", ...open];
+  const todo = lacking(stdio, open.map((_, i) => 3 + i));
+  if (todo.length > 0) {
+    spawnSync("setfacl", ["-m", "u:" + account + ":rw", ...todo.map((n) => "/proc/self/fd/" + n)], { stdio });
+    granted += todo.length - lacking(stdio, todo).length;
+  }
+  for (const fd of open) fs.closeSync(fd);
+  open = [];
+};
 for (const name of fs.readdirSync(dir)) {
   let fd;
   try { fd = fs.openSync(dir + "/" + name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY); } catch { continue; }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile() || st.nlink !== 1 || st.uid === Number(accountUid)) continue;
-    const options = { stdio: [fd, "pipe", "ignore"], encoding: "utf8" };
-    const acl = spawnSync("getfacl", ["--omit-header", "--absolute-names", "/proc/self/fd/0"], options);
-    if (acl.status !== 0 || hasEntry.test(acl.stdout)) continue;
-    if (spawnSync("setfacl", ["-m", "u:" + account + ":rw", "/proc/self/fd/0"], options).status === 0) granted += 1;
-  } finally {
-    fs.closeSync(fd);
-  }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile() || st.nlink !== 1 || st.uid === Number(accountUid)) { fs.closeSync(fd); continue; }
+  open.push(fd);
+  if (open.length === BATCH) flush();
 }
+flush();
 process.stdout.write(String(granted));
 '
 

@@ -8,7 +8,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
-import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
@@ -499,8 +499,15 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const victimDir = mkdtempSync(join(tmpdir(), "plutus-victim-"));
     const victim = join(victimDir, "secret");
     writeFileSync(victim, "root only\n", { mode: 0o600 });
+    // With fs.protected_hardlinks=0 www-data could also link a root-only file into the outbox: made here
+    // by root for it; and a fifo, which must not block install.sh.
+    const linked = join(victimDir, "linked");
+    writeFileSync(linked, "root only\n", { mode: 0o600 });
+    linkSync(linked, join(FOLDERS.outbox, "hardlinked.json"));
+    execFileSync("setpriv", ["--reuid=33", "--regid=33", "--clear-groups", "mkfifo", join(FOLDERS.outbox, "fifo.json")]);
     const victimState = () =>
-      execFileSync("stat", ["-c", "%a %u:%g %s %n", victimDir, victim]).toString() + execFileSync("getfacl", ["-c", "--absolute-names", victimDir, victim]).toString();
+      execFileSync("stat", ["-c", "%a %u:%g %s %n", victimDir, victim, linked]).toString() +
+      execFileSync("getfacl", ["-c", "--absolute-names", victimDir, victim, linked]).toString();
     const before = victimState();
     // A folder of the web application's own on the outbox's file system: files made there have no ACL
     // entry for plutus, so install.sh has something to grant when it finds one in the outbox.
@@ -526,11 +533,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     } finally {
       swapper.kill("SIGKILL");
       await new Promise((r) => swapper.once("exit", r));
-      for (const name of readdirSync(FOLDERS.outbox)) if (name.startsWith("waiting-")) rmSync(join(FOLDERS.outbox, name));
+      for (const name of readdirSync(FOLDERS.outbox)) if (/^(waiting-\d+|hardlinked|fifo)\.json$/.test(name)) rmSync(join(FOLDERS.outbox, name));
       rmSync(stage, { recursive: true, force: true });
     }
     try {
-      expect(execFileSync("getfacl", ["--omit-header", "--absolute-names", victim]).toString()).not.toContain("plutus");
+      expect(execFileSync("getfacl", ["--omit-header", "--absolute-names", victim, linked]).toString()).not.toContain("plutus");
       expect(victimState()).toBe(before);
       for (const r of runs) expect(r).toMatchObject({ code: 0, stderr: "" });
       // The race was live: install.sh found real files without the entry and gave it to them.

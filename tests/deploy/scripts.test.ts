@@ -313,6 +313,7 @@ describe("release scripts", () => {
       // Gone (or a zombie waiting for init to reap it: timeout kills its own process group too).
       const pid = readFileSync(join(home, "pid"), "utf8");
       const state = () => (existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "")[0] : "gone");
+      for (let waited = 0; waited < 50 && !["gone", "Z"].includes(state()); waited++) await new Promise((r) => setTimeout(r, 100));
       expect(["gone", "Z"]).toContain(state());
     } finally {
       rmSync(home, { recursive: true, force: true });
