@@ -11,8 +11,8 @@
  *     call: (a) => { throw new Error(`unexpected call ${a.token}`); },
  *   }, "plutus", "dev");
  *   // set the dev config (tests/infra/harness.ts: runProgram does this) and import infra/index.ts
- *   // seen["agent-wait"].create, seen["agent-copy"].create + .stdin, seen["agent-install"].create + .stdin,
- *   // seen["agent-install"].delete, seen["canary-run"].create
+ *   // seen["agent-wait"].create, seen["agent-install"].create + .stdin (bundle line, then install.sh's
+ *   // document), seen["agent-uninstall"].delete, seen["canary-run"].create
  *
  * tests/infra/harness.ts `runProgram()` does all of this and returns the recorded inputs (secrets
  * unwrapped), so tests/deploy can simply call it with a fixture bundle directory.
@@ -20,7 +20,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { CANARY_PREFIX, type AgentConfig } from "@plutus/shared";
-import { type AgentBundle, tarFiles } from "./bundle";
+import type { AgentBundle } from "./bundle";
 import { parseJsonResult } from "./powershell";
 
 export const AGENT_CONFIG_PATH = "/etc/plutus/agent.json";
@@ -30,12 +30,6 @@ export const AGENT_ACCOUNT = "plutus";
 /** Single-quotes a value for POSIX sh. */
 export function shQuote(value: string): string {
   return `'${value.replace(/'/g, `'"'"'`)}'`;
-}
-
-/** Where a bundle is unpacked on the VM: POSIX path, built here, never with the local OS's path rules (pulumi-command #888). */
-export function remoteBundleDir(checksum: string): string {
-  if (!/^[0-9a-f]{64}$/.test(checksum)) throw new Error(`bundle checksum must be 64 hex digits, got ${JSON.stringify(checksum)}`);
-  return `/tmp/plutus-sync-bundle-${checksum.slice(0, 12)}`;
 }
 
 /**
@@ -55,37 +49,69 @@ export function renderWaitCommand(): string {
   ].join("\n");
 }
 
-/** Unpacks the bundle (a base64 tar on stdin) into bundleDir, verifying SHA256SUMS before it appears. */
-export function renderCopyCommand(bundleDir: string): string {
-  if (!/^\/tmp\/plutus-sync-bundle-[0-9a-f]{12}$/.test(bundleDir)) throw new Error(`unexpected bundle directory ${JSON.stringify(bundleDir)}`);
-  const d = shQuote(bundleDir);
-  const partial = shQuote(`${bundleDir}.partial`);
-  return [
-    "set -eu",
-    "umask 022",
-    `rm -rf ${partial}`,
-    `mkdir ${partial}`,
-    `base64 -d | tar -x -f - -C ${partial}`,
-    `(cd ${partial} && sha256sum --check --quiet SHA256SUMS)`,
-    `rm -rf ${d}`,
-    `mv ${partial} ${d}`,
-    `echo "bundle unpacked in ${bundleDir}"`,
-  ].join("\n");
+/** Exit code of the install step when the bundle on stdin is not the one the program sent (install.sh's "input error, nothing changed"). */
+export const BUNDLE_REFUSED_EXIT_CODE = 2;
+
+/**
+ * What root runs on the VM, as `bash -c <this> plutus-sync-install <sha256> <bytes>`. It never trusts
+ * a folder that already exists: it makes a fresh one (mktemp -d: random name, root-owned, 0700),
+ * reads exactly <bytes> of stdin (the bundle archive as one base64 line), refuses the archive
+ * unless its SHA-256 is <sha256>, unpacks it there and runs its install.sh, which reads the rest of
+ * stdin (configuration and private key). The folder is removed however the step ends.
+ */
+const INSTALL_AS_ROOT = [
+  "set -euo pipefail",
+  'expected="$1"',
+  'length="$2"',
+  'work="$(mktemp -d --tmpdir plutus-sync-bundle.XXXXXXXXXX)"',
+  'cleanup() { rm -rf -- "$work"; }',
+  "trap cleanup EXIT",
+  'refuse() { echo "agent bundle refused: $1; nothing was installed" >&2; exit ' + String(BUNDLE_REFUSED_EXIT_CODE) + "; }",
+  'head -c "$length" >"$work/bundle.tar.b64"',
+  'got="$(wc -c <"$work/bundle.tar.b64")"',
+  '[ "$got" -eq "$length" ] || refuse "stdin ended after $got of the $length bytes of the bundle"',
+  'base64 -d "$work/bundle.tar.b64" >"$work/bundle.tar" 2>/dev/null || refuse "the bundle on stdin is not base64"',
+  'actual="$(sha256sum "$work/bundle.tar")"',
+  'actual="${actual%% *}"',
+  '[ "$actual" = "$expected" ] || refuse "its SHA-256 is $actual, but the Pulumi program sent $expected"',
+  'mkdir "$work/bundle"',
+  'tar -x --no-same-owner -f "$work/bundle.tar" -C "$work/bundle"',
+  'bash "$work/bundle/install.sh" --stdin',
+].join("\n");
+
+/** The number of stdin bytes the bundle takes: its base64 line, newline included. */
+export function bundleStdinBytes(bundle: Pick<AgentBundle, "archive">): number {
+  return Buffer.byteLength(renderBundleStdin(bundle));
 }
 
-/** The stdin of the copy step: the bundle as a base64 tar. */
-export function renderCopyStdin(bundle: AgentBundle): string {
-  return `${tarFiles(bundle.files).toString("base64")}\n`;
+/** The first part of the install step's stdin: the bundle archive as one base64 line (data, never code). */
+export function renderBundleStdin(bundle: Pick<AgentBundle, "archive">): string {
+  return `${bundle.archive.toString("base64")}\n`;
 }
 
-export function renderInstallCommand(bundleDir: string): string {
-  if (!/^\/tmp\/plutus-sync-bundle-[0-9a-f]{12}$/.test(bundleDir)) throw new Error(`unexpected bundle directory ${JSON.stringify(bundleDir)}`);
-  return `sudo bash ${bundleDir}/install.sh --stdin`;
+/**
+ * The install step's command: unpacks the bundle from stdin into a fresh root-only folder, checks it
+ * against the digest computed here, runs its install.sh --stdin and removes the folder — all in one
+ * command, so a re-run never depends on what a previous step or a reboot left in /tmp.
+ */
+export function renderInstallCommand(bundle: Pick<AgentBundle, "archive" | "archiveSha256">): string {
+  if (!/^[0-9a-f]{64}$/.test(bundle.archiveSha256)) throw new Error(`bundle archive digest must be 64 hex digits, got ${JSON.stringify(bundle.archiveSha256)}`);
+  return `sudo -n bash -c ${shQuote(INSTALL_AS_ROOT)} plutus-sync-install ${bundle.archiveSha256} ${bundleStdinBytes(bundle)}`;
 }
 
 /** install.sh --stdin reads exactly this document: the agent configuration and the sync private key. */
 export function renderInstallStdin(agentConfig: AgentConfig, privateKey: string): string {
   return `${JSON.stringify({ agentConfig, privateKey })}\n`;
+}
+
+/** The install step's whole stdin: the bundle line, then install.sh's document. */
+export function renderAgentInstallStdin(bundle: Pick<AgentBundle, "archive">, agentConfig: AgentConfig, privateKey: string): string {
+  return renderBundleStdin(bundle) + renderInstallStdin(agentConfig, privateKey);
+}
+
+/** The create step of the uninstall resource: nothing to do until the stack is destroyed. */
+export function renderUninstallArmCommand(): string {
+  return 'echo "plutus-sync will be uninstalled from this host when the stack is destroyed"';
 }
 
 /** Tolerates an agent already removed by hand, so `pulumi destroy` does not stall on it. */
@@ -197,45 +223,63 @@ export interface AgentDeploymentArgs {
   readonly vmTriggers?: pulumi.Input<unknown>[];
 }
 
-/** Waits for cloud-init, copies the bundle and runs install.sh (stdin: config + key); delete uninstalls. */
+/**
+ * Waits for cloud-init, then installs the bundle in one step (stdin: bundle, config and key).
+ *
+ * Uninstalling lives in its own resource, `<name>-uninstall`, whose create does nothing and whose
+ * delete runs install.sh --uninstall; it has no triggers, so it is never replaced, and its delete
+ * runs only when the stack is destroyed. The install step has no delete: a new bundle or config
+ * replaces it, and by default Pulumi replaces create-before-delete, so an uninstall there would run
+ * *after* the new install and remove it. install.sh upgrades in place, so nothing needs undoing
+ * first (an uninstall before each replacement would take the agent away, account and key included,
+ * on every config change, and leave none when the new install fails).
+ */
 export class AgentDeployment extends pulumi.ComponentResource {
-  public readonly bundleDir: string;
+  /** SHA-256 of the bundle archive the VM accepts. */
+  public readonly bundleSha256: string;
   /** The install step; the canary depends on it. */
   public readonly installed: command.remote.Command;
 
   constructor(name: string, args: AgentDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plutus:agentDeployment:AgentDeployment", name, {}, opts);
+    let create: string;
     try {
-      this.bundleDir = remoteBundleDir(args.bundle.checksum);
+      create = renderInstallCommand(args.bundle);
     } catch (err) {
       throw new pulumi.ResourceError(`${(err as Error).message}; run npm run build first`, this);
     }
+    this.bundleSha256 = args.bundle.archiveSha256;
     const connection = connectionArgs(args.connection);
-    const base = opts?.dependsOn;
     const vmTriggers = args.vmTriggers ?? [];
     const wait = new command.remote.Command(
       `${name}-wait`,
-      { connection, create: renderWaitCommand(), triggers: vmTriggers.length > 0 ? vmTriggers : undefined },
-      { parent: this, dependsOn: base },
+      { connection, create: renderWaitCommand(), triggers: vmTriggers.length > 0 ? vmTriggers : undefined, addPreviousOutputInEnv: false },
+      { parent: this, dependsOn: opts?.dependsOn },
     );
-    const copy = new command.remote.Command(
-      `${name}-copy`,
-      { connection, create: renderCopyCommand(this.bundleDir), stdin: renderCopyStdin(args.bundle), triggers: [args.bundle.checksum, ...vmTriggers], logging: "stderr" },
+    const uninstall = new command.remote.Command(
+      `${name}-uninstall`,
+      { connection, create: renderUninstallArmCommand(), delete: renderUninstallCommand(), addPreviousOutputInEnv: false },
       { parent: this, dependsOn: [wait] },
     );
     const configJson = pulumi.output(args.agentConfig).apply((c) => JSON.stringify(c));
+    const stdin = pulumi
+      .all([pulumi.output(args.agentConfig), pulumi.output(args.syncPrivateKey)])
+      .apply(([c, k]) => renderAgentInstallStdin(args.bundle, c as AgentConfig, k));
     this.installed = new command.remote.Command(
       `${name}-install`,
       {
         connection,
-        create: renderInstallCommand(this.bundleDir),
-        delete: renderUninstallCommand(),
-        stdin: pulumi.secret(pulumi.all([pulumi.output(args.agentConfig), pulumi.output(args.syncPrivateKey)]).apply(([c, k]) => renderInstallStdin(c as AgentConfig, k))),
+        create,
+        stdin: pulumi.secret(stdin),
         triggers: [args.bundle.checksum, configJson, ...vmTriggers],
+        addPreviousOutputInEnv: false,
       },
-      { parent: this, dependsOn: [copy], additionalSecretOutputs: ["stdin"] },
+      // No delete of its own, so deleting first costs nothing; it matters for a stack deployed by an
+      // older program, whose stored agent-install still holds the uninstall as its delete: that
+      // must run before the new install, not after it.
+      { parent: this, dependsOn: [uninstall], additionalSecretOutputs: ["stdin"], deleteBeforeReplace: true },
     );
-    this.registerOutputs({ bundleDir: this.bundleDir });
+    this.registerOutputs({ bundleSha256: this.bundleSha256 });
   }
 }
 
@@ -262,7 +306,7 @@ export class Canary extends pulumi.ComponentResource {
     }
     const run = new command.remote.Command(
       `${name}-run`,
-      { connection: connectionArgs(args.connection), create, triggers: args.triggers },
+      { connection: connectionArgs(args.connection), create, triggers: args.triggers, addPreviousOutputInEnv: false },
       { parent: this, dependsOn: opts?.dependsOn },
     );
     this.result = run.stdout.apply(summarizeCanary);

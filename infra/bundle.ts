@@ -10,6 +10,10 @@ export interface AgentBundle {
   /** sha256 (hex) of the SHA256SUMS file: changes whenever any bundled file changes. */
   readonly checksum: string;
   readonly files: readonly { readonly name: string; readonly content: Buffer; readonly mode: number }[];
+  /** The files as the ustar archive that ships to the VM. */
+  readonly archive: Buffer;
+  /** sha256 (hex) of `archive`: the VM refuses any other bytes. */
+  readonly archiveSha256: string;
 }
 
 export class BundleError extends Error {
@@ -35,9 +39,21 @@ export function readBundle(dir: string): AgentBundle {
     if (listed.get(name) !== actual) {
       throw new BundleError(`agent bundle at ${dir} is inconsistent: ${name} does not match SHA256SUMS; run npm run build again`);
     }
+    // A Windows checkout (core.autocrlf) gives CRLF; bash then fails on `set -euo pipefail\r`.
+    if (name.endsWith(".sh") && content.includes(0x0d)) {
+      throw new BundleError(`agent bundle at ${dir} is unusable: ${name} has carriage returns (Windows line endings); run npm run build again (it writes LF)`);
+    }
     return { name, content, mode: name.endsWith(".sh") ? 0o755 : 0o644 };
   });
-  return { dir, checksum: crypto.createHash("sha256").update(sums).digest("hex"), files: [...files, { name: "SHA256SUMS", content: sums, mode: 0o644 }] };
+  const all = [...files, { name: "SHA256SUMS", content: sums, mode: 0o644 }];
+  const archive = tarFiles(all);
+  return {
+    dir,
+    checksum: crypto.createHash("sha256").update(sums).digest("hex"),
+    files: all,
+    archive,
+    archiveSha256: crypto.createHash("sha256").update(archive).digest("hex"),
+  };
 }
 
 /** A POSIX ustar archive of flat files (what `tar -x` on the VM unpacks). */

@@ -266,6 +266,9 @@ export function parseLabConfig(raw: RawLabConfig): LabConfig {
     dnsServers = ["1.1.1.1"];
   } else if (!Array.isArray(raw.dnsServers)) {
     problem("dnsServers", "must be a list of IPv4 addresses", "write it as a YAML list in Pulumi.<stack>.yaml");
+  } else if (raw.dnsServers.length === 0) {
+    // The VM scripts take -DnsServers as a mandatory string[], which refuses an empty array only after the VM is built.
+    problem("dnsServers", "is an empty list; the VMs need at least one DNS server", "list one or more IPv4 addresses (e.g. [1.1.1.1]) in Pulumi.<stack>.yaml, or remove the key to use 1.1.1.1");
   } else {
     dnsServers = raw.dnsServers.map((v, i) => ipv4(`dnsServers[${i}]`, v, "1.1.1.1")).filter((v): v is string => v !== undefined);
   }

@@ -47,16 +47,24 @@ export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 /** The script parameter that receives the texts of a step's helper modules. */
 export const HELPERS_PARAMETER = "Helpers";
 
-/** The text of a script under infra/scripts, without a BOM. */
-export function loadScript(fileName: string): string {
-  if (!/^[A-Za-z0-9-]+\.ps1$/.test(fileName)) throw new Error(`not a script file name: ${JSON.stringify(fileName)}`);
-  return fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8").replace(/^\uFEFF/, "");
+/**
+ * A script file's text as the program sends and hashes it: no BOM, LF line endings. A Windows
+ * checkout (core.autocrlf) has CRLF; hashing that would change every trigger and rebuild the lab.
+ */
+export function scriptText(raw: string): string {
+  return raw.replace(/^\uFEFF/, "").replace(/\r\n/g, "\n");
 }
 
-/** The text of a helper module under infra/scripts, without a BOM. */
+/** The text of a script under infra/scripts (see scriptText). */
+export function loadScript(fileName: string): string {
+  if (!/^[A-Za-z0-9-]+\.ps1$/.test(fileName)) throw new Error(`not a script file name: ${JSON.stringify(fileName)}`);
+  return scriptText(fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8"));
+}
+
+/** The text of a helper module under infra/scripts (see scriptText). */
 export function loadHelper(fileName: string): string {
   if (!/^[A-Za-z0-9-]+\.psm1$/.test(fileName)) throw new Error(`not a helper module file name: ${JSON.stringify(fileName)}`);
-  return fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8").replace(/^\uFEFF/, "");
+  return scriptText(fs.readFileSync(path.join(SCRIPTS_DIR, fileName), "utf8"));
 }
 
 export function sha256Hex(text: string | Buffer): string {
@@ -224,13 +232,13 @@ export class PowerShellCommand extends pulumi.ComponentResource {
     if (args.host.mode === "local") {
       run = new command.local.Command(
         `${name}-run`,
-        { create: createLine, delete: deleteLine, stdin, triggers, interpreter: ["cmd.exe", "/C"] },
+        { create: createLine, delete: deleteLine, stdin, triggers, interpreter: ["cmd.exe", "/C"], addPreviousOutputInEnv: false },
         childOpts,
       );
     } else {
       run = new command.remote.Command(
         `${name}-run`,
-        { connection: hostConnection(args.host), create: createLine, delete: deleteLine, stdin, triggers },
+        { connection: hostConnection(args.host), create: createLine, delete: deleteLine, stdin, triggers, addPreviousOutputInEnv: false },
         childOpts,
       );
     }

@@ -1,29 +1,31 @@
 import { parseArgs } from "node:util";
 import { promises as fs, constants } from "node:fs";
-import { ExitCode, type RunSummary } from "@plutus/shared";
+import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { loadConfig, readPrivateKey } from "./config";
 import { createLogger, endLogger, Logger } from "./logger";
 import { runPass } from "./pass";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
+import { resolveInDoubt, type Decision } from "./resolve";
 import { AgentError, ConfigError, UsageError, errorMessage } from "./errors";
 
 const VERSION = "0.1.0";
 const USAGE = `usage: plutus-sync <command> --config FILE [--json]
+       plutus-sync resolve --config FILE NAME --delivered|--resend
 
 commands:
   run      one delivery pass (what cron runs every 5 minutes)
   status   last run, files waiting in the outbox, quarantined and in-doubt files
   check    validate the configuration, key permissions, connection, host key, inbox and staging
+  resolve  settle an in-doubt order after checking the ERP: --delivered (it arrived: archive it)
+           or --resend (it never arrived: the next run sends it again)
 
 exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
             2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch`;
 
-interface Invocation {
-  command: "run" | "status" | "check";
-  configPath: string;
-  json: boolean;
-}
+type Invocation =
+  | { command: "run" | "status" | "check"; configPath: string; json: boolean }
+  | { command: "resolve"; configPath: string; json: boolean; name: string; decision: Decision };
 
 function parseInvocation(argv: string[]): Invocation | "help" | "version" {
   let parsed;
@@ -31,7 +33,14 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, version: { type: "boolean" } },
+      options: {
+        config: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean" },
+        version: { type: "boolean" },
+        delivered: { type: "boolean" },
+        resend: { type: "boolean" },
+      },
     });
   } catch (error) {
     throw new UsageError(`${errorMessage(error)}\n${USAGE}`);
@@ -39,17 +48,26 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
   if (parsed.values.help) return "help";
   if (parsed.values.version) return "version";
   const [command, ...extra] = parsed.positionals;
-  if (command !== "run" && command !== "status" && command !== "check") {
+  if (command !== "run" && command !== "status" && command !== "check" && command !== "resolve") {
     throw new UsageError(`${command === undefined ? "no command given" : `unknown command "${command}"`}\n${USAGE}`);
   }
-  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\n${USAGE}`);
+  const { delivered, resend } = parsed.values;
+  if (command !== "resolve" && (delivered || resend)) throw new UsageError(`--delivered and --resend belong to resolve\n${USAGE}`);
+  const names = command === "resolve" ? extra.slice(0, 1) : [];
+  if (extra.length > names.length) throw new UsageError(`unexpected argument "${extra[names.length]}"\n${USAGE}`);
   if (!parsed.values.config) throw new UsageError(`--config FILE is required\n${USAGE}`);
-  return { command, configPath: parsed.values.config, json: parsed.values.json === true };
+  const base = { configPath: parsed.values.config, json: parsed.values.json === true };
+  if (command !== "resolve") return { command, ...base };
+  if (names.length === 0) throw new UsageError(`resolve needs the name of the in-doubt order (plutus-sync status lists them)\n${USAGE}`);
+  if (delivered === resend) throw new UsageError(`resolve needs exactly one of --delivered or --resend\n${USAGE}`);
+  return { command, ...base, name: names[0], decision: delivered ? "delivered" : "resend" };
 }
 
 export function describeSummary(summary: RunSummary): string {
   const extra = [
     summary.recovered > 0 ? `, ${summary.recovered} recovered` : "",
+    (summary.inDoubt ?? 0) > 0 ? `, ${summary.inDoubt} in doubt (see plutus-sync status; settle with plutus-sync resolve)` : "",
+    (summary.renameRefused ?? 0) > 0 ? `, ${summary.renameRefused} renames refused` : "",
     summary.archivePending > 0 ? `, ${summary.archivePending} awaiting archive` : "",
   ].join("");
   return `plutus-sync: ${summary.delivered}/${summary.found} delivered, ${summary.failed} failed, ${summary.quarantined} quarantined, ${summary.deferred} deferred${extra} in ${(summary.durationMs / 1000).toFixed(1)} s`;
@@ -62,17 +80,22 @@ async function run(invocation: Invocation): Promise<ExitCode> {
     process.stdout.write((invocation.json ? JSON.stringify(report) : formatStatus(report)) + "\n");
     return ExitCode.Ok;
   }
+  if (invocation.command === "resolve") {
+    const log = await openLog(config);
+    try {
+      process.stdout.write(`plutus-sync: ${await resolveInDoubt(config, invocation.name, invocation.decision, log)}\n`);
+    } finally {
+      await endLogger(log);
+    }
+    return ExitCode.Ok;
+  }
   const privateKey = await readPrivateKey(config.remote.privateKeyPath);
   if (invocation.command === "check") {
     await runCheck(config, privateKey, (line) => process.stdout.write(line + "\n"));
     process.stdout.write("OK\n");
     return ExitCode.Ok;
   }
-  await fs.mkdir(config.logDir, { recursive: true, mode: 0o750 }).catch(() => undefined);
-  await fs.access(config.logDir, constants.W_OK).catch((error) => {
-    throw new ConfigError(`log folder ${config.logDir} is not writable: ${errorMessage(error)}`);
-  });
-  const log = createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays });
+  const log = await openLog(config);
   // A pass must end before the next cron tick whatever happens; this is the last line of defence.
   const watchdog = setTimeout(() => {
     process.stderr.write(`plutus-sync: pass exceeded its deadline of ${config.passDeadlineSeconds} s; exiting\n`);
@@ -84,6 +107,14 @@ async function run(invocation: Invocation): Promise<ExitCode> {
   } finally {
     await endLogger(log);
   }
+}
+
+async function openLog(config: AgentConfig): Promise<Logger> {
+  await fs.mkdir(config.logDir, { recursive: true, mode: 0o750 }).catch(() => undefined);
+  await fs.access(config.logDir, constants.W_OK).catch((error) => {
+    throw new ConfigError(`log folder ${config.logDir} is not writable: ${errorMessage(error)}`);
+  });
+  return createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays });
 }
 
 async function runAndReport(
@@ -105,8 +136,8 @@ async function runAndReport(
   if (summary.skippedLocked) process.stderr.write("plutus-sync: another pass holds the lock; nothing done\n");
   process.stdout.write(describeSummary(summary) + "\n");
   if (json) {
-    const { found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered } = summary;
-    process.stdout.write(JSON.stringify({ found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered, ...(summary.skippedLocked ? { skippedLocked: true } : {}) }) + "\n");
+    const { found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered, inDoubt = 0, renameRefused = 0 } = summary;
+    process.stdout.write(JSON.stringify({ found, delivered, failed, quarantined, deferred, durationMs, archivePending, recovered, inDoubt, renameRefused, ...(summary.skippedLocked ? { skippedLocked: true } : {}) }) + "\n");
   }
   return exitCode;
 }

@@ -1,15 +1,15 @@
 import { lstatSync, renameSync } from "node:fs";
-import { createHash, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
-import { Journal, JournalEntry } from "./journal";
+import { Journal, JournalEntry, JournalRecord } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { SftpSession, SFTP_NO_SUCH_FILE } from "./sftpSession";
 import { archiveFile } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
-import { crashPoint } from "./crashHook";
-import { OutcomeUnknownError, TransferError, errorCode, errorMessage } from "./errors";
+import { crashPoint, pausePoint } from "./crashHook";
+import { InDoubtError, OutcomeUnknownError, TransferError, errorCode, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 const posixJoin = (folder: string, name: string) => `${folder.replace(/\/+$/, "")}/${name}`;
@@ -20,14 +20,48 @@ export function conflictName(name: string, sha256: string): string {
   return `${name.slice(0, dot)}.${sha256.slice(0, 8)}${name.slice(dot)}`;
 }
 
+/** The durable commit record of an entry (also written again when its target changes). */
+function commitRecord(entry: JournalEntry): JournalRecord {
+  const { state: _state, ...fields } = entry;
+  return { t: "commit", ...fields, at: new Date().toISOString() };
+}
+
 export type ArchiveOutcome = { archived: true; path: string | null } | { archived: false; error: string };
+
+/** How an in-doubt entry was decided: `presumed` when only an absent staging copy says "renamed". */
+export interface Settlement {
+  entry: JournalEntry;
+  presumed: boolean;
+}
+
+/** What the inbox holds under an entry's target name. */
+type TargetContent = { kind: "absent" } | { kind: "ours" } | { kind: "other"; size: number; sha256?: string };
+
+const SENTINEL_CONTENT = /^[0-9a-f]{32}$/;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A server's free-text message, fit for a log line: no control characters, bounded length. */
+export function sanitizeServerText(text: string): string {
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+  return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
+}
 
 /**
  * Moves one order through the delivery protocol: upload to a unique staging name, verify size and
  * SHA-256 by reading it back, journal the commit (fsync), RENAME into the inbox, journal the
  * publication, archive locally. Also settles entries whose rename outcome is unknown.
+ *
+ * "Staging copy absent" only means "renamed" in the very folder the upload went to: a replaced,
+ * recreated or re-configured staging folder answers NO_SUCH_FILE too. So the staging folder holds
+ * this agent's sentinel, `plutus-<agent id>.sentinel`, whose random content each commit record
+ * keeps; an absent copy is only presumed renamed where that sentinel is still found.
  */
 export class Courier {
+  /** Rename attempts the server refused while the target name was free. */
+  renameRefusals = 0;
+  private sentinel: Promise<string> | undefined;
+
   constructor(
     private readonly config: AgentConfig,
     private readonly journal: Journal,
@@ -40,16 +74,21 @@ export class Courier {
     return `plutus-${this.agentId}-`;
   }
 
-  private stagingPath(entry: Pick<JournalEntry, "staging">): string {
-    return posixJoin(this.config.remote.staging, entry.staging);
+  get sentinelName(): string {
+    return `plutus-${this.agentId}.sentinel`;
   }
 
-  private inboxPath(name: string): string {
-    return posixJoin(this.config.remote.inbox, name);
+  private stagingPath(entry: Pick<JournalEntry, "staging" | "stagingDir">): string {
+    return posixJoin(entry.stagingDir ?? this.config.remote.staging, entry.staging);
+  }
+
+  private inboxPath(entry: Pick<JournalEntry, "target" | "inboxDir">): string {
+    return posixJoin(entry.inboxDir ?? this.config.remote.inbox, entry.target);
   }
 
   /** Uploads and verifies; returns the journal entry at the commit point, renamed or not. */
   async uploadAndCommit(name: string, content: Buffer, sha256: string): Promise<JournalEntry> {
+    const sentinel = await this.stagingSentinel();
     const session = await this.link.session();
     const staging = `${this.stagingPrefix}${randomUUID()}.part`;
     const stagingPath = posixJoin(this.config.remote.staging, staging);
@@ -73,42 +112,199 @@ export class Courier {
       throw failure;
     }
     crashPoint("after-verify");
-    const id = randomUUID();
-    await this.journal.record({ t: "commit", id, name, sha256, size: content.length, staging, target: name, at: new Date().toISOString() });
+    const entry: JournalEntry = {
+      id: randomUUID(),
+      state: "committing",
+      name,
+      sha256,
+      size: content.length,
+      staging,
+      target: name,
+      stagingDir: this.config.remote.staging,
+      inboxDir: this.config.remote.inbox,
+      sentinel,
+    };
+    await this.journal.record(commitRecord(entry));
     crashPoint("after-commit-record");
-    return { id, state: "committing", name, sha256, size: content.length, staging, target: name };
+    return entry;
+  }
+
+  /**
+   * The content of this agent's sentinel in the configured staging folder, created when absent.
+   * Read once per pass, before the first upload and after recovery has checked the sentinels
+   * that earlier commit records name (a new one must not stand in for a lost one).
+   */
+  private stagingSentinel(): Promise<string> {
+    this.sentinel ??= this.establishSentinel().catch((error) => {
+      this.sentinel = undefined;
+      throw error;
+    });
+    return this.sentinel;
+  }
+
+  private async establishSentinel(): Promise<string> {
+    const session = await this.link.session();
+    const path = posixJoin(this.config.remote.staging, this.sentinelName);
+    const found = await this.readSentinel(session, path);
+    if (found !== undefined && SENTINEL_CONTENT.test(found)) return found;
+    // Damaged: replaced by a new one; entries committed under the old one can no longer be proven.
+    if (found !== undefined) await session.unlink(path);
+    const id = randomBytes(16).toString("hex");
+    const handle = await session.open(path, "wx+");
+    const readBack = await session.writeReadBackClose(handle, Buffer.from(id));
+    if (readBack.toString("utf8") !== id) throw new TransferError(`the staging sentinel ${path} did not read back as written`);
+    this.log.info("staging sentinel created", { event: "sentinel-created", path, replacedDamaged: found !== undefined });
+    return id;
+  }
+
+  private async readSentinel(session: SftpSession, path: string): Promise<string | undefined> {
+    let handle: Buffer;
+    try {
+      handle = await session.open(path, "r");
+    } catch (error) {
+      if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined;
+      throw error;
+    }
+    try {
+      return (await session.readAll(handle, 1024)).toString("utf8");
+    } catch (error) {
+      if (!session.isOpen) throw error;
+      return "";
+    } finally {
+      await session.closeHandle(handle).catch(() => undefined);
+    }
+  }
+
+  /** Why the entry's staging folder cannot be shown to be the one its upload went to; undefined when it can. */
+  private async stagingFolderDoubt(session: SftpSession, entry: JournalEntry): Promise<string | undefined> {
+    if (entry.sentinel === undefined || entry.stagingDir === undefined) {
+      return "its commit record was written before staging folders were proven";
+    }
+    const path = posixJoin(entry.stagingDir, this.sentinelName);
+    const found = await this.readSentinel(session, path);
+    if (found === undefined) {
+      return `${path} is gone, so ${entry.stagingDir} is not provably the folder the upload went to (replaced, recreated or moved, or the staging path changed)`;
+    }
+    if (found !== entry.sentinel) return `${path} is not the sentinel that was there at upload time (the folder was replaced or recreated)`;
+    return undefined;
+  }
+
+  /** "Staging copy absent" as "renamed", only in a proven staging folder, and logged as a presumption. */
+  private async presumePublished(session: SftpSession, entry: JournalEntry, seen: string): Promise<JournalEntry> {
+    const doubt = await this.stagingFolderDoubt(session, entry);
+    if (doubt) {
+      throw new InDoubtError(
+        `${seen}, but ${doubt}; whether the ERP got ${entry.name} cannot be told: it stays in the outbox until an operator runs plutus-sync resolve`,
+      );
+    }
+    this.log.warn("staging copy gone from the proven staging folder: presumed delivered", {
+      event: "presumed-delivered",
+      file: entry.name,
+      deliveredAs: entry.target,
+      sha256: entry.sha256,
+      seen,
+    });
+    return this.markPublished(entry, `${seen}: the earlier rename took effect`);
   }
 
   /**
    * Publishes a committed upload with a plain RENAME, which never replaces an existing file.
-   * A refused rename is explained by looking at the target: our own bytes (delivered before), or
-   * someone else's (deliver under the conflict name instead). An unanswered rename throws
-   * OutcomeUnknownError and stays in doubt for `settle`.
+   * A refused rename is explained by looking at the target: our own bytes (the link half of a
+   * rename whose unlink was refused, or an earlier pass), someone else's (deliver under the
+   * conflict name), or nothing while our copy is still in staging (refused outright, or the name
+   * was held by a file the ERP took meanwhile): retried within the pass. An unanswered rename
+   * throws OutcomeUnknownError and stays in doubt for `settle`.
    */
   async publish(entry: JournalEntry): Promise<JournalEntry> {
     const session = await this.link.session();
     const stagingPath = this.stagingPath(entry);
-    const targetPath = this.inboxPath(entry.target);
-    try {
-      await session.rename(stagingPath, targetPath);
-      crashPoint("after-rename");
-      return await this.markPublished(entry, "renamed");
-    } catch (error) {
-      if (error instanceof OutcomeUnknownError) throw error;
-      const existing = await session.hashRemote(targetPath, this.config.maxFileBytes * 2 + 1024 * 1024);
-      if (existing?.sha256 === entry.sha256) {
-        await session.unlink(stagingPath).catch(() => undefined);
-        return this.markPublished(entry, "already in the inbox with the same SHA-256");
+    const targetPath = this.inboxPath(entry);
+    for (let refusals = 0; ; ) {
+      let refused: unknown;
+      try {
+        await session.rename(stagingPath, targetPath);
+        crashPoint("after-rename");
+        return await this.markPublished(entry, "renamed");
+      } catch (error) {
+        if (error instanceof OutcomeUnknownError) throw error;
+        refused = error;
       }
-      if (existing) return this.publishUnderConflictName(entry, existing.sha256);
-      if (!(await session.exists(stagingPath))) {
-        return this.markPublished(entry, "rename reported failure but the staging copy is gone and moved");
-      }
-      throw new TransferError(`rename ${stagingPath} -> ${targetPath} failed: ${errorMessage(error)}`, { cause: error });
+      pausePoint("after-rename-refused");
+      const target = await this.targetContent(session, targetPath, entry);
+      if (target.kind === "ours") return this.publishedBesideStagingLink(session, entry, stagingPath);
+      if (target.kind === "other") return this.publishUnderConflictName(entry, target);
+      if (!(await session.exists(stagingPath))) return this.presumePublished(session, entry, "the rename reported failure and the staging copy is gone");
+      // Target free, our copy still in staging: the server refused (a sharing violation on
+      // Windows, or a name another writer held until the ERP took it). A missing inbox folder is
+      // no refusal worth waiting for.
+      const failed = new TransferError(`rename ${stagingPath} -> ${targetPath} failed: ${errorMessage(refused)}${refusals > 0 ? ` (refused ${refusals + 1} times with the target name free)` : ""}`, { cause: refused });
+      if (errorCode(refused) === SFTP_NO_SUCH_FILE) throw failed;
+      this.renameRefusals++;
+      refusals++;
+      const retry = refusals <= this.config.retries;
+      this.log.warn(retry ? "rename refused with the target name free; retrying" : "rename refused with the target name free", {
+        event: "rename-refused",
+        file: entry.name,
+        target: entry.target,
+        attempt: refusals,
+        serverMessage: sanitizeServerText(errorMessage((refused as Error).cause ?? refused)),
+      });
+      if (!retry) throw failed;
+      await sleep(this.config.retryBaseDelayMs * 2 ** (refusals - 1));
     }
   }
 
-  private async publishUnderConflictName(entry: JournalEntry, otherSha256: string): Promise<JournalEntry> {
+  /**
+   * Sizes first: a target of another size is someone else's without reading a byte. A target of
+   * our size is read (at most entry.size bytes, inside the byte budget share the caller holds for
+   * this file: its read-back copy is gone by then).
+   */
+  private async targetContent(session: SftpSession, targetPath: string, entry: JournalEntry): Promise<TargetContent> {
+    let size: number;
+    try {
+      size = (await session.stat(targetPath)).size;
+    } catch (error) {
+      if (errorCode(error) === SFTP_NO_SUCH_FILE) return { kind: "absent" };
+      throw error;
+    }
+    if (size !== entry.size) return { kind: "other", size };
+    let existing: { sha256: string; size: number } | undefined;
+    try {
+      existing = await session.hashRemote(targetPath, entry.size);
+    } catch (error) {
+      // Grown past our size between the stat and the read (readAll's limit): not ours either.
+      if (session.isOpen && errorCode(error) === undefined) return { kind: "other", size };
+      throw error;
+    }
+    if (!existing) return { kind: "absent" };
+    return existing.sha256 === entry.sha256 ? { kind: "ours" } : { kind: "other", size: existing.size, sha256: existing.sha256 };
+  }
+
+  /**
+   * The inbox holds our bytes although the rename was refused: on Windows the server linked the
+   * file, then could not unlink the staging name (someone opened the new file without
+   * FILE_SHARE_DELETE) nor take its link back. `published` is made durable before anything else:
+   * the staging link may outlive this pass, and a lost note would make recovery see "staging
+   * present, inbox empty" once the ERP took the file, and send it again.
+   */
+  private async publishedBesideStagingLink(session: SftpSession, entry: JournalEntry, stagingPath: string): Promise<JournalEntry> {
+    const published = await this.markPublished(entry, "already in the inbox with the same SHA-256", { durable: true });
+    try {
+      await session.unlink(stagingPath);
+    } catch (error) {
+      if (session.isOpen && errorCode(error) !== SFTP_NO_SUCH_FILE) {
+        this.log.warn("delivered, but the staging link could not be removed; a later sweep removes it", {
+          event: "staging-link-left",
+          file: entry.name,
+          staging: stagingPath,
+          serverMessage: sanitizeServerText(errorMessage((error as Error).cause ?? error)),
+        });
+      }
+    }
+    return published;
+  }
+
+  private async publishUnderConflictName(entry: JournalEntry, other: { size: number; sha256?: string }): Promise<JournalEntry> {
     const alternative = conflictName(entry.name, entry.sha256);
     if (entry.target === alternative) {
       throw new TransferError(`both ${entry.name} and ${alternative} exist in the inbox with other content; not overwriting either`);
@@ -118,18 +314,21 @@ export class Courier {
       file: entry.name,
       deliveredAs: alternative,
       sha256: entry.sha256,
-      inboxSha256: otherSha256,
+      inboxSize: other.size,
+      ...(other.sha256 ? { inboxSha256: other.sha256 } : {}),
     });
     const moved: JournalEntry = { ...entry, target: alternative };
     // Durable before the second rename, so recovery looks for the right name.
-    await this.journal.record({ t: "commit", id: entry.id, name: entry.name, sha256: entry.sha256, size: entry.size, staging: entry.staging, target: alternative, at: new Date().toISOString() });
+    await this.journal.record(commitRecord(moved));
     return this.publish(moved);
   }
 
-  private async markPublished(entry: JournalEntry, how: string): Promise<JournalEntry> {
-    // Not fsynced on its own: if it is lost, recovery finds the staging copy gone and decides
-    // "published" again from the server. The "archived" record that follows is durable.
-    this.journal.note({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() });
+  private async markPublished(entry: JournalEntry, how: string, options: { durable?: boolean } = {}): Promise<JournalEntry> {
+    const record: JournalRecord = { t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() };
+    // A note unless asked otherwise: if it is lost, recovery finds the staging copy gone (in the
+    // proven staging folder) and decides "published" again from the server. The "archived" record that follows is durable.
+    if (options.durable) await this.journal.record(record);
+    else this.journal.note(record);
     crashPoint("after-published-record");
     if (this.log.isDebugEnabled()) this.log.debug("published", { event: "published", file: entry.name, target: entry.target, how });
     return { ...entry, state: "published" };
@@ -137,73 +336,27 @@ export class Courier {
 
   /**
    * Decides an in-doubt rename from what is on the server now:
-   *   staging gone                      -> the rename happened (the ERP may have taken the file)
-   *   staging there, target absent      -> it did not: rename again
-   *   staging there, target ours        -> link made, unlink not: remove staging, delivered
+   *   staging there, target absent      -> it did not happen: rename again
+   *   staging there, target ours        -> link made, unlink not: delivered, remove staging
    *   staging there, target not ours    -> it did not, and the name is taken: conflict name
+   *   staging gone, folder proven       -> presumed to have happened (the ERP may have taken it)
+   *   staging gone, folder not proven   -> InDoubtError: an operator decides (resolve)
    */
-  async settle(entry: JournalEntry): Promise<JournalEntry> {
+  async settle(entry: JournalEntry): Promise<Settlement> {
     const session: SftpSession = await this.link.session();
-    if (!(await session.exists(this.stagingPath(entry)))) {
-      return this.markPublished(entry, "staging copy gone: the earlier rename took effect");
-    }
-    return this.publish(entry);
+    if (await session.exists(this.stagingPath(entry))) return { entry: await this.publish(entry), presumed: false };
+    return { entry: await this.presumePublished(session, entry, "the staging copy is gone"), presumed: true };
+  }
+
+  /** Moves the delivered local file to the archive (see archiveDelivered). */
+  archive(entry: JournalEntry, identity: FileIdentity | undefined): Promise<ArchiveOutcome> {
+    return archiveDelivered(this.config, this.journal, this.log, entry, identity);
   }
 
   /**
-   * Moves the delivered local file to the archive. The file is first renamed to a private claim
-   * name in the outbox (ignored by the scan), so what is checked is what is archived: if the web
-   * shop replaced the file after it was read, the replacement is a new order and goes back under
-   * its name. `identity` is what the inspection saw; without it (recovery) the hash decides.
+   * Removes this agent's staging files no open entry needs: uploads that never reached the commit
+   * point, and staging links a refused rename left beside a delivered file.
    */
-  async archive(entry: JournalEntry, identity: FileIdentity | undefined): Promise<ArchiveOutcome> {
-    const path = join(this.config.outbox, entry.name);
-    const claim = join(this.config.outbox, `.plutus-claim-${entry.id}`);
-    try {
-      // With the identity read this pass, the claim name (a fresh journal id) cannot exist yet;
-      // only recovery can find one an earlier pass made.
-      const claimedEarlier = identity === undefined && lstatSync(claim, { throwIfNoEntry: false }) !== undefined;
-      if (!claimedEarlier) {
-        try {
-          renameSync(path, claim);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-          this.journal.note({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
-          return { archived: true, path: null };
-        }
-      }
-      const unchanged =
-        identity && !claimedEarlier
-          ? sameIdentity(lstatSync(claim), identity)
-          : (await hashLocalFile(claim, this.config.maxFileBytes)) === entry.sha256;
-      if (!unchanged) {
-        const putBack = await moveWithoutOverwrite(claim, this.config.outbox, entry.name);
-        this.log.warn("the outbox file was replaced after it was read; the new content is a new order", {
-          event: "replaced",
-          file: entry.name,
-          deliveredSha256: entry.sha256,
-          newVersionAt: putBack,
-        });
-        this.journal.note({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
-        return { archived: true, path: null };
-      }
-      const dest = await archiveFile(claim, entry.name, this.config.archive, new Date());
-      crashPoint("after-archive");
-      // Not fsynced on its own: the archive folder already is, and a lost "archived" only makes
-      // recovery look for the file again and find it gone.
-      this.journal.note({ t: "archived", id: entry.id, archivedAs: dest, at: new Date().toISOString() });
-      return { archived: true, path: dest };
-    } catch (error) {
-      this.log.error("delivered but could not be archived; it stays in the outbox and will not be sent again", {
-        event: "archive-failed",
-        file: entry.name,
-        error: errorMessage(error),
-      });
-      return { archived: false, error: errorMessage(error) };
-    }
-  }
-
-  /** Removes this agent's staging uploads that never reached the commit point. */
   async removeOrphanUploads(): Promise<number> {
     const session = await this.link.session();
     const committed = new Set(this.journal.entries().filter((e) => e.state === "committing").map((e) => e.staging));
@@ -227,11 +380,64 @@ export class Courier {
         }
       }
     } finally {
-      if (removed > 0) this.log.info("removed uploads that never reached the commit point", { event: "orphans-removed", count: removed });
+      if (removed > 0) this.log.info("removed staging uploads no journal entry needs", { event: "orphans-removed", count: removed });
     }
     if (refused.length > 0) {
       throw new TransferError(`${refused.length} abandoned upload(s) in ${this.config.remote.staging} could not be removed (first: ${refused[0]}): ${errorMessage(firstError)}`);
     }
     return removed;
+  }
+}
+
+/**
+ * Moves the delivered local file to the archive. The file is first renamed to a private claim
+ * name in the outbox (ignored by the scan), so what is checked is what is archived: if the web
+ * shop replaced the file after it was read, the replacement is a new order and goes back under
+ * its name. `identity` is what the inspection saw; without it (recovery) the hash decides.
+ */
+export async function archiveDelivered(config: AgentConfig, journal: Journal, log: Logger, entry: JournalEntry, identity: FileIdentity | undefined): Promise<ArchiveOutcome> {
+  const path = join(config.outbox, entry.name);
+  const claim = join(config.outbox, `.plutus-claim-${entry.id}`);
+  try {
+    // With the identity read this pass, the claim name (a fresh journal id) cannot exist yet;
+    // only recovery can find one an earlier pass made.
+    const claimedEarlier = identity === undefined && lstatSync(claim, { throwIfNoEntry: false }) !== undefined;
+    if (!claimedEarlier) {
+      try {
+        renameSync(path, claim);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+        journal.note({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
+        return { archived: true, path: null };
+      }
+    }
+    const unchanged =
+      identity && !claimedEarlier
+        ? sameIdentity(lstatSync(claim), identity)
+        : (await hashLocalFile(claim, config.maxFileBytes)) === entry.sha256;
+    if (!unchanged) {
+      const putBack = await moveWithoutOverwrite(claim, config.outbox, entry.name);
+      log.warn("the outbox file was replaced after it was read; the new content is a new order", {
+        event: "replaced",
+        file: entry.name,
+        deliveredSha256: entry.sha256,
+        newVersionAt: putBack,
+      });
+      journal.note({ t: "archived", id: entry.id, archivedAs: null, at: new Date().toISOString() });
+      return { archived: true, path: null };
+    }
+    const dest = await archiveFile(claim, entry.name, config.archive, new Date());
+    crashPoint("after-archive");
+    // Not fsynced on its own: the archive folder already is, and a lost "archived" only makes
+    // recovery look for the file again and find it gone.
+    journal.note({ t: "archived", id: entry.id, archivedAs: dest, at: new Date().toISOString() });
+    return { archived: true, path: dest };
+  } catch (error) {
+    log.error("delivered but could not be archived; it stays in the outbox and will not be sent again", {
+      event: "archive-failed",
+      file: entry.name,
+      error: errorMessage(error),
+    });
+    return { archived: false, error: errorMessage(error) };
   }
 }

@@ -1,3 +1,6 @@
+import { copyFileSync } from "node:fs";
+import { basename, join } from "node:path";
+
 /**
  * Test hook: PLUTUS_CRASH_AT=<step>[:<n>] kills the process with SIGKILL the n-th time (default
  * first) a delivery reaches <step>, so tests can prove recovery from a crash at every step.
@@ -22,4 +25,28 @@ export function crashPoint(step: CrashStep): void {
   if (step !== crashStep) return;
   reached++;
   if (reached === crashCount) process.kill(process.pid, "SIGKILL");
+}
+
+/**
+ * Test hook: PLUTUS_PAUSE_AT=<step> stops the process (SIGSTOP) the first time it reaches <step>,
+ * so a test can change the server at exactly that instant and then send SIGCONT.
+ */
+const pauseStep = process.env.PLUTUS_PAUSE_AT;
+let paused = false;
+
+export function pausePoint(step: "after-rename-refused"): void {
+  if (step !== pauseStep || paused) return;
+  paused = true;
+  process.kill(process.pid, "SIGSTOP");
+}
+
+/**
+ * Test hook for power cuts: with PLUTUS_DURABLE_COPY_DIR=<folder>, a copy of `path` is taken each
+ * time the agent has just made it durable (fsync returned). Replacing the file by that copy after
+ * a kill -9 gives what a power cut would have left: everything up to the last fsync, nothing after.
+ */
+const durableCopyDir = process.env.PLUTUS_DURABLE_COPY_DIR;
+
+export function durablePoint(path: string): void {
+  if (durableCopyDir) copyFileSync(path, join(durableCopyDir, basename(path)));
 }

@@ -46,6 +46,13 @@ export class TransferError extends AgentError {
 /** A request got no answer in time or the connection dropped: its outcome is unknown. */
 export class OutcomeUnknownError extends TransferError {}
 
+/**
+ * The agent cannot tell whether an order reached the ERP (its staging folder cannot be proven to be
+ * the one the upload went to). The order stays in the outbox, is never re-sent on a guess, and
+ * waits for an operator's `plutus-sync resolve`.
+ */
+export class InDoubtError extends TransferError {}
+
 /** The local state folder cannot be used: no journal, so nothing may be sent. */
 export class StateError extends AgentError {
   readonly exitCode = ExitCode.ConfigError;

@@ -1,26 +1,41 @@
 import { promises as fs, constants } from "node:fs";
 import { join } from "node:path";
 import { fsyncDir, writeFileAtomic } from "./durableFs";
+import { durablePoint } from "./crashHook";
 
 /**
  * The durable record of every delivery that reached the commit point. Where a local file sits
  * plus this journal is its state; the remote rename is the single commit point.
  *
- *   commit    written and fsynced BEFORE the rename: staging name, target name, hash
+ *   commit    written and fsynced BEFORE the rename: the remote staging and inbox folders and
+ *             names used, the hash, and the id of the staging folder's sentinel (see Courier)
  *   published the rename happened (or recovery proved it): the order is in the ERP's hands
  *   archived  the local file left the outbox: the entry is finished
- *   abandoned recovery proved the rename never happened and removed the staging copy: the file
- *             is still in the outbox and will be sent again as a new delivery
+ *   abandoned an operator decided an in-doubt entry was never delivered (`resolve --resend`):
+ *             the file is still in the outbox and is sent again as a new delivery
  */
 export type JournalRecord =
-  | { t: "commit"; id: string; name: string; sha256: string; size: number; staging: string; target: string; at: string }
+  | ({ t: "commit"; id: string; name: string; sha256: string; size: number; staging: string; target: string; at: string } & RemoteFolders)
   | { t: "published"; id: string; target: string; at: string }
   | { t: "archived"; id: string; archivedAs: string | null; at: string }
   | { t: "abandoned"; id: string; reason: string; at: string };
 
 export type EntryState = "committing" | "published";
 
-export interface JournalEntry {
+/**
+ * Where an upload went, as the commit record saw it. Absent in records written before these were
+ * kept: such an entry can only be decided from a staging copy that is still there.
+ */
+export interface RemoteFolders {
+  /** The remote staging folder the upload went to. */
+  stagingDir?: string;
+  /** The remote inbox folder the rename targets. */
+  inboxDir?: string;
+  /** Content of the staging folder's sentinel when the upload was made there. */
+  sentinel?: string;
+}
+
+export interface JournalEntry extends RemoteFolders {
   id: string;
   state: EntryState;
   /** The outbox file name. */
@@ -60,6 +75,7 @@ export class Journal {
         await handle.sync();
       }
       if (!existed) await fsyncDir(stateDir);
+      if (tornTail || !existed) durablePoint(path);
     } catch (error) {
       await handle.close();
       throw error;
@@ -80,6 +96,10 @@ export class Journal {
   /** Entries that are not finished: in doubt (committing) or awaiting local archiving (published). */
   entries(): JournalEntry[] {
     return [...this.open.values()];
+  }
+
+  entry(id: string): JournalEntry | undefined {
+    return this.open.get(id);
   }
 
   entryFor(name: string): JournalEntry | undefined {
@@ -117,6 +137,7 @@ export class Journal {
           offset += bytesWritten;
         }
         await this.handle.datasync();
+        durablePoint(this.path);
         this.size += bytes.length;
         for (const item of batch) item.resolve();
       } catch (error) {
@@ -130,17 +151,11 @@ export class Journal {
 
   private apply(record: JournalRecord): void {
     switch (record.t) {
-      case "commit":
-        this.open.set(record.id, {
-          id: record.id,
-          state: "committing",
-          name: record.name,
-          sha256: record.sha256,
-          size: record.size,
-          staging: record.staging,
-          target: record.target,
-        });
+      case "commit": {
+        const { t: _t, at: _at, ...entry } = record;
+        this.open.set(record.id, { ...entry, state: "committing" });
         break;
+      }
       case "published": {
         const entry = this.open.get(record.id);
         if (entry) {
@@ -161,12 +176,14 @@ export class Journal {
     await this.drain();
     const lines: string[] = [];
     for (const entry of this.open.values()) {
-      lines.push(JSON.stringify({ t: "commit", id: entry.id, name: entry.name, sha256: entry.sha256, size: entry.size, staging: entry.staging, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
+      const { state: _state, ...commit } = entry;
+      lines.push(JSON.stringify({ t: "commit", ...commit, at: new Date().toISOString() } satisfies JournalRecord));
       if (entry.state === "published") lines.push(JSON.stringify({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
     }
     const content = lines.map((l) => l + "\n").join("");
     await this.handle.close();
     await writeFileAtomic(this.path, content);
+    durablePoint(this.path);
     this.handle = await fs.open(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
     this.size = Buffer.byteLength(content);
   }

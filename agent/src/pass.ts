@@ -11,7 +11,7 @@ import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { ByteBudget } from "./byteBudget";
-import { ConnectError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
+import { ConnectError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export interface PassResult {
@@ -45,7 +45,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logger): Promise<PassResult> {
   const startedAt = new Date();
-  const summary: RunSummary = { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0 };
+  const summary: RunSummary = { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0, inDoubt: 0, renameRefused: 0 };
   await prepareFolders(config);
   const lock = await acquirePassLock(config.stateDir, (config.passDeadlineSeconds + 60) * 1000).catch((error) => {
     throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}; the agent's account must own it`, { cause: error });
@@ -166,21 +166,34 @@ class PassWorker {
       crashPoint("during-recovery");
       if (entry.state === "committing") {
         if (this.connectError || Date.now() >= this.deadlines.stopStarting) {
+          // Not settled is not delivered: the run must not look clean (a connect error already makes it exit 3).
+          if (!this.connectError) this.summary.failed++;
           this.log.warn("in-doubt delivery left for the next pass", { event: "recovery-skipped", file: entry.name, reason: this.connectError?.message ?? "pass deadline near" });
           continue;
         }
+        // Settling may read the inbox file back (at most its size): charged like a delivery.
+        const held = await this.budget.take(Math.min(entry.size, this.config.maxFileBytes) * 2);
         try {
-          const settled = await this.courier.settle(entry);
-          this.log.info("in-doubt delivery settled", { event: "recovered", file: entry.name, target: settled.target });
+          const { entry: settled, presumed } = await this.courier.settle(entry);
+          // A presumption was logged as such ("presumed-delivered") by the courier.
+          if (!presumed) this.log.info("in-doubt delivery settled", { event: "recovered", file: entry.name, target: settled.target });
           this.summary.recovered++;
           await this.finishDelivered(settled, undefined, undefined);
         } catch (error) {
+          if (error instanceof InDoubtError) {
+            this.reportInDoubt(entry.name, error);
+            continue;
+          }
           this.noteRemoteError(error);
+          // A failed recovery is a failed run; one that could not connect at all exits 3 anyway.
+          if (!this.connectError) this.summary.failed++;
           this.log.error("in-doubt delivery could not be settled; the file stays in the outbox and will not be re-sent until it is", {
             event: "recovery-failed",
             file: entry.name,
             error: errorMessage(error),
           });
+        } finally {
+          this.budget.give(held);
         }
       } else {
         const outcome = await this.courier.archive(entry, undefined);
@@ -199,6 +212,13 @@ class PassWorker {
         this.log.warn("could not sweep the staging folder", { event: "orphan-sweep-failed", error: errorMessage(error) });
       }
     }
+  }
+
+  /** An order the agent cannot decide: kept (owned by the journal), never re-sent on a guess. */
+  private reportInDoubt(name: string, error: InDoubtError): void {
+    this.summary.inDoubt = (this.summary.inDoubt ?? 0) + 1;
+    this.owned.add(name);
+    this.log.error("delivery in doubt; settle it with plutus-sync resolve", { event: "in-doubt", file: name, reason: error.message });
   }
 
   /**
@@ -333,11 +353,17 @@ class PassWorker {
     for (let attempt = 0; ; attempt++) {
       try {
         if (!entry) entry = await this.courier.uploadAndCommit(file.name, file.content, file.sha256);
-        entry = entry.state === "committing" && attempt > 0 ? await this.courier.settle(entry) : await this.courier.publish(entry);
+        entry = entry.state === "committing" && attempt > 0 ? (await this.courier.settle(entry)).entry : await this.courier.publish(entry);
         await this.finishDelivered(entry, file.identity, started);
         return;
       } catch (error) {
         if (!entry) this.uploadsAbandoned++;
+        // The journal knows the latest target (a conflict name recorded before a lost reply).
+        else entry = this.journal.entry(entry.id) ?? entry;
+        if (error instanceof InDoubtError) {
+          this.reportInDoubt(file.name, error);
+          return;
+        }
         this.noteRemoteError(error);
         const retry = this.mayRetry(error, attempt);
         this.log[retry ? "warn" : "error"](retry ? "attempt failed; retrying" : "failed", {
@@ -399,10 +425,11 @@ class PassWorker {
 
   result(): PassResult {
     const s = this.summary;
+    s.renameRefused = this.courier.renameRefusals;
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
   }
 }
 

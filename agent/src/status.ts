@@ -27,6 +27,7 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     outbox: { waiting, oldestAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)) },
     quarantined: await countQuarantined(config.quarantine),
     inDoubt: entries.filter((e) => e.state === "committing").length,
+    inDoubtFiles: entries.filter((e) => e.state === "committing").map((e) => e.name),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
   };
 }
@@ -39,7 +40,9 @@ export function formatStatus(report: StatusReport): string {
       : "last run: never",
     `outbox: ${report.outbox.waiting} waiting${report.outbox.oldestAgeSeconds === null ? "" : `, oldest ${report.outbox.oldestAgeSeconds} s old`}`,
     `quarantined: ${report.quarantined}`,
-    `in doubt: ${report.inDoubt}`,
+    report.inDoubt > 0 && report.inDoubtFiles
+      ? `in doubt: ${report.inDoubt} (${report.inDoubtFiles.join(", ")}; the next run tries to settle them, see the run log; plutus-sync resolve settles what it cannot)`
+      : `in doubt: ${report.inDoubt}`,
     `consecutive failed runs: ${report.consecutiveFailedRuns}`,
   ];
   return lines.join("\n");

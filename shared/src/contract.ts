@@ -23,6 +23,13 @@ export interface RunSummary {
   archivePending: number;
   /** Earlier in-doubt deliveries settled by this pass's recovery. */
   recovered: number;
+  /**
+   * Deliveries whose outcome the agent cannot decide (their staging folder cannot be proven to be
+   * the one the upload went to): kept in the outbox, never re-sent, until `plutus-sync resolve`.
+   */
+  inDoubt?: number;
+  /** Renames the server refused while the target name was free (retried within the pass). */
+  renameRefused?: number;
   /** Set when another pass held the lock and this one did nothing. */
   skippedLocked?: boolean;
 }
@@ -43,6 +50,8 @@ export interface StatusReport {
   outbox: { waiting: number; oldestAgeSeconds: number | null };
   quarantined: number;
   inDoubt: number;
+  /** Outbox names of the in-doubt entries. */
+  inDoubtFiles?: string[];
   consecutiveFailedRuns: number;
 }
 

@@ -7,7 +7,7 @@ import type { AgentConfigInput } from "@plutus/shared";
 import { startErpServer, ensureSystemAccount, uidOf, ErpServer, SshdOptions, ERP_USER } from "../support/sshd";
 import { FakeErp, FakeErpOptions } from "../support/fakeErp";
 import { TcpProxy } from "../support/tcpProxy";
-import { localFolders } from "../support/agent";
+import { localFolders, STAGING_SENTINEL } from "../support/agent";
 import { Journal } from "../../agent/src/journal";
 
 /** The repository root, found from this file (works from ts-jest and from the esbuild bootstrap). */
@@ -277,10 +277,10 @@ export class Rig {
   }
 
   /** One pass of the bundled agent as its own process; optionally killed with SIGKILL after `killAfterMs`. */
-  async pass(options: { killAfterMs?: number; crashAt?: string; hardLimitMs?: number } = {}): Promise<PassRecord> {
+  async pass(options: { killAfterMs?: number; crashAt?: string; hardLimitMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PassRecord> {
     const started = Date.now();
     const child = spawn(process.execPath, [agentBundle().path, "run", "--config", this.configPath, "--json"], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...(options.crashAt ? { PLUTUS_CRASH_AT: options.crashAt } : {}) },
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...(options.crashAt ? { PLUTUS_CRASH_AT: options.crashAt } : {}), ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
       ...(this.uid !== 0 ? { uid: this.uid, gid: this.gid } : {}),
     });
@@ -439,7 +439,7 @@ export class Rig {
 
     const open = await Journal.peek(this.stateDir);
     if (open.length > 0) row.problems.push(`journal still has ${open.length} open entr${open.length === 1 ? "y" : "ies"}: ${open.slice(0, 3).map((e) => `${e.name}=${e.state}`).join(", ")}`);
-    const staging = await fsp.readdir(this.erp.stagingDir).catch(() => [] as string[]);
+    const staging = (await fsp.readdir(this.erp.stagingDir).catch(() => [] as string[])).filter((n) => !STAGING_SENTINEL.test(n));
     if (staging.length > 0) row.problems.push(`remote staging not empty: ${staging.slice(0, 3).join(", ")}`);
     const inbox = await fsp.readdir(this.erp.inboxDir).catch(() => [] as string[]);
     if (inbox.length > 0) row.problems.push(`inbox not drained by the fake ERP: ${inbox.slice(0, 3).join(", ")}`);

@@ -4,6 +4,8 @@ import { CRASH_STEPS } from "../../agent/src/crashHook";
 import { ERP_USER, uidOf, startErpServer } from "../support/sshd";
 import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord, afterStagingEvents } from "./harness";
 import { hostileInputs } from "./hostile";
+import { stagingFiles } from "../support/agent";
+import { erpHoldsInboxFilesOpen, stagingReplacedAfterCrash } from "./windowsServer";
 
 export interface Scale {
   long: boolean;
@@ -25,7 +27,7 @@ export const FAULT_TUNING = {
 /** Process start, compaction, status file and log flush after the deadline. */
 export const DEADLINE_MARGIN_MS = 3_000;
 
-async function withRig(row: Row, options: Parameters<typeof Rig.start>[0], body: (rig: Rig) => Promise<void>): Promise<Row> {
+export async function withRig(row: Row, options: Parameters<typeof Rig.start>[0], body: (rig: Rig) => Promise<void>): Promise<Row> {
   const rig = await Rig.start(options);
   try {
     await body(rig);
@@ -43,13 +45,13 @@ function expectDeadline(row: Row, deadlineSeconds: number): void {
   if (row.longestPassMs > limit) row.problems.push(`longest pass ${row.longestPassMs} ms exceeds passDeadlineSeconds (${deadlineSeconds} s) + ${DEADLINE_MARGIN_MS} ms`);
 }
 
-function expectExit(row: Row, record: PassRecord, codes: number[], what: string): void {
+export function expectExit(row: Row, record: PassRecord, codes: number[], what: string): void {
   if (record.code === null || !codes.includes(record.code)) {
     row.problems.push(`${what}: exit ${record.code ?? record.signal}, expected ${codes.join(" or ")}; stderr: ${record.stderr.trim().slice(0, 300)}`);
   }
 }
 
-function topUp(rig: Rig, rng: Rng, target: number, maxExtra: number): void {
+export function topUp(rig: Rig, rng: Rng, target: number, maxExtra: number): void {
   const have = rig.outboxOrders().length;
   for (let i = have; i < target; i++) rig.produce(rng.chance(0.05) ? rng.int(50_000, 200_000) : rng.int(0, maxExtra));
 }
@@ -60,7 +62,7 @@ function inDoubtEvidence(rig: Rig): string {
   const inDoubtRetries = events.filter((e) => e.event === "retry" && e.inDoubt === true).length;
   const inDoubtFailed = events.filter((e) => e.event === "failed" && e.inDoubt === true).length;
   const counts = countEvents(events);
-  const renameTookEffect = events.filter((e) => e.event === "published" && /staging copy gone/.test(String(e.how))).length;
+  const renameTookEffect = events.filter((e) => e.event === "presumed-delivered").length;
   const sameInInbox = events.filter((e) => e.event === "published" && /same SHA-256/.test(String(e.how))).length;
   return `renames settled as done after a lost reply ${renameTookEffect}, found already in the inbox ${sameInInbox}, in-doubt retries ${inDoubtRetries}, in-doubt failures ${inDoubtFailed}, recovered ${counts.get("recovered") ?? 0}, orphans swept ${events.filter((e) => e.event === "orphans-removed").reduce((s, e) => s + Number(e.count), 0)}`;
 }
@@ -242,7 +244,7 @@ function erpFolderScenario(name: string, breakIt: (rig: Rig) => void, repair: (r
         if (failed.length !== 10 || !failed.every((e) => logPattern.test(String(e.error)))) {
           row.problems.push(`expected 10 "failed" log lines matching ${logPattern}; got ${failed.length}: ${String(failed[0]?.error)}`);
         } else row.notes.push(`log: ${String(failed[0].error).slice(0, 110)}`);
-        const staged = leavesCommitted ? readdirCount(rig.erp.stagingDir) : 10;
+        const staged = leavesCommitted ? stagingFiles(rig.erp.stagingDir).length : 10;
         if (staged !== 10) row.problems.push(`expected the 10 verified uploads to wait in staging, found ${staged}`);
         repair(rig);
         await rig.finalCleanPass(row);
@@ -554,6 +556,8 @@ export const SCENARIOS: Scenario[] = [
   erpInboxDenied,
   erpRestart,
   erpDiskFull,
+  stagingReplacedAfterCrash,
+  erpHoldsInboxFilesOpen,
   localArchiveFull,
   localStateUnwritable,
   localStateFull,

@@ -51,6 +51,7 @@ test.each([
   [{ erpInboxFolder: "D:\\Inbox" }, 'plutus:erpInboxFolder: "D:\\\\Inbox" is not inside erpChrootDirectory "C:\\\\Plutus"; the SFTP account only sees the chroot; put it under C:\\Plutus\\'],
   [{ erpStagingFolder: "C:\\Plutus\\Inbox" }, "plutus:erpStagingFolder: is the same folder as erpInboxFolder; use a separate folder on the same volume, e.g. C:\\Plutus\\Staging"],
   [{ webAdminUser: "root" }, 'plutus:webAdminUser: "root" is not a usable Linux account name (lowercase, up to 32 characters; not root, plutus or ubuntu); set it with `pulumi config set webAdminUser plutusadmin`'],
+  [{ dnsServers: [] }, "plutus:dnsServers: is an empty list; the VMs need at least one DNS server; list one or more IPv4 addresses (e.g. [1.1.1.1]) in Pulumi.<stack>.yaml, or remove the key to use 1.1.1.1"],
   [{ vmFolder: "D:\\Lab\nVMs" }, 'plutus:vmFolder: "D:\\\\Lab\\nVMs" is not an absolute Windows path for the folder that holds the VMs and their child disks (like D:\\Plutus\\VMs, no < > " | ? * or control characters); set it with `pulumi config set vmFolder \'D:\\Plutus\\VMs\'`'],
 ])("rejects %j with its message", (overrides, message) => {
   expect(problems(overrides)).toEqual([message]);

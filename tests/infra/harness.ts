@@ -87,6 +87,8 @@ export interface Recorded {
   /** Per top-level input, the URNs its value depends on (what deleteBeforeReplace follows). */
   propertyDependencies: Record<string, string[]>;
   deleteBeforeReplace: boolean;
+  /** Input paths whose change replaces the resource (besides what the provider decides itself). */
+  replaceOnChanges: string[];
   additionalSecretOutputs: string[];
   /** Top-level inputs that arrived as Pulumi secrets (unwrapped in `inputs`). */
   secretInputs: string[];
@@ -123,7 +125,18 @@ const nameOfUrn = (urn: string) => urn.split("::").pop() ?? "";
  * Rejects with the program's error when it throws.
  */
 export async function runProgram(config: Record<string, string | undefined> = {}): Promise<ProgramRun> {
-  const full: Record<string, string> = { ...devStackConfig(), ...SECRETS, "plutus:agentBundleDir": makeFixtureBundle() };
+  const fixtureBundle = "plutus:agentBundleDir" in config ? undefined : makeFixtureBundle();
+  try {
+    return await runProgramWith(config, fixtureBundle);
+  } finally {
+    // The program reads the bundle while it loads; the folder is not needed afterwards.
+    if (fixtureBundle) fs.rmSync(fixtureBundle, { recursive: true, force: true });
+  }
+}
+
+async function runProgramWith(config: Record<string, string | undefined>, fixtureBundle: string | undefined): Promise<ProgramRun> {
+  const full: Record<string, string> = { ...devStackConfig(), ...SECRETS };
+  if (fixtureBundle) full["plutus:agentBundleDir"] = fixtureBundle;
   for (const [k, v] of Object.entries(config)) {
     if (v === undefined) delete full[k];
     else full[k] = v;
@@ -154,6 +167,7 @@ export async function runProgram(config: Record<string, string | undefined> = {}
           dependencies: req.getDependenciesList(),
           propertyDependencies,
           deleteBeforeReplace: req.getDeletebeforereplace(),
+          replaceOnChanges: req.getReplaceonchangesList(),
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           secretInputs: [],
         });

@@ -4,24 +4,31 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { CANARY_PREFIX, HOST_KEY_SHA256_PATTERN } from "@plutus/shared";
-import { runProgram, nameOfUrn, SECRETS, type ProgramRun } from "./harness";
+import { makeFixtureBundle, runProgram, nameOfUrn, SECRETS, type ProgramRun } from "./harness";
 import {
+  renderAgentInstallStdin,
   renderCanaryCommand,
-  renderCopyCommand,
   renderInstallCommand,
+  renderUninstallArmCommand,
   renderUninstallCommand,
   renderWaitCommand,
-  remoteBundleDir,
 } from "../../infra/agentDeployment";
 import { renderCommandLine, sha256Hex } from "../../infra/powershell";
 import { renderInstanceId, renderNetworkConfig, renderUserData, type CloudInitInput } from "../../infra/ubuntuVm";
 import { windowsPasswordFingerprint } from "../../infra/windowsVm";
 import * as crypto from "node:crypto";
-import { readBundle } from "../../infra/bundle";
+import { readBundle, type AgentBundle } from "../../infra/bundle";
 
 let run: ProgramRun;
+let bundle: AgentBundle;
 beforeAll(async () => {
-  run = await runProgram();
+  const dir = makeFixtureBundle();
+  try {
+    bundle = readBundle(dir);
+    run = await runProgram({ "plutus:agentBundleDir": dir });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }, 60_000);
 
 const names = (filter: (r: ProgramRun["resources"][number]) => boolean) => run.resources.filter(filter).map((r) => r.name).sort();
@@ -44,7 +51,7 @@ const HOST_COMMANDS = [
 
 test("creates exactly the expected resources, each child under its component", () => {
   expect(names((r) => r.type === "command:local:Command")).toEqual([...HOST_COMMANDS].sort());
-  expect(names((r) => r.type === "command:remote:Command")).toEqual(["agent-copy", "agent-install", "agent-wait", "canary-run"]);
+  expect(names((r) => r.type === "command:remote:Command")).toEqual(["agent-install", "agent-uninstall", "agent-wait", "canary-run"]);
   expect(names((r) => r.type === "tls:index/privateKey:PrivateKey")).toEqual(["erp-host-key", "sync-key", "web-admin-key", "web-host-key"]);
   for (const key of ["erp-host-key", "sync-key", "web-admin-key", "web-host-key"]) expect(run.byName(key).inputs).toEqual({ algorithm: "ED25519" });
   const components = run.resources.filter((r) => r.type.startsWith("plutus:")).map((r) => `${r.type} ${r.name} <- ${nameOfUrn(r.parent)}`).sort();
@@ -69,7 +76,7 @@ test("creates exactly the expected resources, each child under its component", (
     "plutus:windowsVm:WindowsVm erp-vm <- ",
   ]);
   for (const name of HOST_COMMANDS) expect(parentName(name)).toBe(name.replace(/-run$/, ""));
-  for (const name of ["agent-wait", "agent-copy", "agent-install"]) expect(parentName(name)).toBe("agent");
+  for (const name of ["agent-wait", "agent-uninstall", "agent-install"]) expect(parentName(name)).toBe("agent");
   expect(parentName("canary-run")).toBe("canary");
 });
 
@@ -82,14 +89,15 @@ test("orders the work: switch and disks before VMs, OpenSSH after the Windows VM
   expect(deps("erp-openssh-account-run")).toEqual(expect.arrayContaining(["erp-vm-vm-run", "erp-vm-guest-run"]));
   expect(deps("erp-openssh-sshd-run")).toEqual(expect.arrayContaining(["erp-vm-guest-run", "erp-openssh-account-run"]));
   expect(deps("agent-wait")).toEqual(expect.arrayContaining(["web-vm-vm-run", "erp-openssh-sshd-run"]));
-  expect(deps("agent-copy")).toEqual(expect.arrayContaining(["agent-wait"]));
-  expect(deps("agent-install")).toEqual(expect.arrayContaining(["agent-copy"]));
+  expect(deps("agent-uninstall")).toEqual(expect.arrayContaining(["agent-wait"]));
+  expect(deps("agent-install")).toEqual(expect.arrayContaining(["agent-uninstall"]));
   expect(deps("canary-run")).toEqual(expect.arrayContaining(["agent-install"]));
 });
 
 test("named Hyper-V objects are deleted before their replacement; guest-side steps are not", () => {
   const dbr = names((r) => r.deleteBeforeReplace);
-  expect(dbr).toEqual(["erp-disk-vhdx-run", "erp-vm-vm-run", "lab-network-switch-run", "web-disk-vhdx-run", "web-vm-seed-run", "web-vm-vm-run"]);
+  // agent-install has no delete; deleting it first only matters for a stack whose stored agent-install still uninstalls
+  expect(dbr).toEqual(["agent-install", "erp-disk-vhdx-run", "erp-vm-vm-run", "lab-network-switch-run", "web-disk-vhdx-run", "web-vm-seed-run", "web-vm-vm-run"]);
 });
 
 test("host commands: one fixed command line per step, data on stdin, script hashes in triggers", () => {
@@ -143,8 +151,19 @@ test("host commands: one fixed command line per step, data on stdin, script hash
   expect(account.PublicKey).toBe(run.keys.get("sync-key")!.publicKeyOpenssh);
 });
 
+/** A fresh temporary folder, removed after the test that made it. */
+const temps: string[] = [];
+afterEach(() => {
+  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  temps.push(dir);
+  return dir;
+}
+
 test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key, agentConfig, canary", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-fp-"));
+  const dir = tempDir("plutus-fp-");
   const fingerprint = (key: string) => {
     const file = path.join(dir, `${key}.pub`);
     fs.writeFileSync(file, run.keys.get(key)!.publicKeyOpenssh);
@@ -214,7 +233,7 @@ test("secrets never appear in command text, outputs or scripts, in clear or base
   // where they do go: stdin of the steps that need them, marked secret
   expect(stdinDoc("erp-vm-unattend-run").create.secrets).toEqual({ AdminPassword: SECRETS["plutus:windowsAdminPassword"] });
   expect(stdinDoc("erp-openssh-sshd-run").create.secrets.HostPrivateKey).toBe(run.keys.get("erp-host-key")!.privateKeyOpenssh);
-  expect(JSON.parse(run.byName("agent-install").inputs.stdin).privateKey).toBe(run.keys.get("sync-key")!.privateKeyOpenssh);
+  expect(JSON.parse(run.byName("agent-install").inputs.stdin.split("\n")[1]).privateKey).toBe(run.keys.get("sync-key")!.privateKeyOpenssh);
   for (const name of ["erp-vm-unattend-run", "erp-vm-guest-run", "erp-openssh-account-run", "erp-openssh-sshd-run", "web-vm-seed-run", "agent-install"]) {
     expect(run.byName(name).additionalSecretOutputs).toContain("stdin");
     expect(run.byName(name).secretInputs).toContain("stdin");
@@ -222,7 +241,7 @@ test("secrets never appear in command text, outputs or scripts, in clear or base
   for (const name of ["lab-network-switch-run", "web-disk-vhdx-run", "web-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual([]);
   // the password fingerprint in these triggers is itself kept secret
   for (const name of ["erp-disk-vhdx-run", "erp-vm-vm-run"]) expect(run.byName(name).secretInputs).toEqual(["triggers"]);
-  expect(run.byName("agent-copy").secretInputs).toEqual(["connection"]);
+  for (const name of ["agent-wait", "agent-uninstall", "canary-run"]) expect(run.byName(name).secretInputs).toEqual(["connection"]);
 });
 
 test("cloud-init documents: valid YAML, #cloud-config first, no BOM, admin user and pre-generated host key", () => {
@@ -282,27 +301,32 @@ test("no delete step can touch a master disk", () => {
   }
 });
 
-test("agent deployment: the resources run exactly the exported commands; config and key only on stdin", () => {
-  const bundleDir = run.byName("agent-copy").inputs.create.match(/mv '\S+' '(\S+)'/)[1];
-  expect(bundleDir).toMatch(/^\/tmp\/plutus-sync-bundle-[0-9a-f]{12}$/);
+test("agent deployment: the resources run exactly the exported commands; bundle, config and key only on stdin", () => {
   expect(run.byName("agent-wait").inputs.create).toBe(renderWaitCommand());
-  expect(run.byName("agent-copy").inputs.create).toBe(renderCopyCommand(bundleDir));
   const install = run.byName("agent-install").inputs;
-  expect(install.create).toBe(renderInstallCommand(bundleDir));
-  expect(install.create).toBe(`sudo bash ${bundleDir}/install.sh --stdin`);
-  expect(install.delete).toBe(renderUninstallCommand());
-  expect(install.delete).toBe(
+  expect(install.create).toBe(renderInstallCommand(bundle));
+  expect(install.create).toMatch(new RegExp(`^sudo -n bash -c '[^']+' plutus-sync-install ${bundle.archiveSha256} ${bundle.archive.toString("base64").length + 1}$`));
+  expect(install.delete).toBeUndefined();
+  const stdin = install.stdin as string;
+  const newline = stdin.indexOf("\n");
+  expect(Buffer.from(stdin.slice(0, newline), "base64").equals(bundle.archive)).toBe(true);
+  const doc = JSON.parse(stdin.slice(newline + 1));
+  expect(Object.keys(doc)).toEqual(["agentConfig", "privateKey"]);
+  expect(doc.agentConfig).toEqual(run.outputs.agentConfig);
+  expect(stdin).toBe(renderAgentInstallStdin(bundle, doc.agentConfig, run.keys.get("sync-key")!.privateKeyOpenssh));
+  const instanceId = parseYaml(stdinDoc("web-vm-seed-run").create.parameters.MetaData)["instance-id"];
+  expect(install.triggers).toEqual([bundle.checksum, JSON.stringify(run.outputs.agentConfig), instanceId]);
+  // uninstall: its own resource, never replaced (no triggers), so its delete runs only on destroy
+  const uninstall = run.byName("agent-uninstall").inputs;
+  expect(uninstall.create).toBe(renderUninstallArmCommand());
+  expect(uninstall.delete).toBe(renderUninstallCommand());
+  expect(uninstall.delete).toBe(
     'if [ -x /opt/plutus-sync/install.sh ]; then sudo bash /opt/plutus-sync/install.sh --uninstall; else echo "plutus-sync is not installed on this host; nothing to remove"; fi',
   );
-  const stdin = JSON.parse(install.stdin);
-  expect(Object.keys(stdin)).toEqual(["agentConfig", "privateKey"]);
-  expect(stdin.agentConfig).toEqual(run.outputs.agentConfig);
-  const instanceId = parseYaml(stdinDoc("web-vm-seed-run").create.parameters.MetaData)["instance-id"];
-  expect(install.triggers).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), JSON.stringify(run.outputs.agentConfig), instanceId]);
-  expect(remoteBundleDir(install.triggers[0])).toBe(bundleDir);
+  expect(uninstall.triggers).toBeUndefined();
   expect(run.byName("canary-run").inputs.create).toBe(renderCanaryCommand({ outbox: "/var/lib/plutus/outbox", quarantine: "/var/lib/plutus/quarantine", minAgeSeconds: 30 }));
   expect(run.byName("canary-run").inputs.create).toContain(CANARY_PREFIX);
-  for (const name of ["agent-wait", "agent-copy", "agent-install", "canary-run"]) {
+  for (const name of ["agent-wait", "agent-uninstall", "agent-install", "canary-run"]) {
     const c = run.byName(name).inputs.connection;
     expect({ host: c.host, user: c.user, hostKey: c.hostKey, proxy: c.proxy }).toEqual({
       host: "192.168.77.10",
@@ -312,27 +336,50 @@ test("agent deployment: the resources run exactly the exported commands; config 
     });
     expect(c.privateKey).toBe(run.keys.get("web-admin-key")!.privateKeyOpenssh);
     // every remote command is valid bash
-    execFileSync("bash", ["-n", "-c", run.byName(name).inputs.create]);
+    for (const step of ["create", "delete"]) if (run.byName(name).inputs[step]) execFileSync("bash", ["-n", "-c", run.byName(name).inputs[step]]);
   }
 });
 
-test("the copy step really unpacks and verifies the bundle with tar and sha256sum", () => {
-  const copy = run.byName("agent-copy").inputs;
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-copy-"));
-  const target = path.join(root, "b");
-  const script = copy.create.split("/tmp/plutus-sync-bundle-").join(`${root}/x-`);
-  const dir = copy.create.match(/mv '\S+' '(\S+)'/)[1].replace("/tmp/plutus-sync-bundle-", `${root}/x-`);
-  execFileSync("bash", ["-c", script], { input: copy.stdin });
-  expect(fs.readdirSync(dir).sort()).toEqual(["SHA256SUMS", "install.sh", "plutus-sync.cjs", "sync_plutus.sh"]);
-  expect(fs.statSync(path.join(dir, "install.sh")).mode & 0o777).toBe(0o755);
-  expect(fs.existsSync(target)).toBe(false);
+test("every command is safe when Pulumi replaces it create-then-delete: a command that can be replaced and has a delete deletes first", () => {
+  const commands = run.resources.filter((r) => r.type.startsWith("command:"));
+  expect(commands.length).toBe(HOST_COMMANDS.length + 4);
+  const verdicts = commands.map((r) => {
+    // @pulumi/command replaces a command only when its triggers change (replaceOnChanges triggers[*]).
+    expect([r.name, r.replaceOnChanges]).toEqual([r.name, ["triggers[*]"]]);
+    const replaceable = Array.isArray(r.inputs.triggers) && r.inputs.triggers.length > 0;
+    const undoes = typeof r.inputs.delete === "string";
+    // By default the replacement is created first and the old one deleted last: a delete that
+    // undoes the create would then undo the replacement (issue 13, defect 1).
+    return `${r.name}: ${replaceable && undoes && !r.deleteBeforeReplace ? "UNSAFE" : "safe"}`;
+  });
+  expect(verdicts.filter((v) => v.endsWith("UNSAFE"))).toEqual([]);
+  // the uninstall still happens on destroy: after the canary and the install, which depend on it
+  expect(deps("canary-run")).toContain("agent-install");
+  expect(deps("agent-install")).toContain("agent-uninstall");
+  expect(run.byName("agent-uninstall").deleteBeforeReplace).toBe(false);
+});
+
+test("no command passes its previous output in the environment (addPreviousOutputInEnv: false)", () => {
+  const commands = run.resources.filter((r) => r.type.startsWith("command:"));
+  expect(commands.map((r) => [r.name, r.inputs.addPreviousOutputInEnv])).toEqual(commands.map((r) => [r.name, false]));
+});
+
+test("every apt-get the program emits (commands, stdin, cloud-init) waits for the dpkg lock", () => {
+  const texts = run.resources
+    .filter((r) => r.type.startsWith("command:"))
+    .flatMap((r) => ["create", "update", "delete", "stdin"].map((k) => r.inputs[k]).filter((t): t is string => typeof t === "string"));
+  const seed = stdinDoc("web-vm-seed-run").create;
+  texts.push(seed.secrets.UserData, seed.parameters.MetaData, seed.parameters.NetworkConfig);
+  expect(texts.length).toBeGreaterThan(2 * HOST_COMMANDS.length);
+  const calls = texts.flatMap((t) => t.match(/apt-get[^\n;&|]*/g) ?? []);
+  expect(calls.filter((c) => !c.includes("-o DPkg::Lock::Timeout=600"))).toEqual([]);
 });
 
 test("a missing bundle stops the program with 'run npm run build first'", async () => {
   await expect(runProgram({ "plutus:agentBundleDir": "/nonexistent/bundle" })).rejects.toThrow(
     "agent bundle not found at /nonexistent/bundle (missing plutus-sync.cjs, sync_plutus.sh, install.sh, SHA256SUMS): run npm run build first",
   );
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-bad-"));
+  const dir = tempDir("plutus-bad-");
   for (const f of ["plutus-sync.cjs", "sync_plutus.sh", "install.sh"]) fs.writeFileSync(path.join(dir, f), f);
   fs.writeFileSync(path.join(dir, "SHA256SUMS"), `${"0".repeat(64)}  plutus-sync.cjs\n`);
   expect(() => readBundle(dir)).toThrow(`agent bundle at ${dir} is inconsistent: plutus-sync.cjs does not match SHA256SUMS; run npm run build again`);
@@ -379,7 +426,7 @@ test("a replaced disk or seed replaces its VM first: the VM's disk paths are out
     expect(propDeps(name, "triggers")).toEqual(["erp-vm-guest-run"]);
     expect(stdinDoc(name).create.parameters.VmName).toBe("plutus-erp");
   }
-  for (const name of ["agent-wait", "agent-copy", "agent-install", "canary-run"]) expect(propDeps(name, "triggers")).toContain("web-vm-vm-run");
+  for (const name of ["agent-wait", "agent-install", "canary-run"]) expect(propDeps(name, "triggers")).toContain("web-vm-vm-run");
   expect(propDeps("canary-run", "triggers")).toEqual(["erp-host-key", "erp-openssh-sshd-run", "erp-vm-guest-run", "web-admin-key", "web-host-key", "web-vm-vm-run"]);
   // the values themselves are the plain paths
   expect(stdinDoc("web-vm-vm-run").create.parameters).toMatchObject({

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
-import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide, logEvents } from "../support/agent";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide, logEvents, stagingFiles } from "../support/agent";
 
 let erp: ErpServer;
 let local: LocalSide;
@@ -35,7 +35,7 @@ it("drains a backlog of 2,000 small orders in one pass, each byte-exact, none le
   for (const name of inbox) {
     expect(createHash("sha256").update(readFileSync(join(erp.inboxDir, name))).digest("hex")).toBe(sums.get(name));
   }
-  expect(readdirSync(erp.stagingDir)).toEqual([]);
+  expect(stagingFiles(erp.stagingDir)).toEqual([]);
   expect(readdirSync(local.outbox)).toEqual([]);
   // Every line reached the log before the process exited (winston writes asynchronously).
   const events = logEvents(local.logDir);

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync, symlinkSync, chownSyn
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -24,7 +24,7 @@ describe("never overwrite an order the ERP has not read", () => {
     expect(result.code).toBe(0);
     expect(lastJsonLine(result.stdout)).toMatchObject({ delivered: 1, failed: 0 });
     expect(readdirSync(ctx.erp.inboxDir)).toEqual(["order-7.json"]);
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
   });
 
   it("same name, other content: delivered as <stem>.<sha8>.json with a warning", async () => {
@@ -89,7 +89,7 @@ describe("stability and local hygiene", () => {
     await runAgent(["run", "--config", ctx.local.configPath]);
     const events = logEvents();
     // At the default level "info" one line per file; "taken" is a debug line.
-    expect(events.map((e) => e.event).filter((e) => e !== "connected")).toEqual(["quarantined", "delivered", "pass"]);
+    expect(events.map((e) => e.event).filter((e) => e !== "connected" && e !== "sentinel-created")).toEqual(["quarantined", "delivered", "pass"]);
     for (const e of events) expect(e.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(events.find((e) => e.event === "delivered")).toMatchObject({ file: "a.json", size: sampleOrder(1).length, sha256: sha(sampleOrder(1)) });
     expect(events.find((e) => e.event === "pass")).toMatchObject({ found: 2, delivered: 1, quarantined: 1, exitCode: 0 });
@@ -106,7 +106,7 @@ describe("log level debug", () => {
     ctx.local.writeOrder("a.json", sampleOrder(1));
     await runAgent(["run", "--config", ctx.local.configPath]);
     const events = logEvents();
-    expect(events.map((e) => e.event).filter((e) => e !== "connected")).toEqual(["taken", "published", "delivered", "pass"]);
+    expect(events.map((e) => e.event).filter((e) => e !== "connected" && e !== "sentinel-created")).toEqual(["taken", "published", "delivered", "pass"]);
     expect(events.find((e) => e.event === "taken")).toMatchObject({ level: "debug", file: "a.json", size: sampleOrder(1).length, sha256: sha(sampleOrder(1)) });
     expect(events.find((e) => e.event === "published")).toMatchObject({ level: "debug", file: "a.json", target: "a.json", how: "renamed" });
   });
@@ -191,7 +191,7 @@ describe("status", () => {
     }
     const failure = logEvents().find((e) => e.event === "failed");
     expect(failure).toMatchObject({ level: "error", file: "a.json" });
-    expect(String(failure!.error)).toMatch(/^open \/NoSuchFolder\/plutus-[0-9a-f]{12}-[0-9a-f-]{36}\.part: No such file$/);
+    expect(String(failure!.error)).toMatch(/^open \/NoSuchFolder\/plutus-[0-9a-f]{12}\.sentinel: No such file$/);
     expect(readdirSync(ctx.local.outbox)).toEqual(["a.json"]);
   });
 });

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -16,7 +16,7 @@ describe("plutus-sync run against a real sshd (SFTP-only, chrooted)", () => {
     expect(lastJsonLine(result.stdout)).toMatchObject({ found: 3, delivered: 2, failed: 0, quarantined: 1, deferred: 0 });
     expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual(["order-1.json", "order-2.json"]);
     expect(readFileSync(join(ctx.erp.inboxDir, "order-1.json"), "utf8")).toBe(sampleOrder(1));
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
     expect(readdirSync(ctx.local.outbox)).toEqual(["notes.txt"]);
     const days = readdirSync(ctx.local.archive);
     expect(days).toHaveLength(1);
@@ -37,7 +37,7 @@ describe("plutus-sync run against a real sshd (SFTP-only, chrooted)", () => {
     expect(lastJsonLine(result.stdout)).toMatchObject({ found: sizes.length, delivered: sizes.length, failed: 0 });
     expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...bodies.keys()].sort());
     for (const [name, body] of bodies) expect(readFileSync(join(ctx.erp.inboxDir, name), "utf8")).toBe(body);
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
     const connected = logEvents(ctx.local.logDir).filter((e) => e.event === "connected");
     expect(connected).toEqual([expect.objectContaining({ requestsCoalesced: true, connection: 1 })]);
   });

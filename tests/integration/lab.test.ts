@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { stagingFiles } from "../support/agent";
 
 const repo = resolve(__dirname, "../..");
 
@@ -36,7 +37,7 @@ describe.each([
     const inbox = readdirSync(join(dir, "erp", "Inbox")).sort();
     expect(inbox).toEqual(["order-100231.json", "order-100232.json", "order-100233.json", "order-100234.json"]);
     expect(JSON.parse(readFileSync(join(dir, "erp", "Inbox", "order-100232.json"), "utf8"))).toMatchObject({ customer: "Café Lumière" });
-    expect(readdirSync(join(dir, "erp", "Staging"))).toEqual([]);
+    expect(stagingFiles(join(dir, "erp", "Staging"))).toEqual([]);
     expect(readdirSync(join(dir, "web", "outbox"))).toEqual([]);
     expect(result.stdout).toMatch(/^last run: \S+ exit 0: 4\/5 delivered, 0 failed, 1 quarantined, 0 deferred$/m);
   });

@@ -1,7 +1,7 @@
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
-import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide, stagingFiles } from "../support/agent";
 import { ensureNode18 } from "../support/node18";
 
 let erp: ErpServer;
@@ -36,7 +36,7 @@ it("the one-file bundle runs on Debian bookworm's Node 18: delivers, quarantines
   const archived = readdirSync(local.archive).flatMap((day) => readdirSync(join(local.archive, day)));
   expect(archived.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `o-${i}.json`).sort());
   expect(readdirSync(erp.inboxDir).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `o-${i}.json`).sort());
-  expect(readdirSync(erp.stagingDir)).toEqual([]);
+  expect(stagingFiles(erp.stagingDir)).toEqual([]);
   expect(readdirSync(local.outbox)).toEqual([]);
   expect(readdirSync(local.quarantine).sort()).toEqual(["bad.json", "bad.json.reason"]);
   const status = await runAgent(["status", "--config", local.configPath, "--json"], {}, node18);

@@ -2,7 +2,7 @@ import { readdirSync, chmodSync, chownSync, readFileSync, writeFileSync, rmSync,
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { startErpServer, ErpServer, generateKey, sha256Fingerprint } from "../support/sshd";
-import { useErpStandIn, makeLocalSide, runAgent, sampleOrder, lastJsonLine, logEvents, BUNDLE } from "../support/agent";
+import { useErpStandIn, makeLocalSide, runAgent, sampleOrder, stagingFiles, lastJsonLine, logEvents, BUNDLE } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -23,7 +23,7 @@ describe("security defaults", () => {
         "If the ERP's host key was changed on purpose, update remote.hostKeySha256.\n",
     );
     expect(result.stdout).toBe("plutus-sync: 0/1 delivered, 1 failed, 0 quarantined, 0 deferred in " + /in ([0-9.]+ s)/.exec(result.stdout)![1] + "\n");
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
     expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
     expect(readdirSync(ctx.local.outbox)).toEqual(["order-1.json"]);
     // The key exchange ended before authentication: sshd never saw a login attempt.
@@ -101,7 +101,7 @@ describe("check", () => {
       "",
     ]);
     expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
-    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
   });
 
   it("names a missing remote folder (exit 2)", async () => {
@@ -133,6 +133,17 @@ describe("check", () => {
     const noConfig = await runAgent(["run"]);
     expect(noConfig.code).toBe(2);
     expect(noConfig.stderr.split("\n")[0]).toBe("plutus-sync: --config FILE is required");
+    const firstLine = async (args: string[]) => {
+      const r = await runAgent(args);
+      expect(r.code).toBe(2);
+      return r.stderr.split("\n")[0];
+    };
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "--delivered"])).toBe("plutus-sync: resolve needs the name of the in-doubt order (plutus-sync status lists them)");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json"])).toBe("plutus-sync: resolve needs exactly one of --delivered or --resend");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "--delivered", "--resend"])).toBe("plutus-sync: resolve needs exactly one of --delivered or --resend");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "b.json", "--resend"])).toBe('plutus-sync: unexpected argument "b.json"');
+    expect(await firstLine(["run", "--config", ctx.local.configPath, "--resend"])).toBe("plutus-sync: --delivered and --resend belong to resolve");
+    expect(await firstLine(["resolve", "--config", ctx.local.configPath, "a.json", "--resend"])).toBe(`plutus-sync: no delivery of a.json is in doubt in ${ctx.local.stateDir} (plutus-sync status lists them)`);
   });
 });
 

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { createServer, Server, Socket } from "node:net";
 import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
-import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide } from "../support/agent";
+import { makeLocalSide, runAgent, lastJsonLine, sampleOrder, LocalSide, stagingFiles } from "../support/agent";
 
 
 let erp: ErpServer;
@@ -61,7 +61,7 @@ it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass e
   expect(lastJsonLine(recovered.stdout)).toMatchObject({ recovered: inDoubt, failed: 0 });
   expect(readdirSync(local.outbox)).toEqual([]);
   expect(readdirSync(erp.inboxDir).sort()).toEqual(Array.from({ length: 6 }, (_, i) => `o-${i}.json`));
-  expect(readdirSync(erp.stagingDir)).toEqual([]);
+  expect(stagingFiles(erp.stagingDir)).toEqual([]);
 });
 
 it("a connection that completes after the pass was shut down is closed at once, never kept", async () => {

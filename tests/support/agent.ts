@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, ChildProcess } from "node:child_process";
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, utimesSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -107,9 +107,10 @@ export interface AgentResult {
 }
 
 /** Runs the bundled agent as cron would: a fresh process. */
-export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = process.execPath): Promise<AgentResult> {
+export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = process.execPath, onSpawn?: (child: ChildProcess) => void): Promise<AgentResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(node, [BUNDLE, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    onSpawn?.(child);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -135,10 +136,30 @@ export function sampleOrder(id: number, extraBytes = 0): string {
   });
 }
 
+/** The agent's sentinel, which it keeps in the staging folder to recognise it later. */
+export const STAGING_SENTINEL = /^plutus-[0-9a-f]{12}\.sentinel$/;
+
+/** What the staging folder holds besides the agent's sentinel (uploads, leftovers). */
+export function stagingFiles(stagingDir: string): string[] {
+  return readdirSync(stagingDir).filter((name) => !STAGING_SENTINEL.test(name));
+}
+
 /** Every structured line the agent logged under `logDir` (its `*.log` files, not the rotation audit). */
 export function logEvents(logDir: string): Record<string, unknown>[] {
   return readdirSync(logDir)
     .filter((f) => f.endsWith(".log"))
     .flatMap((f) => readFileSync(join(logDir, f), "utf8").trim().split("\n"))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** Resolves once the process is stopped (SIGSTOP, e.g. by PLUTUS_PAUSE_AT); rejects if it ends first. */
+export async function stopped(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the agent ended (${child.exitCode ?? child.signalCode}) before it paused`);
+    const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8");
+    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")) return;
+    if (Date.now() > deadline) throw new Error(`the agent did not pause within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -19,6 +19,11 @@ export interface SshdOptions {
   passwordOnly?: boolean;
   /** Use this host key instead of generating one (two servers presenting the same key). */
   hostKeyPath?: string;
+  /**
+   * Put the jail (Inbox and Staging) on an ext4 file system of this many bytes on its own loop
+   * device, so tests can `chattr +a` the folders (tmpfs and overlay file systems cannot).
+   */
+  ext4Bytes?: number;
 }
 
 export interface ErpServer {
@@ -112,6 +117,7 @@ export async function startErpServer(options: SshdOptions = {}): Promise<ErpServ
   const inboxDir = join(jail, "Inbox");
   const stagingDir = join(jail, "Staging");
   mkdirSync(jail, { mode: 0o755 });
+  const volume = options.ext4Bytes ? mountExt4(join(root, "erp-ext4.img"), options.ext4Bytes, jail) : undefined;
   for (const dir of [inboxDir, stagingDir]) {
     mkdirSync(dir, { mode: 0o755 });
     chownSync(dir, uid, uid);
@@ -199,7 +205,31 @@ export async function startErpServer(options: SshdOptions = {}): Promise<ErpServ
     stop,
     destroy: async () => {
       await stop();
+      if (volume) unmountExt4(volume, jail);
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Creates an ext4 image, attaches it to a free loop device and mounts it on `at`; returns the device. */
+function mountExt4(image: string, bytes: number, at: string): string {
+  writeFileSync(image, "");
+  execFileSync("truncate", ["-s", String(bytes), image]);
+  execFileSync("mkfs.ext4", ["-q", "-F", image]);
+  const device = execFileSync("losetup", ["--find", "--show", image]).toString().trim();
+  try {
+    execFileSync("mount", ["-t", "ext4", device, at]);
+  } catch (error) {
+    execFileSync("losetup", ["-d", device]);
+    throw error;
+  }
+  chmodSync(at, 0o755);
+  return device;
+}
+
+function unmountExt4(device: string, at: string): void {
+  // Flags set by a test would keep the folders from being removed with the image's contents.
+  execFileSync("chattr", ["-R", "-a", "-i", at], { stdio: "ignore" });
+  execFileSync("umount", [at]);
+  execFileSync("losetup", ["-d", device]);
 }

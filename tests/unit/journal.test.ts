@@ -32,6 +32,22 @@ describe("Journal", () => {
     expect((statSync(join(dir, "journal.jsonl")).mode & 0o777).toString(8)).toBe("600");
   });
 
+  it("keeps the remote folders and sentinel of a commit through compaction; an abandoned entry is closed", async () => {
+    const journal = await Journal.open(dir);
+    const folders = { stagingDir: "/C:/Plutus/Staging", inboxDir: "/C:/Plutus/Inbox", sentinel: "0f".repeat(16) };
+    await journal.record({ ...commit("1", "a.json"), ...folders });
+    await journal.record({ ...commit("2", "b.json"), ...folders });
+    await journal.record({ t: "abandoned", id: "2", reason: "operator", at: "x" });
+    await journal.compact();
+    await journal.close();
+    const lines = readFileSync(join(dir, "journal.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines).toEqual([{ ...commit("1", "a.json"), ...folders, at: expect.any(String) }]);
+    const reopened = await Journal.open(dir);
+    expect(reopened.entries()).toEqual([{ id: "1", state: "committing", name: "a.json", sha256: "ab".repeat(32), size: 10, staging: "plutus-x-1.part", target: "a.json", ...folders }]);
+    expect(reopened.entry("1")?.sentinel).toBe(folders.sentinel);
+    await reopened.close();
+  });
+
   it("a later commit record for the same id moves the target (conflict name)", async () => {
     const journal = await Journal.open(dir);
     await journal.record(commit("1", "a.json"));
