@@ -11,7 +11,7 @@ import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { ByteBudget } from "./byteBudget";
-import { ConnectError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
+import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export interface PassResult {
@@ -54,7 +54,9 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     abortAt: startedAt.getTime() + deadlineMs,
   };
   const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
+  let deadlineHit = false;
   const abortTimer = setTimeout(() => {
+    deadlineHit = true;
     log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
     link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
   }, Math.max(0, deadlines.abortAt - Date.now()));
@@ -73,6 +75,8 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     await worker.deliverOutbox();
     await worker.finish();
     result = worker.result();
+    // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
+    if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");
@@ -126,6 +130,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 
 class PassWorker {
   private connectError: ConnectError | undefined;
+  private hostileReply: HostileReplyError | undefined;
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
   private readonly stagingMarker: StagingSweepMarker;
@@ -303,9 +308,12 @@ class PassWorker {
   }
 
   private noteRemoteError(error: unknown): void {
+    // Refused before it could exhaust memory or time, but a server that sends such replies is
+    // broken or compromised: the pass counts as failed whatever else it managed.
+    if (error instanceof HostileReplyError) this.hostileReply ??= error;
     if (error instanceof ConnectError && !(error instanceof OutcomeUnknownError)) {
       // One failed connect is final for this pass when it was the host key or the credentials.
-      if (/host key mismatch|authentication/.test(error.message) || this.link.connects === 0) this.connectError ??= error;
+      if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError || this.link.connects === 0) this.connectError ??= error;
     }
   }
 
@@ -340,7 +348,7 @@ class PassWorker {
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 || this.hostileReply ? ExitCode.DeliveryFailed : ExitCode.Ok };
   }
 }
 
