@@ -243,9 +243,10 @@ class PassWorker {
       this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "pass deadline near; next pass" });
       return;
     }
-    if (this.connectError) {
+    const refusal = this.connectError ?? this.hostileReply;
+    if (refusal) {
       this.summary.failed++;
-      this.log.error("failed", { event: "failed", file: inspection.name, error: this.connectError.message });
+      this.log.error("failed", { event: "failed", file: inspection.name, error: refusal.message });
       return;
     }
     await this.deliver(inspection);
@@ -303,14 +304,17 @@ class PassWorker {
   /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */
   private mayRetry(error: unknown, attempt: number): boolean {
     if (attempt >= this.config.retries || Date.now() >= this.deadlines.stopStarting) return false;
-    if (this.connectError) return false;
+    if (this.connectError || this.hostileReply) return false;
     return error instanceof OutcomeUnknownError || (error instanceof ConnectError && !this.connectError);
   }
 
   private noteRemoteError(error: unknown): void {
     // Refused before it could exhaust memory or time, but a server that sends such replies is
-    // broken or compromised: the pass counts as failed whatever else it managed.
-    if (error instanceof HostileReplyError) this.hostileReply ??= error;
+    // broken or compromised: nothing more goes to it this pass, and the pass counts as failed.
+    if (error instanceof HostileReplyError && !this.hostileReply) {
+      this.hostileReply = error;
+      this.link.shutdown(`the server's replies were refused (${error.message}); nothing more is sent to it this pass`);
+    }
     if (error instanceof ConnectError && !(error instanceof OutcomeUnknownError)) {
       // One failed connect is final for this pass when it was the host key or the credentials.
       if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError || this.link.connects === 0) this.connectError ??= error;

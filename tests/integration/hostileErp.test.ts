@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUNDLE, LocalSide, logEvents, makeLocalSide, runAgent, sampleOrder, type AgentResult } from "../support/agent";
+import { BUNDLE, LocalSide, lastJsonLine, logEvents, makeLocalSide, runAgent, sampleOrder, type AgentResult } from "../support/agent";
 import { EVIL_TEXT, HostileErp, HostileMode, hashOf, startHostileErp } from "../support/hostileErp";
 import type { ErpServer } from "../support/sshd";
 import { generateKey } from "../support/sshd";
@@ -187,6 +187,21 @@ describe("text a server sends reaches terminals, logs and status only as printab
     expect(String(failed[0].error).endsWith(printable(`cannot open ${EVIL_TEXT}`))).toBe(true);
     for (const file of readdirSync(local.logDir)) expect(readFileSync(join(local.logDir, file), "utf8")).not.toMatch(/[\u0080-\u009f\u202a-\u202e]/);
   }, 60_000);
+});
+
+describe("a server that holds few handles and does not say so (Win32-OpenSSH 8.1 has no limits@openssh.com)", () => {
+  it("opens refused for lack of handles are retried within the pass: every order delivered in one pass", async () => {
+    const { erp, local } = await against("handles:20", { concurrency: 64, passDeadlineSeconds: 60 });
+    const sums = orders(local, 80, 2_000);
+    const run = await runAgent(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`20 handles: exit ${run.code}, ${erp.opensRefused} opens refused, at most ${erp.maxHandlesOpen} open\n`);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(lastJsonLine(run.stdout)).toMatchObject({ found: 80, delivered: 80, failed: 0 });
+    expect(erp.opensRefused).toBeGreaterThan(0);
+    expect(erp.maxHandlesOpen).toBe(20);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 80, waiting: 0 });
+    expect([...erp.files.keys()].filter((p) => p.startsWith("/Staging/"))).toEqual([]);
+  }, 90_000);
 });
 
 describe("check names the server software", () => {

@@ -35,6 +35,8 @@ export interface HostileErp {
   readonly files: Map<string, Buffer>;
   /** SFTP requests answered (or not) so far. */
   requests: number;
+  /** What the server does wrong from now on (any mode but "disconnect-text", which is not SSH). */
+  mode: HostileMode;
   /** Most handles open at once, and OPENs refused for lack of one. */
   maxHandlesOpen: number;
   opensRefused: number;
@@ -50,7 +52,7 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
   const files = new Map<string, Buffer>();
   const sockets = new Set<Socket>();
   const clients = new Set<Connection>();
-  const state = { requests: 0, maxHandlesOpen: 0, opensRefused: 0 };
+  const state: ServerState = { mode, requests: 0, maxHandlesOpen: 0, opensRefused: 0 };
 
   let server: TcpServer | Server;
   if (mode === "disconnect-text") {
@@ -63,7 +65,6 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
       setTimeout(() => socket.destroy(), 500);
     });
   } else {
-    const handleLimit = mode.startsWith("handles:") ? Number(mode.slice("handles:".length)) : Infinity;
     server = new Server({ hostKeys: [readFileSync(keyPath)], ident: options.ident ?? "OpenSSH_9.9" }, (client: Connection) => {
       clients.add(client);
       client.on("close", () => clients.delete(client));
@@ -72,7 +73,7 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
       client.on("ready", () => {
         client.on("session", (accept) => {
           const session = accept();
-          session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), mode, files, state, handleLimit));
+          session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, state));
         });
       });
     });
@@ -92,6 +93,12 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
     files,
     get requests() {
       return state.requests;
+    },
+    get mode() {
+      return state.mode;
+    },
+    set mode(next: HostileMode) {
+      state.mode = next;
     },
     get maxHandlesOpen() {
       return state.maxHandlesOpen;
@@ -126,20 +133,28 @@ function disconnectPacket(reason: number, description: string): Buffer {
   return packet;
 }
 
+interface ServerState {
+  mode: HostileMode;
+  requests: number;
+  maxHandlesOpen: number;
+  opensRefused: number;
+}
+
 interface OpenFile {
   path: string;
   dir: boolean;
   listed?: boolean;
 }
 
-function serveSftp(sftp: SFTPWrapper, mode: HostileMode, files: Map<string, Buffer>, state: { requests: number; maxHandlesOpen: number; opensRefused: number }, handleLimit: number): void {
+function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerState): void {
+  const handleLimit = () => (state.mode.startsWith("handles:") ? Number(state.mode.slice("handles:".length)) : Infinity);
   const handles = new Map<string, OpenFile>();
   let nextHandle = 0;
   let garbage = false;
   const folders = new Set(["/", "/Inbox", "/Staging"]);
   const attrsOf = (size: number, dir: boolean) => ({ mode: (dir ? 0o040755 : 0o100640), uid: 0, gid: 0, size, atime: 0, mtime: 0 });
   const newHandle = (file: OpenFile): Buffer | undefined => {
-    if (handles.size >= handleLimit) {
+    if (handles.size >= handleLimit()) {
       state.opensRefused++;
       return undefined;
     }
@@ -163,7 +178,7 @@ function serveSftp(sftp: SFTPWrapper, mode: HostileMode, files: Map<string, Buff
   };
   sftp.on("OPEN", (reqid, filename, flags) =>
     answer(() => {
-      if (mode === "status-text" && filename.startsWith("/Staging/")) return sftp.status(reqid, STATUS_CODE.FAILURE, `cannot open ${EVIL_TEXT}`);
+      if (state.mode === "status-text" && filename.startsWith("/Staging/")) return sftp.status(reqid, STATUS_CODE.FAILURE, `cannot open ${EVIL_TEXT}`);
       const exists = files.has(filename);
       if (flags & OPEN_MODE.EXCL && exists) return sftp.status(reqid, STATUS_CODE.FAILURE, "exists");
       if (!(flags & OPEN_MODE.CREAT) && !exists) return sftp.status(reqid, STATUS_CODE.NO_SUCH_FILE, "No such file");
@@ -173,7 +188,7 @@ function serveSftp(sftp: SFTPWrapper, mode: HostileMode, files: Map<string, Buff
       if (!handle) return sftp.status(reqid, STATUS_CODE.FAILURE, "Failure");
       if (!exists) files.set(filename, Buffer.alloc(0));
       sftp.handle(reqid, handle);
-      if (mode === "garbage-replies" && filename.startsWith("/Staging/")) garbage = true;
+      if (state.mode === "garbage-replies" && filename.startsWith("/Staging/")) garbage = true;
     }),
   );
   sftp.on("WRITE", (reqid, handle, offset, data) =>
@@ -194,7 +209,7 @@ function serveSftp(sftp: SFTPWrapper, mode: HostileMode, files: Map<string, Buff
       const content = file && files.get(file.path);
       if (!content) return sftp.status(reqid, STATUS_CODE.FAILURE, "bad handle");
       if (offset >= content.length) return sftp.status(reqid, STATUS_CODE.EOF);
-      const dribble = mode === "dribble-reads" && !file.path.startsWith("/Staging/");
+      const dribble = state.mode === "dribble-reads" && !file.path.startsWith("/Staging/");
       sftp.data(reqid, content.subarray(offset, offset + (dribble ? 1 : length)));
     }),
   );
@@ -233,7 +248,7 @@ function serveSftp(sftp: SFTPWrapper, mode: HostileMode, files: Map<string, Buff
     answer(() => {
       const dir = handles.get(handle.toString("hex"));
       if (!dir || !dir.dir) return sftp.status(reqid, STATUS_CODE.FAILURE, "bad handle");
-      if (mode === "endless-listing" && dir.path === "/Staging") {
+      if (state.mode === "endless-listing" && dir.path === "/Staging") {
         const names = Array.from({ length: 400 }, () => {
           const filename = `x-${endless++}-${"n".repeat(200)}`;
           return { filename, longname: `-rw-r----- 1 erp erp 0 Jan 1 00:00 ${filename}`, attrs: attrsOf(0, false) };
