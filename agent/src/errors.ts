@@ -69,6 +69,15 @@ export function errorCode(error: unknown): string | number | undefined {
   return typeof error === "object" && error !== null && "code" in error ? (error as { code: string | number }).code : undefined;
 }
 
+/** C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+export function hasControlCharacters(text: string): boolean {
+  CONTROL_CHARACTERS.lastIndex = 0;
+  return CONTROL_CHARACTERS.test(text);
+}
+
 /**
  * Text that came from outside (a server's banner, version string, DISCONNECT or status message),
  * made safe to print: control characters (newlines, ANSI/OSC escapes, C1 codes, bidi overrides)
@@ -76,8 +85,7 @@ export function errorCode(error: unknown): string | number | undefined {
  * drive a terminal; long text is cut.
  */
 export function printable(text: string, maxLength = 500): string {
-  // eslint-disable-next-line no-control-regex
-  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+  const escaped = text.replace(CONTROL_CHARACTERS, (c) => {
     const code = c.codePointAt(0)!;
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
   });

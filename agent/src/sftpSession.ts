@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Socket } from "node:net";
 import { Client, SFTPWrapper, Stats, utils } from "ssh2";
 import type { AgentConfig } from "@plutus/shared";
-import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, OutcomeUnknownError, errorCode, errorMessage, printable } from "./errors";
+import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, OutcomeUnknownError, errorCode, errorMessage, hasControlCharacters, printable } from "./errors";
 import { coalesceSftpRequests } from "./channelCoalescer";
 
 export interface SftpTarget {
@@ -390,8 +390,8 @@ export class SftpSession {
   }
 
   /**
-   * The names in a remote folder, read one READDIR at a time so that a server which never ends the
-   * listing is caught: more than MAX_LISTING_ENTRIES names, MAX_LISTING_BYTES of listing text, or
+   * The names in a remote folder (those without control characters), read one READDIR at a time so
+   * that a server which never ends the listing is caught: more than MAX_LISTING_ENTRIES names, MAX_LISTING_BYTES of listing text, or
    * many replies without a name is refused with HostileReplyError.
    */
   async readdir(path: string): Promise<string[]> {
@@ -420,7 +420,9 @@ export class SftpSession {
         }
         for (const entry of entries) {
           bytes += Buffer.byteLength(entry.filename) + Buffer.byteLength(entry.longname ?? "");
-          names.push(entry.filename);
+          // No name of ours holds a control character (nor can any name on NTFS): such a name is
+          // left out, so it never reaches an error message or a log line.
+          if (!hasControlCharacters(entry.filename)) names.push(entry.filename);
         }
         if (names.length > MAX_LISTING_ENTRIES || bytes > MAX_LISTING_BYTES) {
           throw new HostileReplyError(
