@@ -41,6 +41,11 @@ const SFTP_EOF = 1;
 export const MAX_OPEN_HANDLES = 100;
 /** An OPEN refused while others are open is taken as "out of handles" this many times, then as final. */
 const OPEN_RETRIES_FOR_HANDLES = 8;
+/**
+ * Below this many other handles open, a refused OPEN is the server's answer (disk full, a name
+ * it cannot store), not a shortage: no server holds so few.
+ */
+const FEWEST_HANDLES_A_SERVER_HOLDS = 8;
 
 /** A listing longer than this is not a staging folder but a server that never ends it. */
 export const MAX_LISTING_ENTRIES = 50_000;
@@ -316,7 +321,7 @@ export class SftpSession {
   }
 
   /**
-   * Opens a remote handle within the cap. A FAILURE while other handles are open is taken as the
+   * Opens a remote handle within the cap. A FAILURE while many other handles are open is taken as the
    * server running out of them (it holds fewer than the cap or what it announced): the cap drops
    * to what is open now and the open waits for a close, then tries again. An exclusive create the
    * server made before it ran out of handles is removed first (it is this upload's own name).
@@ -329,9 +334,9 @@ export class SftpSession {
       } catch (error) {
         this.giveHandleSlot();
         const othersOpen = this.handlesHeld;
-        if (errorCode(error) !== SFTP_FAILURE || othersOpen === 0 || attempt >= OPEN_RETRIES_FOR_HANDLES) throw error;
+        if (errorCode(error) !== SFTP_FAILURE || othersOpen < FEWEST_HANDLES_A_SERVER_HOLDS || attempt >= OPEN_RETRIES_FOR_HANDLES) throw error;
         this.handleShortages++;
-        this.handleCap = Math.max(1, Math.min(this.handleCap, othersOpen));
+        this.handleCap = Math.min(this.handleCap, othersOpen);
         if (create) await this.unlink(path).catch(() => undefined);
       }
     }

@@ -120,6 +120,18 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     expect(lastRun).toMatchObject({ exitCode: 1, consecutiveFailedRuns: 1 });
   }, 90_000);
 
+  it("a listing dripped one name a second ends with the pass at its deadline, which counts as failed", async () => {
+    const { erp, local } = await against("drip-listing", { passDeadlineSeconds: 8, operationTimeoutSeconds: 5 });
+    const sums = orders(local, 2);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`dripped listing: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB\n`);
+    expect(result.code).toBe(1);
+    expect(result.ms).toBeLessThan((8 + 3) * 1000);
+    expect(logEvents(local.logDir).filter((e) => e.event === "deadline")).toHaveLength(1);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 2 });
+    expect(JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"))).toMatchObject({ exitCode: 1, consecutiveFailedRuns: 1 });
+  }, 60_000);
+
   it("one-byte READ replies are refused after a few: bounded memory, the order waits in doubt", async () => {
     const { erp, local } = await against("dribble-reads", { passDeadlineSeconds: 40, operationTimeoutSeconds: 10, maxFileBytes: 2 * MiB });
     const sums = orders(local, 1, 1.5 * MiB);

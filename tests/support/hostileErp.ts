@@ -13,6 +13,7 @@ const { STATUS_CODE, OPEN_MODE } = utils.sftp;
  * What the server does wrong. Every mode but "disconnect-text" is a working SFTP server (files in
  * memory, folders /Inbox and /Staging) that misbehaves in one way:
  *   endless-listing   READDIR of /Staging never ends: 400 long names per reply, forever
+ *   drip-listing      READDIR of /Staging never ends either, one name a second
  *   dribble-reads     every READ outside /Staging is answered with one byte (uploads verify)
  *   garbage-replies   after the upload's OPEN, every reply is random bytes on the channel
  *   status-text       OPEN in /Staging fails with a message full of terminal escapes and newlines
@@ -22,7 +23,7 @@ const { STATUS_CODE, OPEN_MODE } = utils.sftp;
  *   disconnect-text   not SSH at all: a version line, then a DISCONNECT before key exchange whose
  *                     text holds escapes and a forged log line
  */
-export type HostileMode = "endless-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | "honest" | "disconnect-text";
+export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | "honest" | "disconnect-text";
 
 /** Text a hostile server puts in its messages: an OSC title change, a forged log line, a screen clear. */
 export const EVIL_TEXT = "\x1b]0;owned\x07\r\nDec  1 12:00:00 erp plutus-sync[1]: plutus-sync: 9/9 delivered\x1b[2J\x9b31m\u202e";
@@ -248,6 +249,11 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
     answer(() => {
       const dir = handles.get(handle.toString("hex"));
       if (!dir || !dir.dir) return sftp.status(reqid, STATUS_CODE.FAILURE, "bad handle");
+      if (state.mode === "drip-listing" && dir.path === "/Staging") {
+        const filename = `drip-${endless++}`;
+        setTimeout(() => sftp.name(reqid, [{ filename, longname: filename, attrs: attrsOf(0, false) }]), 1_000);
+        return;
+      }
       if (state.mode === "endless-listing" && dir.path === "/Staging") {
         const names = Array.from({ length: 400 }, () => {
           const filename = `x-${endless++}-${"n".repeat(200)}`;
