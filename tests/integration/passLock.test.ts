@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { BUNDLE, makeLocalSide, runAgent, sampleOrder, LocalSide } from "../support/agent";
@@ -51,6 +51,10 @@ it("a pass stopped past the stale age keeps its lock; the next pass exits 0 'loc
     expect(second.code).toBe(0);
     expect(second.stderr).toBe("plutus-sync: another pass holds the lock; nothing done\n");
     expect(JSON.parse(readFileSync(join(local.stateDir, "pass.lock"), "utf8"))).toEqual(owner);
+    // The operations guide's procedure: the lock names the pid, its state shows it stopped, resume it.
+    const pid = String(JSON.parse(readFileSync(join(local.stateDir, "pass.lock"), "utf8")).pid);
+    expect(execFileSync("bash", ["-c", 'grep State "/proc/$1/status"', "_", pid]).toString()).toBe("State:\tT (stopped)\n");
+    execFileSync("bash", ["-c", 'kill -CONT "$1"', "_", pid]);
   } finally {
     first.kill("SIGCONT");
   }
