@@ -9,7 +9,7 @@ import { archiveFile } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
 import { crashPoint, pausePoint } from "./crashHook";
-import { InDoubtError, OutcomeUnknownError, TransferError, errorCode, errorMessage, printable } from "./errors";
+import { HostileReplyError, InDoubtError, OutcomeUnknownError, TransferError, errorCode, errorMessage, printable } from "./errors";
 import type { Logger } from "./logger";
 
 const posixJoin = (folder: string, name: string) => `${folder.replace(/\/+$/, "")}/${name}`;
@@ -267,7 +267,7 @@ export class Courier {
       existing = await session.hashRemote(targetPath, entry.size);
     } catch (error) {
       // Grown past our size between the stat and the read (readAll's limit): not ours either.
-      if (session.isOpen && errorCode(error) === undefined) return { kind: "other", size };
+      if (session.isOpen && errorCode(error) === undefined && !(error instanceof HostileReplyError)) return { kind: "other", size };
       throw error;
     }
     if (!existing) return { kind: "absent" };

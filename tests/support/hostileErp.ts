@@ -45,6 +45,11 @@ export interface HostileErp {
 }
 
 /** A hostile ERP on 127.0.0.1, built on ssh2's server API. Any public key is accepted. */
+/** An upload's staging file (not the agent's staging sentinel, which it reads and writes first). */
+function isUpload(filename: string): boolean {
+  return filename.startsWith("/Staging/") && filename.endsWith(".part");
+}
+
 export async function startHostileErp(mode: HostileMode, options: { ident?: string } = {}): Promise<HostileErp> {
   const keyDir = mkdtempSync(join(tmpdir(), "plutus-hostile-"));
   const keyPath = join(keyDir, "host_ed25519");
@@ -179,7 +184,7 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
   };
   sftp.on("OPEN", (reqid, filename, flags) =>
     answer(() => {
-      if (state.mode === "status-text" && filename.startsWith("/Staging/")) return sftp.status(reqid, STATUS_CODE.FAILURE, `cannot open ${EVIL_TEXT}`);
+      if (state.mode === "status-text" && isUpload(filename)) return sftp.status(reqid, STATUS_CODE.FAILURE, `cannot open ${EVIL_TEXT}`);
       const exists = files.has(filename);
       if (flags & OPEN_MODE.EXCL && exists) return sftp.status(reqid, STATUS_CODE.FAILURE, "exists");
       if (!(flags & OPEN_MODE.CREAT) && !exists) return sftp.status(reqid, STATUS_CODE.NO_SUCH_FILE, "No such file");
@@ -189,7 +194,7 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
       if (!handle) return sftp.status(reqid, STATUS_CODE.FAILURE, "Failure");
       if (!exists) files.set(filename, Buffer.alloc(0));
       sftp.handle(reqid, handle);
-      if (state.mode === "garbage-replies" && filename.startsWith("/Staging/")) garbage = true;
+      if (state.mode === "garbage-replies" && isUpload(filename)) garbage = true;
     }),
   );
   sftp.on("WRITE", (reqid, handle, offset, data) =>
