@@ -29,7 +29,8 @@ function Get-PlutusSeedVolume {
     param([string]$DiskPath)
     $disk = Hyper-V\Get-VHD -Path $DiskPath
     $partition = Storage\Get-Partition -DiskNumber $disk.DiskNumber | Microsoft.PowerShell.Core\Where-Object { $_.Type -ne 'Reserved' } | Microsoft.PowerShell.Utility\Select-Object -First 1
-    if (-not $partition.DriveLetter) {
+    # No letter reads as [char]0, which is not $null: compare the code.
+    if ([int][char]$partition.DriveLetter -eq 0) {
         $partition | Storage\Add-PartitionAccessPath -AssignDriveLetter
         $partition = Storage\Get-Partition -DiskNumber $disk.DiskNumber -PartitionNumber $partition.PartitionNumber
     }

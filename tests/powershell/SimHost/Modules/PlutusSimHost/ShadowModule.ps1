@@ -7,8 +7,8 @@ function Import-PlutusShadowedModule {
     $real = Import-Module -Name (Join-Path -Path $PSHOME -ChildPath "Modules/$Name/$Name.psd1") -PassThru -Force
     $script:RealCmdlets = @{}
     foreach ($command in $real.ExportedCmdlets.Values) {
-        if ($Replaced -contains $command.Name) { continue }
         $script:RealCmdlets[$command.Name] = $command
+        if ($Replaced -contains $command.Name) { continue }
         $proxy = [System.Management.Automation.ProxyCommand]::Create([System.Management.Automation.CommandMetadata]::new($command))
         $proxy = $proxy.Replace("`$ExecutionContext.InvokeCommand.GetCommand('$Name\$($command.Name)', [System.Management.Automation.CommandTypes]::Cmdlet, `$PSBoundParameters)", "`$script:RealCmdlets['$($command.Name)']")
         $proxy = $proxy.Replace("`$ExecutionContext.InvokeCommand.GetCommand('$Name\$($command.Name)', [System.Management.Automation.CommandTypes]::Cmdlet)", "`$script:RealCmdlets['$($command.Name)']")
