@@ -72,10 +72,11 @@ function Set-VM {
         [Parameter(Mandatory = $false)][bool]$AutomaticCheckpointsEnabled,
         [Parameter(Mandatory = $false)][ValidateSet('Disabled', 'Production', 'ProductionOnly', 'Standard')][string]$CheckpointType
     )
+    $setAutomatic = $PSBoundParameters.ContainsKey('AutomaticCheckpointsEnabled')
     Update-SimHost {
         param($s)
         $vm = Find-SimVm -State $s -VM $VM
-        if ($PSBoundParameters.ContainsKey('AutomaticCheckpointsEnabled')) { $vm.AutomaticCheckpointsEnabled = $AutomaticCheckpointsEnabled }
+        if ($setAutomatic) { $vm.AutomaticCheckpointsEnabled = $AutomaticCheckpointsEnabled }
         if ($CheckpointType) { $vm.CheckpointType = $CheckpointType }
         Add-SimChange $s "Set-VM $($vm.Name) checkpoints"
     }
