@@ -10,6 +10,9 @@ function New-SimRule {
     param($Identity, $Rights, $Inheritance = 'None', $Propagation = 'None', $Type = 'Allow')
     $sid = if ($Identity -is [string]) { $Identity } else { [string]$Identity.Value }
     if ($sid -notmatch '^S-1-') { throw "simulated ACL: identity '$sid' is not a SID" }
+    # As .NET's FileSystemAccessRule does: an Allow rule always carries Synchronize.
+    $Rights = [System.Security.AccessControl.FileSystemRights]$Rights
+    if ([string]$Type -eq 'Allow') { $Rights = $Rights -bor [System.Security.AccessControl.FileSystemRights]::Synchronize }
     [pscustomobject]@{
         IdentityReference = [pscustomobject]@{ Value = $sid }
         FileSystemRights = [System.Security.AccessControl.FileSystemRights]$Rights

@@ -261,6 +261,7 @@ function Enter-SimGuest {
     $env:SystemRoot = 'C:\Windows'
     $env:COMPUTERNAME = $guest.computerName
     $env:PLUTUS_SIM_GUEST_C = $guest.osFolder
+    Import-SimShadowModules
     Import-Module -Name PlutusSimGuest -Global -Force
 }
 

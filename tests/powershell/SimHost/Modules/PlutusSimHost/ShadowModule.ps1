@@ -4,9 +4,15 @@
 # a generated proxy with the real parameters, so module-qualified calls still reach them.
 function Import-PlutusShadowedModule {
     param([string]$Name, [string[]]$Replaced)
-    $real = Import-Module -Name (Join-Path -Path $PSHOME -ChildPath "Modules/$Name/$Name.psd1") -PassThru -Force
+    $manifest = Join-Path -Path $PSHOME -ChildPath "Modules/$Name/$Name.psd1"
+    $real = @(Get-Module -Name $Name -All | Where-Object { $_.Path -eq $manifest -or $_.ModuleBase -eq (Split-Path -Parent $manifest) })
+    if ($real.Count -eq 0) { $real = @(Import-Module -Name $manifest -PassThru -Global) }
     $script:RealCmdlets = @{}
-    foreach ($command in $real.ExportedCmdlets.Values) {
+    $cmdlets = @($real | ForEach-Object { $_.ExportedCmdlets.Values; $_.NestedModules | ForEach-Object { $_.ExportedCmdlets.Values } } | Sort-Object -Property Name -Unique)
+    if ($cmdlets.Count -eq 0) { throw "cannot find the cmdlets of the real $Name module under $PSHOME" }
+    foreach ($exported in $cmdlets) {
+        # Resolved again in this session, so that .Parameters (dynamic ones included) can be read.
+        $command = $ExecutionContext.InvokeCommand.GetCmdletByTypeName($exported.ImplementingType.FullName)
         $script:RealCmdlets[$command.Name] = $command
         if ($Replaced -contains $command.Name) { continue }
         $proxy = [System.Management.Automation.ProxyCommand]::Create([System.Management.Automation.CommandMetadata]::new($command))
