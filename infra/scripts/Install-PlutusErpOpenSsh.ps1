@@ -82,7 +82,7 @@ try {
             $service = Microsoft.PowerShell.Management\Get-Service -Name 'sshd'
         }
         $binary = (CimCmdlets\Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
-        $installDir = [System.IO.Path]::GetDirectoryName($binary)
+        $installDir = Microsoft.PowerShell.Management\Split-Path -Path $binary -Parent
 
         $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
         $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
