@@ -37,11 +37,12 @@ function Get-PlutusSeedVolume {
     return "$($partition.DriveLetter):\"
 }
 
-$full = [System.IO.Path]::GetFullPath($Path)
+# As PowerShell's providers see the path (GetFullPath would resolve against the process folder).
+$full = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
 $changes = New-Object -TypeName System.Collections.Generic.List[string]
 $created = $false
 if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $full -PathType Leaf)) {
-    $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path ([System.IO.Path]::GetDirectoryName($full)) -Force
+    $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path (Microsoft.PowerShell.Management\Split-Path -Path $full -Parent) -Force
     $null = Hyper-V\New-VHD -Path $full -SizeBytes 67108864 -Dynamic
     $created = $true
     $changes.Add("created seed disk '$full'")

@@ -5,19 +5,23 @@ BeforeAll {
 Describe 'New-PlutusDifferencingDisk.ps1 and Remove-PlutusVhd.ps1' {
     BeforeEach {
         $script:Root = New-TestHost
-        $script:Master = Join-Path $Root 'host/D/Masters/ubuntu.vhdx'
-        $script:Child = Join-Path $Root 'host/D/Lab/plutus-web/plutus-web-os.vhdx'
+        # Windows paths on a simulated fixed drive D:, as the stack config gives them.
+        $script:D = PlutusSimHost\Add-SimHostDrive -Letter D
+        $script:Master = 'D:\Masters\ubuntu.vhdx'
+        $script:Child = 'D:\Lab\plutus-web\plutus-web-os.vhdx'
+        $script:MasterFull = "$D/Masters/ubuntu.vhdx"
+        $script:ChildFull = "$D/Lab/plutus-web/plutus-web-os.vhdx"
         PlutusSimHost\Add-SimVhd -Path $Master -Layout UbuntuGpt
     }
     AfterEach { Remove-TestHost -Root $script:Root }
 
     It 'creates the child of the master and sets the master read-only; a second run changes nothing' {
         $first = Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }
-        $first.changed | Should -Be @("set master '$Master' read-only", "created differencing disk '$Child'")
+        $first.changed | Should -Be @("set master '$MasterFull' read-only", "created differencing disk '$ChildFull'")
         (Get-Item -LiteralPath $Master).IsReadOnly | Should -BeTrue
         $vhd = Hyper-V\Get-VHD -Path $Child
         $vhd.VhdType | Should -Be 'Differencing'
-        $vhd.ParentPath | Should -Be $Master
+        $vhd.ParentPath | Should -Be $MasterFull
         $second = Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }
         $second.changed | Should -BeNullOrEmpty
         $second.HostChanges | Should -BeNullOrEmpty
@@ -26,25 +30,26 @@ Describe 'New-PlutusDifferencingDisk.ps1 and Remove-PlutusVhd.ps1' {
     It 'sets a master that lost its read-only flag read-only again, and nothing else' {
         $null = Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }
         (Get-Item -LiteralPath $Master).IsReadOnly = $false
-        (Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }).changed | Should -Be @("set master '$Master' read-only")
+        (Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }).changed | Should -Be @("set master '$MasterFull' read-only")
     }
 
     It 'refuses a missing master, the master as its own child, and a foreign disk in the child''s place' {
-        $missing = Join-Path $Root 'host/D/Masters/none.vhdx'
+        $missing = 'D:\Masters\none.vhdx'
         { Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $missing; Path = $Child } } | Should -Throw "Master disk '$missing' not found. Copy the generalized master there or fix the stack config."
         { Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Master } } | Should -Throw "The child disk path '$Master' is the master itself; choose another vmFolder."
         PlutusSimHost\Add-SimVhd -Path $Child -Layout Empty
-        { Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child } } | Should -Throw "'$Child' exists but is not a differencing child of '$Master' (type Dynamic, parent ''). Move it away and run again."
+        { Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child } } | Should -Throw "'$ChildFull' exists but is not a differencing child of '$MasterFull' (type Dynamic, parent ''). Move it away and run again."
     }
 
     It 'deletes exactly the child, never the master nor a disk of another type' {
         $null = Invoke-LabScript -Name 'New-PlutusDifferencingDisk.ps1' -Parameters @{ MasterPath = $Master; Path = $Child }
-        { Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Master; ExpectedVhdType = 'Differencing'; ProtectedPath = @($Master) } } | Should -Throw "Refusing to delete '$Master': it is a protected master disk."
-        { Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Child; ExpectedVhdType = 'Dynamic'; ProtectedPath = @($Master) } } | Should -Throw "Refusing to delete '$Child': it is a Differencing disk, the lab created a Dynamic disk there."
+        { Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Master; ExpectedVhdType = 'Differencing'; ProtectedPath = @($Master) } } | Should -Throw "Refusing to delete '$MasterFull': it is a protected master disk."
+        { Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Child; ExpectedVhdType = 'Dynamic'; ProtectedPath = @($Master) } } | Should -Throw "Refusing to delete '$ChildFull': it is a Differencing disk, the lab created a Dynamic disk there."
         $removed = Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Child; ExpectedVhdType = 'Differencing'; ProtectedPath = @($Master) }
-        $removed.changed | Should -Be @("deleted '$Child'")
-        Test-Path -LiteralPath $Child | Should -BeFalse
-        Test-Path -LiteralPath $Master | Should -BeTrue
+        $removed.changed | Should -Be @("deleted '$ChildFull'")
+        Test-Path -LiteralPath $ChildFull | Should -BeFalse
+        Test-Path -LiteralPath $MasterFull | Should -BeTrue
+        (Get-Item -LiteralPath $MasterFull).IsReadOnly | Should -BeTrue
         (Invoke-LabScript -Name 'Remove-PlutusVhd.ps1' -Parameters @{ Path = $Child; ExpectedVhdType = 'Differencing'; ProtectedPath = @($Master) }).changed | Should -BeNullOrEmpty
     }
 }

@@ -313,7 +313,7 @@ function New-VHD {
         [Parameter(Mandatory = $true, ParameterSetName = 'Dynamic')][switch]$Dynamic
     )
     Assert-SimHostContext -Cmdlet 'New-VHD'
-    $full = [System.IO.Path]::GetFullPath($Path)
+    $full = Resolve-SimPath -Path $Path
     if (Test-Path -LiteralPath $full) { throw "Failed to create the virtual hard disk: the file '$full' exists (simulated host)." }
     if (-not (Test-Path -LiteralPath (Split-Path -Parent $full) -PathType Container)) { throw "Failed to create the virtual hard disk: the folder of '$full' does not exist (simulated host)." }
     Update-SimHost {

@@ -61,6 +61,7 @@ function New-SimHost {
         netAdapters = @(@{ Name = 'Ethernet'; MacAddress = '00-15-5D-00-00-FF'; ifIndex = 4; Physical = $true; Status = 'Up' })
         ipAddresses = @(@{ ifIndex = 4; IPAddress = '192.0.2.10'; PrefixLength = 24; PrefixOrigin = 'Dhcp' })
         nats = @()
+        hostVolumes = @()
         vhds = @{}
         vms = @()
         guests = @{}
@@ -103,6 +104,7 @@ function Add-SimVhd {
         UbuntuGpt (EFI and root), Empty.
     #>
     param([Parameter(Mandatory = $true)][string]$Path, [ValidateSet('WindowsGpt', 'WindowsMbr', 'UbuntuGpt', 'Empty')][string]$Layout = 'WindowsGpt')
+    $Path = Resolve-SimPath -Path $Path
     $null = New-Item -ItemType Directory -Path (Split-Path -Parent $Path) -Force
     [System.IO.File]::WriteAllText($Path, "simulated VHDX ($Layout)")
     $partitions = switch ($Layout) {
@@ -153,14 +155,32 @@ function Dismount-SimLetter {
 function Restore-SimLetters {
     <# .SYNOPSIS In a new process: the drive letters of the disks that are still mounted. #>
     if (-not $env:PLUTUS_SIM_ROOT -or $script:Context -ne 'host') { return }
+    Enter-SimWorkingDirectory
+    foreach ($drive in @((Read-SimState).hostVolumes)) { if ($drive) { Mount-SimLetter -Letter $drive.DriveLetter -Folder $drive.Folder } }
     foreach ($vhd in (Read-SimState).vhds.Values) {
         foreach ($p in $vhd.Partitions) { if ($vhd.Attached -and $p.DriveLetter) { Mount-SimLetter -Letter $p.DriveLetter -Folder $p.Folder } }
     }
 }
 
+function Resolve-SimPath {
+    <# .SYNOPSIS A host path (D:\x on a simulated drive, or a plain Linux path) as the file system sees it. #>
+    param([string]$Path)
+    $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
+}
+
+function Add-SimHostDrive {
+    <# .SYNOPSIS A fixed drive of the host (D:, ...): a folder under the root, in this and every later process. #>
+    param([Parameter(Mandatory = $true)][ValidatePattern('^[D-Z]$')][string]$Letter)
+    $folder = Join-Path -Path (Get-SimRoot) -ChildPath "host/$Letter"
+    $null = New-Item -ItemType Directory -Path $folder -Force
+    Update-SimHost { param($s) $s.hostVolumes = @(@($s.hostVolumes) | Where-Object { $_ -and $_.DriveLetter -ne $Letter }) + @(@{ DriveLetter = $Letter; Folder = $folder; SizeRemaining = 500GB }) } | Out-Null
+    Mount-SimLetter -Letter $Letter -Folder $folder
+    return $folder
+}
+
 function Find-SimVhd {
     param([hashtable]$State, [string]$Path)
-    $full = [System.IO.Path]::GetFullPath($Path)
+    $full = Resolve-SimPath -Path $Path
     if (-not $State.vhds.ContainsKey($full) -or -not (Test-Path -LiteralPath $full -PathType Leaf)) {
         throw "Hyper-V was unable to find the virtual disk '$Path' (simulated host): the file does not exist or is not a virtual disk."
     }
@@ -333,4 +353,4 @@ function Import-SimShadowModules {
 }
 
 Restore-SimLetters
-Export-ModuleMember -Function *-Sim*, Read-SimState, Save-SimState, Update-SimHost, Add-SimChange, Find-SimVhd, Find-SimDisk, ConvertTo-SimPartition, Assert-SimHostContext, Get-SimContext, Get-SimRoot
+Export-ModuleMember -Function *-Sim*, Resolve-SimPath, Read-SimState, Save-SimState, Update-SimHost, Add-SimChange, Find-SimVhd, Find-SimDisk, ConvertTo-SimPartition, Assert-SimHostContext, Get-SimContext, Get-SimRoot

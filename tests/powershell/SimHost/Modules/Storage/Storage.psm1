@@ -96,6 +96,7 @@ function Get-Volume {
                 foreach ($p in $vhd.Partitions) { if ($vhd.Attached -and $p.DriveLetter) { [pscustomobject]@{ DriveLetter = [char]$p.DriveLetter; FileSystemType = $p.FileSystem; FileSystemLabel = $p.Label; SizeRemaining = 1GB } } }
             })
         foreach ($d in @($state.hostVolumes)) { if ($d) { $volumes += [pscustomobject]@{ DriveLetter = [char]$d.DriveLetter; FileSystemType = 'NTFS'; FileSystemLabel = ''; SizeRemaining = [int64]$d.SizeRemaining } } }
+        $volumes = @($volumes | Sort-Object -Property DriveLetter)
     }
     if ($PSBoundParameters.ContainsKey('DriveLetter')) {
         $volumes = @($volumes | Where-Object { $_.DriveLetter -eq $DriveLetter })
