@@ -40,6 +40,16 @@ function Get-PlutusSeedVolume {
 # As PowerShell's providers see the path (GetFullPath would resolve against the process folder).
 $full = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
 $changes = New-Object -TypeName System.Collections.Generic.List[string]
+# A seed attached to a VM cannot be mounted, and cloud-init reads it only at the first boot of a
+# new instance-id, whose change replaces the VM (and detaches the seed) before this step runs.
+$users = @(Hyper-V\Get-VM | Microsoft.PowerShell.Core\ForEach-Object {
+        $vm = $_
+        Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\Where-Object { $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_.Path) -eq $full } | Microsoft.PowerShell.Core\ForEach-Object { $vm.Name }
+    })
+if ($users.Count -gt 0) {
+    [pscustomobject]@{ path = $full; changed = @(); note = "attached to VM '$($users -join "', '")'; left as it is (cloud-init reads it only at that VM's first boot)" } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
+    return
+}
 $created = $false
 if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $full -PathType Leaf)) {
     $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path (Microsoft.PowerShell.Management\Split-Path -Path $full -Parent) -Force

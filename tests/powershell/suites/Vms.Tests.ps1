@@ -78,6 +78,14 @@ Describe 'New-PlutusVm.ps1 and Remove-PlutusVm.ps1' {
         (Invoke-LabScript -Name 'Remove-PlutusVm.ps1' -Parameters @{ Name = 'plutus-web' }).HostChanges | Should -BeNullOrEmpty
     }
 
+    It 'leaves a seed attached to a VM alone (it cannot be mounted then), and says so' {
+        $null = Invoke-LabScript -Name 'New-PlutusVm.ps1' -Parameters $Vm
+        $again = Invoke-LabScript -Name 'New-PlutusCloudInitSeed.ps1' -Parameters @{ Path = $Seed; MetaData = 'a'; NetworkConfig = 'b'; UserData = 'c' }
+        $again.changed | Should -BeNullOrEmpty
+        $again.note | Should -Be "attached to VM 'plutus-web'; left as it is (cloud-init reads it only at that VM's first boot)"
+        $again.HostChanges | Should -BeNullOrEmpty
+    }
+
     It 'treats a VM name as exact, never as a wildcard' {
         $null = Invoke-LabScript -Name 'New-PlutusVm.ps1' -Parameters $Vm
         (Invoke-LabScript -Name 'Remove-PlutusVm.ps1' -Parameters @{ Name = 'plutus-*' }).changed | Should -BeNullOrEmpty
