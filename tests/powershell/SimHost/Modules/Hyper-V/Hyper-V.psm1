@@ -56,7 +56,7 @@ function New-VM {
             MemoryStartup = $MemoryStartupBytes; DynamicMemoryEnabled = $true; ProcessorCount = 1
             CheckpointType = 'Production'; AutomaticCheckpointsEnabled = $true
             SecureBoot = 'On'; SecureBootTemplate = 'MicrosoftWindows'; FirstBootDevice = ''
-            Disks = @(@{ ControllerType = 'SCSI'; ControllerLocation = 0; Path = $disk.Path }); SwitchName = $SwitchName
+            Disks = @(@{ ControllerType = 'SCSI'; ControllerLocation = 0; Path = $VHDPath }); SwitchName = $SwitchName
             IntegrationServices = @{ 'Guest Service Interface' = $false; Heartbeat = $true } }
         $s.vms += @($vm)
         Add-SimChange $s "New-VM $Name"
@@ -150,7 +150,7 @@ function Add-VMHardDiskDrive {
         $vm = Find-SimVm -State $s -VM $VM
         $disk = Find-SimVhd -State $s -Path $Path
         if ($vm.Generation -eq 2 -and $ControllerType -eq 'IDE') { throw 'Generation 2 VMs have no IDE controller (simulated host).' }
-        $vm.Disks += @(@{ ControllerType = $ControllerType; ControllerLocation = @($vm.Disks).Count; Path = $disk.Path })
+        $vm.Disks += @(@{ ControllerType = $ControllerType; ControllerLocation = @($vm.Disks).Count; Path = $Path })
         Add-SimChange $s "Add-VMHardDiskDrive $($vm.Name) $Path"
     }
 }
@@ -348,7 +348,7 @@ function Mount-VHD {
         $vhd = Find-SimVhd -State $s -Path $Path
         if ($vhd.Attached) { throw "Mount-VHD: '$Path' is already mounted (simulated host)." }
         if ((Get-Item -LiteralPath $vhd.Path).IsReadOnly) { throw "Mount-VHD: '$Path' is read-only; the simulated host refuses to mount a master read-write." }
-        if ($s.vms | Where-Object { $_.State -eq 'Running' -and ($_.Disks | Where-Object { $_.Path -eq $vhd.Path }) }) { throw "Mount-VHD: '$Path' is in use by a running VM (simulated host)." }
+        if ($s.vms | Where-Object { $_.State -eq 'Running' -and ($_.Disks | Where-Object { (Resolve-SimPath -Path $_.Path) -eq $vhd.Path }) }) { throw "Mount-VHD: '$Path' is in use by a running VM (simulated host)." }
         $vhd.Attached = $true
         $vhd.DiskNumber = [int]$s.nextDiskNumber; $s.nextDiskNumber++
         if ($s.automount) {

@@ -155,6 +155,7 @@ function Dismount-SimLetter {
 function Restore-SimLetters {
     <# .SYNOPSIS In a new process: the drive letters of the disks that are still mounted. #>
     if (-not $env:PLUTUS_SIM_ROOT -or $script:Context -ne 'host') { return }
+    if (-not (Test-Path -LiteralPath (Join-Path -Path $env:PLUTUS_SIM_ROOT -ChildPath 'state.json'))) { return }
     Enter-SimWorkingDirectory
     foreach ($drive in @((Read-SimState).hostVolumes)) { if ($drive) { Mount-SimLetter -Letter $drive.DriveLetter -Folder $drive.Folder } }
     foreach ($vhd in (Read-SimState).vhds.Values) {
@@ -229,7 +230,7 @@ function Start-SimGuest {
         Administrator password); a Generation 2 VM cannot boot an MBR disk.
     #>
     param([hashtable]$State, [hashtable]$Vm)
-    $bootDisk = $State.vhds[$Vm.Disks[0].Path]
+    $bootDisk = $State.vhds[(Resolve-SimPath -Path $Vm.Disks[0].Path)]
     $guest = $State.guests[$Vm.Name]
     if ($null -eq $guest) {
         $guest = @{ booted = $false; bootError = ''; adminPassword = $null; computerName = ''; osFolder = ''
