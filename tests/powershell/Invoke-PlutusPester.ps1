@@ -18,9 +18,16 @@ $configuration.Run.Path = if ($Path.Count -gt 0) { $Path } else { @(Join-Path -P
 $configuration.Run.PassThru = $true
 $configuration.Output.Verbosity = 'Detailed'
 $configuration.Output.StackTraceVerbosity = 'FirstLine'
+$leftBefore = @(Get-ChildItem -Path ([System.IO.Path]::GetTempPath()) -Filter 'plutus-simhost-*' -Directory).Count
 $result = Invoke-Pester -Configuration $configuration
 "Pester: $($result.PassedCount) passed, $($result.FailedCount) failed, $($result.SkippedCount) skipped"
 "$($result.PassedCount) passed, $($result.FailedCount) failed"
+# Every suite removes the simulated hosts it made; one left behind is a failure.
+$left = @(Get-ChildItem -Path ([System.IO.Path]::GetTempPath()) -Filter 'plutus-simhost-*' -Directory)
+if ($left.Count -gt $leftBefore) {
+    "Left behind by the suites: $(($left | ForEach-Object { $_.FullName }) -join ', ')"
+    exit 1
+}
 # A skipped or not-run test is a failure here: nothing in these suites may be silently left out.
 if ($result.FailedCount -gt 0 -or $result.SkippedCount -gt 0 -or $result.NotRunCount -gt 0 -or $result.PassedCount -eq 0 -or $result.Result -ne 'Passed') { exit 1 }
 exit 0
