@@ -5,7 +5,7 @@
 #>
 $ErrorActionPreference = 'Stop'
 . (Join-Path -Path $PSScriptRoot -ChildPath '../PlutusSimHost/ShadowModule.ps1')
-Import-PlutusShadowedModule -Name 'Microsoft.PowerShell.Security' -Replaced @()
+Import-PlutusShadowedModule -Name 'Microsoft.PowerShell.Security' -Replaced @('Get-ExecutionPolicy')
 Import-Module -Name PlutusSimHost
 Import-Module -Name PlutusSimGuest -Function New-SimSecurity, ConvertFrom-SimSecurity
 
@@ -37,6 +37,14 @@ function Set-Acl {
         $machine.acls[$key] = ConvertFrom-SimSecurity -Security $AclObject
         Add-SimChange $s "Set-Acl $LiteralPath"
     }
+}
+
+function Get-ExecutionPolicy {
+    [CmdletBinding()]
+    param()
+    # The simulated host's effective policy (pwsh on Linux is always Unrestricted).
+    if ($env:PLUTUS_SIM_EXECUTION_POLICY) { return $env:PLUTUS_SIM_EXECUTION_POLICY }
+    return 'RemoteSigned'
 }
 
 Export-ModuleMember -Function *

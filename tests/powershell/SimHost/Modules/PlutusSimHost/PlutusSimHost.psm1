@@ -353,5 +353,27 @@ function Import-SimShadowModules {
     }
 }
 
+function Enable-SimWindowsIdentity {
+    <#
+    .SYNOPSIS
+        Windows identities for a script that checks elevation (their .NET types throw on Linux): the
+        type names resolve to stand-ins whose IsInRole answers $env:PLUTUS_SIM_ELEVATED -eq '1'.
+    #>
+    if (-not ('PlutusSim.WindowsIdentity' -as [type])) {
+        Add-Type -TypeDefinition @'
+namespace PlutusSim {
+    public class WindowsIdentity { public static WindowsIdentity GetCurrent() { return new WindowsIdentity(); } }
+    public class WindowsPrincipal {
+        public WindowsPrincipal(WindowsIdentity identity) { }
+        public bool IsInRole(object role) { return System.Environment.GetEnvironmentVariable("PLUTUS_SIM_ELEVATED") == "1"; }
+    }
+}
+'@
+    }
+    $accelerators = [psobject].Assembly.GetType('System.Management.Automation.TypeAccelerators')
+    $accelerators::Add('System.Security.Principal.WindowsIdentity', [PlutusSim.WindowsIdentity])
+    $accelerators::Add('System.Security.Principal.WindowsPrincipal', [PlutusSim.WindowsPrincipal])
+}
+
 Restore-SimLetters
 Export-ModuleMember -Function *-Sim*, Resolve-SimPath, Read-SimState, Save-SimState, Update-SimHost, Add-SimChange, Find-SimVhd, Find-SimDisk, ConvertTo-SimPartition, Assert-SimHostContext, Get-SimContext, Get-SimRoot
