@@ -41,6 +41,27 @@ Describe 'Set-PlutusWindowsGuest.ps1' {
         $result.HostChanges | Should -Be @('plutus-erp: Set-DnsClientServerAddress 1.1.1.1,9.9.9.9')
     }
 
+    It 'replaces a drifted static address and its default route, and nothing else' {
+        $null = Invoke-LabScript -Name 'Set-PlutusWindowsGuest.ps1' -Parameters $Guest -Helpers 'PlutusDirect.psm1'
+        $state = PlutusSimHost\Read-SimState
+        $state.guests['plutus-erp'].ipAddresses = @(@{ ifIndex = 6; IPAddress = '10.77.0.99'; PrefixLength = 24; PrefixOrigin = 'Manual' })
+        $state.guests['plutus-erp'].routes = @(@{ ifIndex = 6; DestinationPrefix = '0.0.0.0/0'; NextHop = '10.77.0.254' })
+        PlutusSimHost\Save-SimState -State $state
+        $result = Invoke-LabScript -Name 'Set-PlutusWindowsGuest.ps1' -Parameters $Guest -Helpers 'PlutusDirect.psm1'
+        $result.changed | Should -Be @('address 10.77.0.20/24 via 10.77.0.1')
+        $result.HostChanges | Should -Be @('plutus-erp: Set-NetIPInterface 6 -Dhcp Disabled', 'plutus-erp: Remove-NetIPAddress 10.77.0.99 from 6', 'plutus-erp: Remove-NetRoute 0.0.0.0/0 via 10.77.0.254', 'plutus-erp: New-NetIPAddress 10.77.0.20/24 on 6 via 10.77.0.1')
+        @((PlutusSimHost\Read-SimState).guests['plutus-erp'].routes | ForEach-Object { $_.NextHop }) | Should -Be @('10.77.0.1')
+    }
+
+    It 'retries PowerShell Direct every 10 s while the guest is still in setup' {
+        $state = PlutusSimHost\Read-SimState; $state.guests['plutus-erp'].setupAttemptsLeft = 1; PlutusSimHost\Save-SimState -State $state
+        $patient = $Guest.Clone(); $patient.DeadlineSeconds = 120
+        $started = Get-Date
+        (Invoke-LabScript -Name 'Set-PlutusWindowsGuest.ps1' -Parameters $patient -Helpers 'PlutusDirect.psm1').computerName | Should -Be 'PLUTUS-ERP'
+        ((Get-Date) - $started).TotalSeconds | Should -BeGreaterOrEqual 10
+        (PlutusSimHost\Read-SimState).guests['plutus-erp'].setupAttemptsLeft | Should -Be 0
+    }
+
     It 'gives up at the deadline with the PowerShell Direct error and the advice, for a wrong password' {
         $wrong = $Guest.Clone(); $wrong.AdminPassword = 'An0ther-Passw0rd!'
         { Invoke-LabScript -Name 'Set-PlutusWindowsGuest.ps1' -Parameters $wrong -Helpers 'PlutusDirect.psm1' } | Should -Throw "PowerShell Direct to 'plutus-erp' still fails after 1 attempts in 0 s: The credential is invalid (simulated host).. Check the VM console."

@@ -329,6 +329,12 @@ function Assert-SimDirect {
     if ($null -eq $vm) { throw "The virtual machine $VmName could not be found (simulated host)." }
     if ($vm.State -ne 'Running') { throw "The virtual machine $VmName is not in running state (simulated host)." }
     $guest = $state.guests[$VmName]
+    if ($null -ne $guest -and [int]$guest.setupAttemptsLeft -gt 0) {
+        # Still in setup: PowerShell Direct refuses the credential for a while.
+        $guest.setupAttemptsLeft = [int]$guest.setupAttemptsLeft - 1
+        Save-SimState -State $state
+        throw 'The credential is invalid (simulated host: the guest is still in setup).'
+    }
     if ($null -eq $guest -or -not $guest.booted) { throw "An error has occurred which Windows PowerShell cannot handle. A remote session might have ended (simulated host: $($guest.bootError))." }
     if ($Credential.UserName -ne '.\Administrator' -or $null -eq $guest.adminPassword -or $Credential.GetNetworkCredential().Password -ne $guest.adminPassword) {
         throw 'The credential is invalid (simulated host).'
