@@ -31,7 +31,7 @@ function findPwsh(): string {
   throw new Error("pwsh (PowerShell 7) is not installed: run `bash tests/powershell/install-tools.sh` (needs the .NET SDK); .ci/run does the same");
 }
 
-const env = () => ({ ...process.env, PLUTUS_SIM_ROOT: root, PSModulePath: path.join(SIM, "Modules"), NO_COLOR: "1" });
+const env = () => ({ ...process.env, PLUTUS_SIM_ROOT: root, PSModulePath: path.join(SIM, "Modules"), NO_COLOR: "1", POWERSHELL_UPDATECHECK: "Off", POWERSHELL_TELEMETRY_OPTOUT: "1" });
 
 function pwsh(args: string[], input?: string) {
   const run = spawnSync(findPwsh(), ["-NoProfile", "-NonInteractive", ...args], { input, encoding: "utf8", env: env(), cwd: root, timeout: 180_000 });

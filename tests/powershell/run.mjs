@@ -35,6 +35,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error("0 passed, 1 failed");
     process.exit(1);
   }
-  const result = spawnSync(pwsh, ["-NoProfile", "-NonInteractive", "-File", join(here, "Invoke-PlutusPester.ps1"), "-PesterModule", pester, ...process.argv.slice(2)], { stdio: "inherit" });
+  const result = spawnSync(pwsh, ["-NoProfile", "-NonInteractive", "-File", join(here, "Invoke-PlutusPester.ps1"), "-PesterModule", pester, ...process.argv.slice(2)], { stdio: "inherit", env: { ...process.env, POWERSHELL_UPDATECHECK: "Off", POWERSHELL_TELEMETRY_OPTOUT: "1" } });
   process.exit(result.status ?? 1);
 }

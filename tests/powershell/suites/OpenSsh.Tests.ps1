@@ -77,6 +77,16 @@ Describe 'Install-PlutusErpOpenSsh.ps1' {
         { Invoke-LabScript -Name 'Install-PlutusErpOpenSsh.ps1' -Parameters $fod -Helpers 'PlutusDirect.psm1' } | Should -Throw "OpenSSH source '$($fod.SourcePath)' not found on the Hyper-V host; fix openSshSource.path."
     }
 
+    It 'installs from the Win32-OpenSSH MSI copied into the guest, with msiexec' {
+        $msi = $Install.Clone(); $msi.SourceKind = 'msi'; $msi.SourcePath = (Join-Path $Root 'host/D/OpenSSH-Win64-v9.5.0.0.msi')
+        Set-Content -LiteralPath $msi.SourcePath -Value 'msi' -Encoding ascii
+        $result = Invoke-LabScript -Name 'Install-PlutusErpOpenSsh.ps1' -Parameters $msi -Helpers 'PlutusDirect.psm1'
+        $result.changed[0] | Should -Be 'installed OpenSSH Server (msi)'
+        $result.hostKey | Should -Be $Fingerprint
+        Test-Path -LiteralPath (Join-Path $C 'Windows/Temp/PlutusOpenSsh.msi') | Should -BeTrue
+        (Invoke-LabScript -Name 'Install-PlutusErpOpenSsh.ps1' -Parameters $msi -Helpers 'PlutusDirect.psm1').HostChanges | Should -BeNullOrEmpty
+    }
+
     It 'installs from a Features-on-Demand folder copied into the guest over the session' {
         $fod = $Install.Clone(); $fod.SourceKind = 'fod'; $fod.SourcePath = (Join-Path $Root 'host/D/FoD')
         $null = New-Item -ItemType Directory -Path $fod.SourcePath

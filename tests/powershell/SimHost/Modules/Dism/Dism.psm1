@@ -7,7 +7,7 @@ function Install-SimOpenSsh {
     $guest = Get-SimMachine -State $State
     $folder = Join-Path -Path $guest.osFolder -ChildPath 'Windows/System32/OpenSSH'
     $null = New-Item -ItemType Directory -Path $folder -Force
-    foreach ($exe in 'sshd.exe', 'ssh-keygen.exe') { Copy-Item -LiteralPath (Join-Path $PSScriptRoot "../../bin/$exe") -Destination (Join-Path $folder $exe) -Force }
+    foreach ($exe in 'sshd.exe', 'ssh-keygen.exe') { Microsoft.PowerShell.Management\Copy-Item -LiteralPath (Join-Path $PSScriptRoot "../../bin/$exe") -Destination (Join-Path $folder $exe) -Force }
     $guest.services['sshd'] = @{ Status = 'Stopped'; StartType = 'Manual'; starts = 0; PathName = '"C:\Windows\System32\OpenSSH\sshd.exe"' }
     $guest.firewall += @(@{ Name = 'OpenSSH-Server-In-TCP'; DisplayName = 'OpenSSH SSH Server (sshd)'; Enabled = 'True'; Direction = 'Inbound'; Action = 'Allow'; Protocol = 'TCP'; LocalPort = @('22'); RemoteAddress = @('Any') })
     Add-SimChange $State "installed OpenSSH Server ($How)"

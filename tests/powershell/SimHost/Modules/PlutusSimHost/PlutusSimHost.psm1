@@ -282,6 +282,11 @@ function Enter-SimGuest {
     $env:SystemRoot = 'C:\Windows'
     $env:COMPUTERNAME = $guest.computerName
     $env:PLUTUS_SIM_GUEST_C = $guest.osFolder
+    $env:PLUTUS_SIM_GUEST_VM = $VmName
+    $env:PLUTUS_SIM_PWSH = Join-Path -Path $PSHOME -ChildPath 'pwsh'
+    # The guest's programs (msiexec.exe) are found on PATH, as in C:\Windows\System32.
+    $bin = (Resolve-Path -LiteralPath (Join-Path -Path $PSScriptRoot -ChildPath '../../bin')).ProviderPath
+    if (($env:PATH -split [System.IO.Path]::PathSeparator) -notcontains $bin) { $env:PATH = $bin + [System.IO.Path]::PathSeparator + $env:PATH }
     Import-SimShadowModules
     Import-Module -Name PlutusSimGuest -Global -Force
 }
@@ -295,7 +300,7 @@ function Invoke-SimGuestCommand {
     #>
     param([string]$VmName, [System.Management.Automation.PSCredential]$Credential, [scriptblock]$ScriptBlock, [object[]]$ArgumentList)
     Assert-SimDirect -VmName $VmName -Credential $Credential
-    $saved = @{ ProgramData = $env:ProgramData; SystemRoot = $env:SystemRoot; COMPUTERNAME = $env:COMPUTERNAME }
+    $saved = @{ ProgramData = $env:ProgramData; SystemRoot = $env:SystemRoot; COMPUTERNAME = $env:COMPUTERNAME; PATH = $env:PATH }
     $runspace = [runspacefactory]::CreateRunspace()
     $runspace.Open()
     $ps = [powershell]::Create()
@@ -316,7 +321,7 @@ function Invoke-SimGuestCommand {
     } finally {
         $ps.Dispose()
         $runspace.Dispose()
-        $env:ProgramData = $saved.ProgramData; $env:SystemRoot = $saved.SystemRoot; $env:COMPUTERNAME = $saved.COMPUTERNAME
+        $env:ProgramData = $saved.ProgramData; $env:SystemRoot = $saved.SystemRoot; $env:COMPUTERNAME = $saved.COMPUTERNAME; $env:PATH = $saved.PATH
         $link = Join-Path -Path (Get-SimRoot) -ChildPath 'cwd/C:'
         if (Test-Path -LiteralPath $link) { Remove-Item -LiteralPath $link -Force }
     }
