@@ -43,6 +43,9 @@ Describe 'Install-PlutusErpOpenSsh.ps1' {
         $written[0] | Should -Be 0x23
         [System.Text.Encoding]::UTF8.GetString($written) | Should -BeExactly $SshdConfig
         Test-Path -LiteralPath (Join-Path $C 'ProgramData/ssh/sshd_config.plutus-candidate') | Should -BeFalse
+        # Key files as sshd reads them: ASCII, LF, no BOM (5.1's Out-File would write UTF-16LE).
+        [System.IO.File]::ReadAllBytes((Join-Path $C 'ProgramData/ssh/ssh_host_ed25519_key')) | Should -Be ([System.Text.Encoding]::ASCII.GetBytes($Install.HostPrivateKey.Trim() + "`n"))
+        [System.IO.File]::ReadAllBytes((Join-Path $C 'ProgramData/ssh/ssh_host_ed25519_key.pub')) | Should -Be ([System.Text.Encoding]::ASCII.GetBytes($Install.HostPublicKey.Trim() + "`n"))
         $guest = (PlutusSimHost\Read-SimState).guests['plutus-erp']
         $guest.services['sshd'].StartType | Should -Be 'Automatic'
         $guest.services['sshd'].starts | Should -Be 1
