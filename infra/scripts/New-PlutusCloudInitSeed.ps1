@@ -44,7 +44,7 @@ $changes = New-Object -TypeName System.Collections.Generic.List[string]
 # new instance-id, whose change replaces the VM (and detaches the seed) before this step runs.
 $users = @(Hyper-V\Get-VM | Microsoft.PowerShell.Core\ForEach-Object {
         $vm = $_
-        Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\Where-Object { $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_.Path) -eq $full } | Microsoft.PowerShell.Core\ForEach-Object { $vm.Name }
+        Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\Where-Object { $_.Path -and $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_.Path) -eq $full } | Microsoft.PowerShell.Core\ForEach-Object { $vm.Name }
     })
 if ($users.Count -gt 0) {
     [pscustomobject]@{ path = $full; changed = @(); note = "attached to VM '$($users -join "', '")'; left as it is (cloud-init reads it only at that VM's first boot)" } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
