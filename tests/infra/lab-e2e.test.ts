@@ -14,10 +14,17 @@ import { REPO, runProgram, type Recorded } from "./harness";
 import { parseJsonResult } from "../../infra/powershell";
 
 const SIM = path.join(REPO, "tests", "powershell", "SimHost");
-const root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-e2e-"));
+const roots: string[] = [];
+let root = "";
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-e2e-"));
+  roots.push(root);
+});
 afterAll(() => {
-  for (const file of walk(root)) fs.chmodSync(file, 0o644);
-  fs.rmSync(root, { recursive: true, force: true });
+  for (const dir of roots) {
+    for (const file of walk(dir)) fs.chmodSync(file, 0o644);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function walk(dir: string): string[] {
@@ -58,6 +65,21 @@ function runStep(step: Recorded, which: "create" | "delete") {
   return result;
 }
 
+/** A simulated host with a fixed drive D: that holds the dev stack's two masters (automount off). */
+function setupHost() {
+  const setup = pwsh(["-Command", [
+    "$ErrorActionPreference = 'Stop'",
+    "Import-Module PlutusSimHost",
+    `PlutusSimHost\\New-SimHost -Root '${root}' -Automount $false`,
+    "$null = PlutusSimHost\\Add-SimHostDrive -Letter D",
+    "PlutusSimHost\\Add-SimVhd -Path 'D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx' -Layout UbuntuGpt",
+    "PlutusSimHost\\Add-SimVhd -Path 'D:\\Masters\\ws2022-std-sysprep.vhdx' -Layout WindowsGpt",
+  ].join("; ")]);
+  expect([setup.status, setup.stderr]).toEqual([0, ""]);
+}
+
+const masters = () => walk(path.join(root, "host", "D")).filter((f) => f.includes(`${path.sep}Masters${path.sep}`)).sort();
+
 test("the lab comes up through the real data channel, a second up changes nothing, destroy leaves only the masters", async () => {
   const program = await runProgram();
   const steps = program.resources.filter((r) => r.type === "command:local:Command");
@@ -70,18 +92,7 @@ test("the lab comes up through the real data channel, a second up changes nothin
     }
   }
 
-  const ubuntuMaster = "D:\\Masters\\ubuntu-24.04-server-cloudimg-amd64.vhdx";
-  const windowsMaster = "D:\\Masters\\ws2022-std-sysprep.vhdx";
-  const setup = pwsh(["-Command", [
-    "$ErrorActionPreference = 'Stop'",
-    "Import-Module PlutusSimHost",
-    `PlutusSimHost\\New-SimHost -Root '${root}' -Automount $false`,
-    "$null = PlutusSimHost\\Add-SimHostDrive -Letter D",
-    `PlutusSimHost\\Add-SimVhd -Path '${ubuntuMaster}' -Layout UbuntuGpt`,
-    `PlutusSimHost\\Add-SimVhd -Path '${windowsMaster}' -Layout WindowsGpt`,
-  ].join("; ")]);
-  expect([setup.status, setup.stderr]).toEqual([0, ""]);
-  const masters = () => walk(path.join(root, "host", "D")).filter((f) => f.includes(`${path.sep}Masters${path.sep}`)).sort();
+  setupHost();
   const mastersBefore = masters().map((f) => [f, fs.readFileSync(f, "utf8")]);
 
   // up
@@ -113,6 +124,34 @@ test("the lab comes up through the real data channel, a second up changes nothin
   expect(state.vms).toEqual([]);
   expect(state.switches).toEqual([]);
   expect(state.nats).toEqual([]);
+  expect(masters().map((f) => [f, fs.readFileSync(f, "utf8")])).toEqual(mastersBefore);
+  expect(walk(path.join(root, "host", "D")).sort()).toEqual(masters());
+}, 15 * 60_000);
+
+test("hostile configuration values stay data on the host and in the guest: the lab comes up at the literal paths and goes away", async () => {
+  const hostileFolder = "D:\\Lab's $(Remove-Item \\Windows -Recurse) `whoami`; & calc \\VMs";
+  const hostileChroot = "C:\\Plu's $(calc) `x`; y";
+  const program = await runProgram({
+    "plutus:vmFolder": hostileFolder,
+    "plutus:erpChrootDirectory": hostileChroot,
+    "plutus:erpInboxFolder": `${hostileChroot}\\In'box`,
+    "plutus:erpStagingFolder": `${hostileChroot}\\Sta$(g)ing`,
+  });
+  const steps = program.resources.filter((r) => r.type === "command:local:Command");
+  setupHost();
+  const mastersBefore = masters().map((f) => [f, fs.readFileSync(f, "utf8")]);
+  for (const step of steps) runStep(step, "create");
+  // Backslashes separate folders, as on Windows; every other character is part of a name.
+  const vmFolder = path.join(root, "host", "D", "Lab's $(Remove-Item ", "Windows -Recurse) `whoami`; & calc ", "VMs");
+  expect(fs.readdirSync(vmFolder).sort()).toEqual(["plutus-erp", "plutus-web"]);
+  expect(fs.existsSync(path.join(vmFolder, "plutus-web", "plutus-web-os.vhdx"))).toBe(true);
+  const state = simState();
+  const c = state.guests["plutus-erp"].osFolder;
+  expect(fs.readdirSync(path.join(c, "Plu's $(calc) `x`; y")).sort()).toEqual(["In'box", "Sta$(g)ing"]);
+  expect(Object.keys(state.guests["plutus-erp"].acls)).toContain(path.join(c, "Plu's $(calc) `x`; y", "In'box"));
+  expect(fs.readFileSync(path.join(c, "ProgramData", "ssh", "sshd_config"), "utf8")).toContain(`ChrootDirectory "${hostileChroot}"`);
+  for (const step of [...steps].reverse()) if (step.inputs.delete) runStep(step, "delete");
+  expect(simState().vms).toEqual([]);
   expect(masters().map((f) => [f, fs.readFileSync(f, "utf8")])).toEqual(mastersBefore);
   expect(walk(path.join(root, "host", "D")).sort()).toEqual(masters());
 }, 15 * 60_000);
