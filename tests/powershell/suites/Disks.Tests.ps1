@@ -107,6 +107,9 @@ Describe 'Set-PlutusWindowsUnattend.ps1' {
         Test-Path -LiteralPath (Join-Path $masterWindows.Folder 'Windows/Panther') | Should -BeFalse
         $state.vhds[$Child].Attached | Should -BeFalse
         (Invoke-LabScript -Name 'Set-PlutusWindowsUnattend.ps1' -Parameters $parameters).changed | Should -BeNullOrEmpty
+        $renamed = $parameters.Clone(); $renamed.ComputerName = 'PLUTUS-ERP2'
+        (Invoke-LabScript -Name 'Set-PlutusWindowsUnattend.ps1' -Parameters $renamed).changed | Should -Be @('wrote Windows\Panther\unattend.xml')
+        ([xml][System.IO.File]::ReadAllText((Join-Path $windows.Folder 'Windows/Panther/unattend.xml'))).unattend.settings[0].component.ComputerName | Should -Be 'PLUTUS-ERP2'
     }
 
     It 'refuses the master itself' {
