@@ -6,45 +6,65 @@ import { createLogger, endLogger, Logger } from "./logger";
 import { runPass } from "./pass";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
-import { AgentError, ConfigError, UsageError, errorMessage } from "./errors";
+import { AgentError, ConfigError, StateError, UsageError, errorMessage } from "./errors";
+import { assessHealth, healthJson, unknownHealth, type HealthReport } from "./health";
+import { acknowledgeQuarantine } from "./quarantineAck";
+import { superviseAfterPass } from "./supervise";
 
 const VERSION = "0.1.0";
-const USAGE = `usage: plutus-sync <command> --config FILE [--json]
+const USAGE = `plutus-sync ${VERSION}: delivers order files from the outbox to the ERP inbox over SFTP, exactly once
+
+usage: plutus-sync <command> --config FILE [--json]
 
 commands:
-  run      one delivery pass (what cron runs every 5 minutes)
-  status   last run, files waiting in the outbox, quarantined and in-doubt files
-  check    validate the configuration, key permissions, connection, host key, inbox and staging
+  run             one delivery pass (what cron runs every 5 minutes)
+  status          last run, files waiting in the outbox, quarantined and in-doubt files
+  check           validate the configuration, key permissions, connection, host key, inbox and staging
+  health          one-line verdict for Nagios/Icinga: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+  ack-quarantine  mark the files now in quarantine as seen, so health stops warning about them
+  help            this text (also -h, --help)
+  version         the version (also -V, --version)
+
+--json prints the command's result as one JSON object.
 
 exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
-            2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch`;
+            2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch
+            (health: the Nagios states above)`;
+
+const COMMANDS = ["run", "status", "check", "health", "ack-quarantine"] as const;
 
 interface Invocation {
-  command: "run" | "status" | "check";
+  command: (typeof COMMANDS)[number];
   configPath: string;
   json: boolean;
 }
 
-function parseInvocation(argv: string[]): Invocation | "help" | "version" {
+function parseInvocation(argv: string[]): Invocation | { command: "help" | "version"; json: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, version: { type: "boolean" } },
+      options: {
+        config: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
     });
   } catch (error) {
     throw new UsageError(`${errorMessage(error)}\n${USAGE}`);
   }
-  if (parsed.values.help) return "help";
-  if (parsed.values.version) return "version";
+  const json = parsed.values.json === true;
   const [command, ...extra] = parsed.positionals;
-  if (command !== "run" && command !== "status" && command !== "check") {
+  if (parsed.values.help || command === "help") return { command: "help", json };
+  if (parsed.values.version || command === "version") return { command: "version", json };
+  if (!(COMMANDS as readonly string[]).includes(command ?? "")) {
     throw new UsageError(`${command === undefined ? "no command given" : `unknown command "${command}"`}\n${USAGE}`);
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\n${USAGE}`);
   if (!parsed.values.config) throw new UsageError(`--config FILE is required\n${USAGE}`);
-  return { command, configPath: parsed.values.config, json: parsed.values.json === true };
+  return { command: command as Invocation["command"], configPath: parsed.values.config, json };
 }
 
 export function describeSummary(summary: RunSummary): string {
@@ -55,24 +75,33 @@ export function describeSummary(summary: RunSummary): string {
   return `plutus-sync: ${summary.delivered}/${summary.found} delivered, ${summary.failed} failed, ${summary.quarantined} quarantined, ${summary.deferred} deferred${extra} in ${(summary.durationMs / 1000).toFixed(1)} s`;
 }
 
-async function run(invocation: Invocation): Promise<ExitCode> {
+async function run(invocation: Invocation): Promise<number> {
   const config = await loadConfig(invocation.configPath);
   if (invocation.command === "status") {
     const report = await readStatus(config);
     process.stdout.write((invocation.json ? JSON.stringify(report) : formatStatus(report)) + "\n");
     return ExitCode.Ok;
   }
+  if (invocation.command === "health") return printHealth(await assessHealth(config), invocation.json);
+  if (invocation.command === "ack-quarantine") {
+    const ack = await acknowledgeQuarantine(config.quarantine, config.stateDir).catch((error) => {
+      throw new StateError(`cannot record the acknowledgement in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+    });
+    process.stdout.write(invocation.json ? JSON.stringify(ack) + "\n" : `acknowledged ${ack.acknowledged} quarantined file(s), ${ack.newlyAcknowledged} of them new\n`);
+    return ExitCode.Ok;
+  }
   const privateKey = await readPrivateKey(config.remote.privateKeyPath);
   if (invocation.command === "check") {
-    await runCheck(config, privateKey, (line) => process.stdout.write(line + "\n"));
-    process.stdout.write("OK\n");
+    const checks: string[] = [];
+    await runCheck(config, privateKey, (line) => (invocation.json ? checks.push(line) : process.stdout.write(line + "\n")));
+    process.stdout.write(invocation.json ? JSON.stringify({ ok: true, checks }) + "\n" : "OK\n");
     return ExitCode.Ok;
   }
   await fs.mkdir(config.logDir, { recursive: true, mode: 0o750 }).catch(() => undefined);
   await fs.access(config.logDir, constants.W_OK).catch((error) => {
     throw new ConfigError(`log folder ${config.logDir} is not writable: ${errorMessage(error)}`);
   });
-  const log = createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays });
+  const log = createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays, ...(config.log.syslog ? { syslogSocket: config.log.syslogSocket } : {}) });
   // A pass must end before the next cron tick whatever happens; this is the last line of defence.
   const watchdog = setTimeout(() => {
     process.stderr.write(`plutus-sync: pass exceeded its deadline of ${config.passDeadlineSeconds} s; exiting\n`);
@@ -80,7 +109,11 @@ async function run(invocation: Invocation): Promise<ExitCode> {
   }, (config.passDeadlineSeconds + 15) * 1000);
   watchdog.unref();
   try {
-    return await runAndReport(config.passDeadlineSeconds, invocation.json, () => runPass(config, privateKey, log), log);
+    return await runAndReport(config.passDeadlineSeconds, invocation.json, async () => {
+      const result = await runPass(config, privateKey, log);
+      await superviseAfterPass(config, result, log);
+      return result;
+    }, log);
   } finally {
     await endLogger(log);
   }
@@ -111,20 +144,28 @@ async function runAndReport(
   return exitCode;
 }
 
+function printHealth(report: HealthReport, json: boolean): number {
+  process.stdout.write((json ? JSON.stringify(healthJson(report)) : report.line) + "\n");
+  return report.exitCode;
+}
+
 /** The one place where errors become exit codes. */
-export async function main(argv: string[]): Promise<ExitCode> {
+export async function main(argv: string[]): Promise<number> {
+  let invocation: ReturnType<typeof parseInvocation> | undefined;
   try {
-    const invocation = parseInvocation(argv);
-    if (invocation === "help") {
+    invocation = parseInvocation(argv);
+    if (invocation.command === "help") {
       process.stdout.write(USAGE + "\n");
       return ExitCode.Ok;
     }
-    if (invocation === "version") {
-      process.stdout.write(`plutus-sync ${VERSION}\n`);
+    if (invocation.command === "version") {
+      process.stdout.write(invocation.json ? JSON.stringify({ name: "plutus-sync", version: VERSION }) + "\n" : `plutus-sync ${VERSION}\n`);
       return ExitCode.Ok;
     }
-    return await run(invocation);
+    return await run(invocation as Invocation);
   } catch (error) {
+    // A monitoring system reads any failure of the check itself as UNKNOWN (3), with the reason.
+    if (invocation?.command === "health") return printHealth(unknownHealth(errorMessage(error)), invocation.json);
     if (error instanceof AgentError) {
       process.stderr.write(`plutus-sync: ${error.message}\n`);
       return error.exitCode;

@@ -1,5 +1,6 @@
 import winston from "winston";
 import DailyRotateFile from "winston-daily-rotate-file";
+import { SyslogTransport } from "./syslogTransport";
 
 export type Logger = winston.Logger;
 
@@ -7,6 +8,8 @@ export interface LoggerOptions {
   logDir: string;
   level: string;
   retentionDays: number;
+  /** Also send every line to the syslog socket at this path (`log.syslog`). */
+  syslogSocket?: string;
 }
 
 /**
@@ -26,7 +29,7 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level,
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
     defaultMeta: { pid: process.pid },
-    transports: [transport],
+    transports: options.syslogSocket ? [transport, new SyslogTransport(options.syslogSocket)] : [transport],
   });
 }
 

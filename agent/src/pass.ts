@@ -10,6 +10,7 @@ import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
+import { observeAndRecordErpInbox } from "./erpInbox";
 import { ByteBudget } from "./byteBudget";
 import { ConnectError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -73,6 +74,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     await worker.deliverOutbox();
     await worker.finish();
     result = worker.result();
+    if (!result.connectError && Date.now() < deadlines.stopStarting) await observeAndRecordErpInbox(config, () => link.session(), log);
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");

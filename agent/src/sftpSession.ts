@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Socket } from "node:net";
-import { Client, SFTPWrapper, Stats, utils } from "ssh2";
+import { Client, FileEntryWithStats, SFTPWrapper, Stats, utils } from "ssh2";
 import type { AgentConfig } from "@plutus/shared";
 import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorCode, errorMessage } from "./errors";
 import { coalesceSftpRequests } from "./channelCoalescer";
@@ -363,4 +363,43 @@ export class SftpSession {
       throw error;
     }
   }
+
+  /**
+   * One folder's entries with their attributes, read one READDIR reply at a time and never more
+   * than `maxEntries` of them: the server is not trusted to end its listing. `complete` is false
+   * when the cap cut the listing short.
+   */
+  async listEntries(path: string, maxEntries: number): Promise<{ entries: RemoteEntry[]; complete: boolean }> {
+    const handle = await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
+    const entries: RemoteEntry[] = [];
+    let emptyReplies = 0;
+    try {
+      while (entries.length < maxEntries) {
+        const batch = await this.call<FileEntryWithStats[] | false>(`list ${path}`, (done) =>
+          this.sftp.readdir(handle, (error, list) => (error && errorCode(error) === 1 ? done(undefined, false) : done(error, list ?? false))),
+        );
+        if (batch === false) return { entries, complete: true };
+        if (batch.length === 0 && ++emptyReplies > 64) throw new Error(`list ${path}: the server sent ${emptyReplies} replies without a name and no end`);
+        for (const entry of batch.slice(0, maxEntries - entries.length)) {
+          const mtime = entry.attrs?.mtime;
+          entries.push({
+            name: entry.filename,
+            isFile: typeof entry.attrs?.mode === "number" && (entry.attrs.mode & 0o170000) === 0o100000,
+            mtimeSeconds: typeof mtime === "number" && Number.isFinite(mtime) ? mtime : undefined,
+          });
+        }
+      }
+      return { entries, complete: false };
+    } finally {
+      await this.closeHandle(handle).catch(() => undefined);
+    }
+  }
+}
+
+/** A remote folder entry as `listEntries` reports it. */
+export interface RemoteEntry {
+  name: string;
+  isFile: boolean;
+  /** Last modification, seconds since the epoch, when the server said. */
+  mtimeSeconds: number | undefined;
 }

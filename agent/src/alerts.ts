@@ -1,0 +1,124 @@
+import { spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { AgentConfig } from "@plutus/shared";
+import type { HealthReport, HealthState } from "./health";
+import { writeFileAtomic } from "./durableFs";
+import { errorMessage } from "./errors";
+import type { Logger } from "./logger";
+
+const FILE_NAME = "alert-state.json";
+
+/** What the last alert said; an alert is sent only when the health differs from it. */
+interface AlertedState {
+  state: HealthState;
+  inDoubt: number;
+  quarantinedUnacknowledged: number;
+  at: string;
+}
+
+/** The JSON document an alert command reads on stdin. */
+export interface AlertEvent {
+  event: "plutus-sync-health";
+  host: string;
+  at: string;
+  previousState: HealthState;
+  state: HealthState;
+  /** Why this alert: the state changed, a new file was quarantined, a new order is in doubt. */
+  reasons: string[];
+  line: string;
+  problems: HealthReport["problems"];
+  inDoubt: number;
+  quarantinedUnacknowledged: number;
+}
+
+/** Why the health now differs from what was last alerted (nothing: no alert). */
+export function alertReasons(previous: AlertedState, report: HealthReport): string[] {
+  const reasons: string[] = [];
+  const inDoubt = report.facts?.inDoubt ?? previous.inDoubt;
+  const quarantined = report.facts?.quarantinedUnacknowledged ?? previous.quarantinedUnacknowledged;
+  if (report.state !== previous.state) reasons.push(`health ${previous.state} -> ${report.state}`);
+  if (inDoubt > previous.inDoubt) reasons.push(`${inDoubt - previous.inDoubt} more order(s) in doubt`);
+  if (quarantined > previous.quarantinedUnacknowledged) reasons.push(`${quarantined - previous.quarantinedUnacknowledged} more file(s) quarantined`);
+  return reasons;
+}
+
+/**
+ * After a pass: when the health differs from what was last alerted, runs `alertCommand` once with
+ * the event on stdin. The new state is recorded whether the command worked or not (a failure is
+ * logged), so a broken mailer does not mean an alert every pass. Never throws.
+ */
+export async function alertOnHealthChange(config: AgentConfig, report: HealthReport, log: Logger, now = new Date()): Promise<AlertEvent | undefined> {
+  try {
+    const path = join(config.stateDir, FILE_NAME);
+    const previous = await readAlerted(path);
+    const reasons = alertReasons(previous, report);
+    if (reasons.length === 0) return undefined;
+    const event: AlertEvent = {
+      event: "plutus-sync-health",
+      host: hostname(),
+      at: now.toISOString(),
+      previousState: previous.state,
+      state: report.state,
+      reasons,
+      line: report.line,
+      problems: report.problems,
+      inDoubt: report.facts?.inDoubt ?? previous.inDoubt,
+      quarantinedUnacknowledged: report.facts?.quarantinedUnacknowledged ?? previous.quarantinedUnacknowledged,
+    };
+    await writeFileAtomic(path, JSON.stringify({ state: event.state, inDoubt: event.inDoubt, quarantinedUnacknowledged: event.quarantinedUnacknowledged, at: event.at }) + "\n", 0o640);
+    log.warn("health changed", { event: "health-changed", from: previous.state, to: report.state, reasons });
+    if (config.alertCommand) {
+      await runAlertCommand(config.alertCommand, event, config.alertTimeoutSeconds * 1000).then(
+        () => log.info("alert sent", { event: "alert-sent", command: config.alertCommand![0], state: report.state }),
+        (error) => log.error("the alert command failed; the alert is not repeated", { event: "alert-failed", command: config.alertCommand![0], error: errorMessage(error) }),
+      );
+    }
+    return event;
+  } catch (error) {
+    log.error("could not evaluate alerts", { event: "alert-failed", error: errorMessage(error) });
+    return undefined;
+  }
+}
+
+async function readAlerted(path: string): Promise<AlertedState> {
+  try {
+    const value = JSON.parse(await fs.readFile(path, "utf8")) as AlertedState;
+    if (typeof value.state === "string" && typeof value.inDoubt === "number" && typeof value.quarantinedUnacknowledged === "number") return value;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
+  }
+  // Nothing alerted yet: a first bad state is news, a first good one is not.
+  return { state: "OK", inDoubt: 0, quarantinedUnacknowledged: 0, at: "" };
+}
+
+/** Runs argv (no shell) with the event as JSON on stdin; rejects on a non-zero exit, a signal or the timeout. */
+export function runAlertCommand(argv: readonly string[], event: AlertEvent, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "ignore", "pipe"], detached: false });
+    let stderr = "";
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.stderr.on("data", (chunk: Buffer) => {
+      if (stderr.length < 500) stderr += chunk.toString("utf8");
+    });
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${argv[0]}: ${error.message}`, { cause: error }));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const said = stderr.trim() ? `: ${stderr.trim().slice(0, 500)}` : "";
+      if (timedOut) reject(new Error(`${argv[0]} did not finish within ${timeoutMs / 1000} s and was killed${said}`));
+      else if (code !== 0) reject(new Error(`${argv[0]} exited with ${code ?? signal}${said}`));
+      else resolve();
+    });
+    // A command that does not read its stdin must not fail the alert with EPIPE.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(JSON.stringify(event) + "\n");
+  });
+}
