@@ -14,7 +14,8 @@ const FILE_NAME = "alert-state.json";
 interface AlertedState {
   state: HealthState;
   inDoubt: number;
-  quarantinedUnacknowledged: number;
+  /** Files in the quarantine folder: a new one is news even while the state stays WARNING. */
+  quarantined: number;
   at: string;
 }
 
@@ -30,6 +31,7 @@ export interface AlertEvent {
   line: string;
   problems: HealthReport["problems"];
   inDoubt: number;
+  quarantined: number;
   quarantinedUnacknowledged: number;
 }
 
@@ -37,10 +39,10 @@ export interface AlertEvent {
 export function alertReasons(previous: AlertedState, report: HealthReport): string[] {
   const reasons: string[] = [];
   const inDoubt = report.facts?.inDoubt ?? previous.inDoubt;
-  const quarantined = report.facts?.quarantinedUnacknowledged ?? previous.quarantinedUnacknowledged;
+  const quarantined = report.facts?.quarantined ?? previous.quarantined;
   if (report.state !== previous.state) reasons.push(`health ${previous.state} -> ${report.state}`);
   if (inDoubt > previous.inDoubt) reasons.push(`${inDoubt - previous.inDoubt} more order(s) in doubt`);
-  if (quarantined > previous.quarantinedUnacknowledged) reasons.push(`${quarantined - previous.quarantinedUnacknowledged} more file(s) quarantined`);
+  if (quarantined > previous.quarantined) reasons.push(`${quarantined - previous.quarantined} more file(s) quarantined`);
   return reasons;
 }
 
@@ -65,9 +67,10 @@ export async function alertOnHealthChange(config: AgentConfig, report: HealthRep
       line: report.line,
       problems: report.problems,
       inDoubt: report.facts?.inDoubt ?? previous.inDoubt,
-      quarantinedUnacknowledged: report.facts?.quarantinedUnacknowledged ?? previous.quarantinedUnacknowledged,
+      quarantined: report.facts?.quarantined ?? previous.quarantined,
+      quarantinedUnacknowledged: report.facts?.quarantinedUnacknowledged ?? 0,
     };
-    await writeFileAtomic(path, JSON.stringify({ state: event.state, inDoubt: event.inDoubt, quarantinedUnacknowledged: event.quarantinedUnacknowledged, at: event.at }) + "\n", 0o640);
+    await writeFileAtomic(path, JSON.stringify({ state: event.state, inDoubt: event.inDoubt, quarantined: event.quarantined, at: event.at }) + "\n", 0o640);
     log.warn("health changed", { event: "health-changed", from: previous.state, to: report.state, reasons });
     if (config.alertCommand) {
       await runAlertCommand(config.alertCommand, event, config.alertTimeoutSeconds * 1000).then(
@@ -85,12 +88,12 @@ export async function alertOnHealthChange(config: AgentConfig, report: HealthRep
 async function readAlerted(path: string): Promise<AlertedState> {
   try {
     const value = JSON.parse(await fs.readFile(path, "utf8")) as AlertedState;
-    if (typeof value.state === "string" && typeof value.inDoubt === "number" && typeof value.quarantinedUnacknowledged === "number") return value;
+    if (typeof value.state === "string" && typeof value.inDoubt === "number" && typeof value.quarantined === "number") return value;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
   }
   // Nothing alerted yet: a first bad state is news, a first good one is not.
-  return { state: "OK", inDoubt: 0, quarantinedUnacknowledged: 0, at: "" };
+  return { state: "OK", inDoubt: 0, quarantined: 0, at: "" };
 }
 
 /** Runs argv (no shell) with the event as JSON on stdin; rejects on a non-zero exit, a signal or the timeout. */
