@@ -109,11 +109,7 @@ async function run(invocation: Invocation): Promise<number> {
   }, (config.passDeadlineSeconds + 15) * 1000);
   watchdog.unref();
   try {
-    return await runAndReport(config.passDeadlineSeconds, invocation.json, async () => {
-      const result = await runPass(config, privateKey, log);
-      await superviseAfterPass(config, result, log);
-      return result;
-    }, log);
+    return await runAndReport(config.passDeadlineSeconds, invocation.json, () => runPass(config, privateKey, log), log, (result) => superviseAfterPass(config, result, log));
   } finally {
     await endLogger(log);
   }
@@ -124,6 +120,7 @@ async function runAndReport(
   json: boolean,
   pass: () => ReturnType<typeof runPass>,
   log: Logger,
+  supervise: (result: Awaited<ReturnType<typeof runPass>>) => Promise<unknown>,
 ): Promise<ExitCode> {
   let result;
   try {
@@ -134,6 +131,7 @@ async function runAndReport(
   }
   const { summary, exitCode, connectError } = result;
   log.info("pass finished", { event: "pass", exitCode, ...summary, ...(connectError ? { error: connectError.message } : {}) });
+  await supervise(result);
   if (connectError) process.stderr.write(`plutus-sync: ${connectError.message}\n`);
   if (summary.skippedLocked) process.stderr.write("plutus-sync: another pass holds the lock; nothing done\n");
   process.stdout.write(describeSummary(summary) + "\n");
