@@ -99,27 +99,31 @@ async function readAlerted(path: string): Promise<AlertedState> {
 /** Runs argv (no shell) with the event as JSON on stdin; rejects on a non-zero exit, a signal or the timeout. */
 export function runAlertCommand(argv: readonly string[], event: AlertEvent, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "ignore", "pipe"], detached: false });
+    // Its own process group, so that a timeout also ends what it started (a shell's children).
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "ignore", "pipe"], detached: true });
     let stderr = "";
-    let timedOut = false;
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
     const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+      settle(new Error(`${argv[0]} did not finish within ${timeoutMs / 1000} s and was killed${said()}`));
     }, timeoutMs);
+    const said = () => (stderr.trim() ? `: ${stderr.trim().slice(0, 500)}` : "");
     child.stderr.on("data", (chunk: Buffer) => {
       if (stderr.length < 500) stderr += chunk.toString("utf8");
     });
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${argv[0]}: ${error.message}`, { cause: error }));
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      const said = stderr.trim() ? `: ${stderr.trim().slice(0, 500)}` : "";
-      if (timedOut) reject(new Error(`${argv[0]} did not finish within ${timeoutMs / 1000} s and was killed${said}`));
-      else if (code !== 0) reject(new Error(`${argv[0]} exited with ${code ?? signal}${said}`));
-      else resolve();
-    });
+    child.on("error", (error) => settle(new Error(`cannot run ${argv[0]}: ${error.message}`, { cause: error })));
+    child.on("close", (code, signal) => settle(code === 0 ? undefined : new Error(`${argv[0]} exited with ${code ?? signal}${said()}`)));
     // A command that does not read its stdin must not fail the alert with EPIPE.
     child.stdin.on("error", () => undefined);
     child.stdin.end(JSON.stringify(event) + "\n");

@@ -56,7 +56,23 @@ export async function closeLogger(logger: Logger): Promise<void> {
 }
 
 export async function endLogger(logger: Logger): Promise<void> {
+  const transports = [...logger.transports];
   const closing = closeLogger(logger);
   logger.end();
   await closing;
+  // A transport's "finish" can come before its file stream has written the last lines, and the
+  // process exits right after this: wait for the file stream itself (bounded).
+  await Promise.all(
+    transports.map((transport) => {
+      const stream = (transport as unknown as { logStream?: { end(callback: () => void): void } }).logStream;
+      if (!stream) return undefined;
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5_000);
+        stream.end(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 import type { AgentConfig } from "@plutus/shared";
 import type { PassResult } from "./pass";
 import { countPass } from "./counters";
+import { readLastRun } from "./stateFiles";
 import { assessHealth, type HealthReport } from "./health";
 import { renderMetrics, writeTextfile, type LatencyHistogram } from "./metrics";
 import { alertOnHealthChange } from "./alerts";
@@ -13,7 +14,9 @@ import type { Logger } from "./logger";
  */
 export async function superviseAfterPass(config: AgentConfig, result: PassResult, log: Logger, latency?: LatencyHistogram): Promise<HealthReport> {
   if (!result.summary.skippedLocked) {
-    await countPass(config.stateDir, result.summary, result.exitCode).catch((error) =>
+    // The pass's own end time (last-run.json), so that last success and last run agree to the millisecond.
+    const finishedAt = await readLastRun(config.stateDir).then((run) => (run ? new Date(run.finishedAt) : new Date()), () => new Date());
+    await countPass(config.stateDir, result.summary, result.exitCode, finishedAt).catch((error) =>
       log.error("could not update counters.json", { event: "counters-write-failed", error: errorMessage(error) }),
     );
   }
