@@ -81,6 +81,11 @@ describe("Prometheus metrics", () => {
   it("node_exporter's textfile collector serves the agent's series after real passes, over HTTP", async () => {
     const textfileDir = tempDir("textfile");
     writeConfig({ metrics: { textfileDir } });
+    // The guide's ACL step lets the agent's account write the collector's folder.
+    chmodSync(textfileDir, 0o755);
+    execFileSync("setfacl", ["-m", "u:nobody:rwx", textfileDir]);
+    execFileSync("runuser", ["-u", "nobody", "--", "touch", join(textfileDir, "probe")]);
+    rmSync(join(textfileDir, "probe"));
     const port = await freePort();
     // The flags the operations guide puts in /etc/default/prometheus-node-exporter.
     const exporter = spawn(NODE_EXPORTER, [`--web.listen-address=127.0.0.1:${port}`, "--collector.disable-defaults", "--collector.textfile", `--collector.textfile.directory=${textfileDir}`], { stdio: "ignore" });
@@ -358,6 +363,41 @@ describe("central logs", () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toMatch(new RegExp(`^plutus-sync: cannot log to syslog: .*${missing.replace(/[.]/g, "\\.")}.*\n$`));
     expect(readdirSync(erp.inboxDir)).toEqual(["order-1.json"]);
+  });
+});
+
+describe("Nagios through NRPE", () => {
+  const account = "h7-plutus-mon";
+  afterAll(() => {
+    execFileSync("userdel", [account], { stdio: "ignore" });
+  });
+
+  it("the shipped sudoers file is valid and the NRPE command line gives the health line as the agent's account", async () => {
+    await run("visudo", ["-cf", join(REPO, "ops/nagios/sudoers-plutus-sync-health")]);
+    const sudoers = readFileSync(join(REPO, "ops/nagios/sudoers-plutus-sync-health"), "utf8");
+    const nrpe = /^command\[check_plutus_sync\]=(.*)$/m.exec(readFileSync(join(REPO, "ops/nagios/nrpe-plutus-sync.cfg"), "utf8"))![1];
+    // sudo allows exactly the command NRPE runs.
+    expect(sudoers).toContain(`nagios ALL=(plutus) NOPASSWD: ${nrpe.replace("/usr/bin/sudo -n -u plutus ", "")}\n`);
+    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account]);
+    local.writeOrder("order-1.json", sampleOrder(1));
+    expect((await runAgent(["run", "--config", local.configPath])).code).toBe(0);
+    execFileSync("chown", ["-R", `${account}:`, local.root]);
+    chmodSync(local.root, 0o755);
+    // The same words, with this test's account, node, bundle and configuration.
+    const argv = nrpe
+      .replace("-u plutus ", `-u ${account} `)
+      .replace("/usr/bin/node ", `${process.execPath} `)
+      .replace("/opt/plutus-sync/plutus-sync.cjs", resolve(REPO, "agent/dist/plutus-sync.cjs"))
+      .replace("/etc/plutus/agent.json", local.configPath)
+      .split(" ");
+    const result = await run(argv[0], argv.slice(1));
+    expect(result.stdout).toMatch(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 1 in the ERP inbox \| waiting=0;;;0 /);
+    expect(result.stderr).toBe("");
+    // As another account the state folder is closed: UNKNOWN with the reason, exit 3.
+    chmodSync(local.stateDir, 0o700);
+    const denied = await run("/usr/bin/sudo", ["-n", "-u", "nobody", ...argv.slice(5)]).then(() => undefined, (error: { code: number; stdout: string }) => error);
+    expect(denied?.code).toBe(3);
+    expect(denied?.stdout).toMatch(/^PLUTUS-SYNC UNKNOWN - the status \(last-run.json, journal or outbox\) in \S+ cannot be read: EACCES/);
   });
 });
 
