@@ -25,7 +25,7 @@ commands:
   help            this text (also -h, --help)
   version         the version (also -V, --version)
 
---json prints the command's result as one JSON object.
+--json prints the result as JSON (run: as its last line).
 
 exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
             2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch
