@@ -379,15 +379,20 @@ export class SftpSession {
           this.sftp.readdir(handle, (error, list) => (error && errorCode(error) === 1 ? done(undefined, false) : done(error, list ?? false))),
         );
         if (batch === false) return { entries, complete: true };
-        if (batch.length === 0 && ++emptyReplies > 64) throw new Error(`list ${path}: the server sent ${emptyReplies} replies without a name and no end`);
+        const before = entries.length;
         for (const entry of batch.slice(0, maxEntries - entries.length)) {
+          if (entry.filename === "." || entry.filename === "..") continue;
           const mtime = entry.attrs?.mtime;
+          const type = typeof entry.attrs?.mode === "number" ? entry.attrs.mode & 0o170000 : 0;
           entries.push({
             name: entry.filename,
-            isFile: typeof entry.attrs?.mode === "number" && (entry.attrs.mode & 0o170000) === 0o100000,
-            mtimeSeconds: typeof mtime === "number" && Number.isFinite(mtime) ? mtime : undefined,
+            // No file type at all (mode 0): a server that sends no attributes; count the entry as a file.
+            isFile: type === 0o100000 || type === 0,
+            // 0 is what servers send when they do not say.
+            mtimeSeconds: typeof mtime === "number" && Number.isFinite(mtime) && mtime > 0 ? mtime : undefined,
           });
         }
+        if (entries.length === before && ++emptyReplies > 64) throw new Error(`list ${path}: the server sent ${emptyReplies} replies without a new name and no end`);
       }
       return { entries, complete: false };
     } finally {
