@@ -33,6 +33,11 @@ export interface RemoteFolders {
   inboxDir?: string;
   /** Content of the staging folder's sentinel when the upload was made there. */
   sentinel?: string;
+  /**
+   * Set by `plutus-sync repair` on an entry rebuilt from a damaged journal that nothing on the
+   * server could decide: why only an operator can (`resolve`). The agent never acts on it alone.
+   */
+  doubt?: string;
 }
 
 export interface JournalEntry extends RemoteFolders {
@@ -48,7 +53,7 @@ export interface JournalEntry extends RemoteFolders {
   target: string;
 }
 
-const JOURNAL_FILE = "journal.jsonl";
+export const JOURNAL_FILE = "journal.jsonl";
 
 export class Journal {
   private readonly open = new Map<string, JournalEntry>();
