@@ -1,4 +1,4 @@
-import { promises as fs, existsSync } from "node:fs";
+import { promises as fs, constants as fsConstants, existsSync } from "node:fs";
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
@@ -96,7 +96,7 @@ export async function repairJournal(config: AgentConfig, privateKey: Buffer, log
         continue;
       }
       say(`line ${question.line}: unreadable; which order it recorded is lost, so every order in the outbox that no readable record owns is looked for on the ERP`);
-      for (const name of (await fs.readdir(config.outbox)).filter(isOrderFileName)) if (!owned.has(name) && !candidates.has(name)) candidates.set(name, question.line);
+      for (const name of (await fs.readdir(config.outbox)).filter(isOrderFileName).sort()) if (!owned.has(name) && !candidates.has(name)) candidates.set(name, question.line);
     }
 
     let sweepOwed = false;
@@ -131,8 +131,8 @@ export async function repairJournal(config: AgentConfig, privateKey: Buffer, log
       }
     }
 
-    const kept = join(config.stateDir, `${JOURNAL_FILE}.damaged-${new Date().toISOString().replace(/[:.]/g, "")}`);
-    await fs.copyFile(path, kept);
+    const kept = join(config.stateDir, `${JOURNAL_FILE}.damaged-${new Date().toISOString().replace(/[-:]/g, "")}`);
+    await fs.copyFile(path, kept, fsConstants.COPYFILE_EXCL);
     await writeFileAtomic(path, journalText(open.values()));
     if (sweepOwed) await fs.writeFile(join(config.stateDir, "staging-sweep"), `${new Date().toISOString()}\n`, { mode: 0o600 });
     log.warn("journal repaired", { event: "journal-repaired", damagedLines: damaged.map((d) => d.line), keptAs: kept, inDoubt: report.inDoubt });

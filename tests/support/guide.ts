@@ -24,11 +24,12 @@ export interface GuideRun {
  * installation replaced by the test's: `mapping` is applied in order, longest strings first
  * where one contains another.
  */
-export function runGuideBlock(block: string, mapping: [string, string][], env: Record<string, string> = {}): GuideRun {
+export function runGuideBlock(block: string, mapping: [string, string][], env: Record<string, string> = {}, cwd?: string): GuideRun {
   let script = block;
   for (const [from, to] of mapping) script = script.replaceAll(from, to);
   const result = spawnSync("bash", ["--norc", "--noprofile", "-euo", "pipefail", "-c", script], {
     stdio: ["ignore", "pipe", "pipe"],
+    cwd,
     env: { PATH: process.env.PATH, ...env },
     encoding: "utf8",
   });
