@@ -3,7 +3,8 @@ import { chownSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { useErpStandIn, sampleOrder, logEvents, stagingFiles, BUNDLE, type AgentResult } from "../support/agent";
+import { useErpStandIn, runAgent, sampleOrder, logEvents, stagingFiles, BUNDLE, type AgentResult } from "../support/agent";
+import { ERP_USER } from "../support/sshd";
 import { operationsGuideBlocks, runGuideBlock, type GuideRun } from "../support/guide";
 
 /**
@@ -350,5 +351,55 @@ describe("Reading status and logs", () => {
     expect(read.status).toBe(0);
     expect(read.stdout).toMatch(/"event":"delivered".*"file":"order-1.json"/);
     expect(read.stdout).toContain(`\torder-1.json\t${sampleOrder(1).length}\t${sha(sampleOrder(1))}\n`);
+  });
+});
+
+describe("Preparing agent.json and the first key", () => {
+  it("the guide's key, fingerprint, agent.json and stdin document, as written, make a configuration that passes check", async () => {
+    const section = "## Preparing agent.json and the first key";
+    const [makeKey, fingerprint, stdinDocument] = operationsGuideBlocks(section);
+    const [agentJson] = operationsGuideBlocks(section, "json");
+    const work = mkdtempSync(join(tmpdir(), "plutus-h8-prepare-"));
+    const authorized = join(ctx.erp.root, "authorized_keys", ERP_USER);
+    const authorizedBefore = readFileSync(authorized);
+    try {
+      const made = runGuideBlock(makeKey, [], {}, work);
+      expect(made.stderr).toBe("");
+      expect(made.status).toBe(0);
+      expect(made.stdout).toMatch(/\nThe key fingerprint is:\nSHA256:\S+ plutus-sync\n[\s\S]*\nssh-ed25519 AAAA\S+ plutus-sync\n$/);
+      expect(statSync(join(work, "id_ed25519")).mode & 0o777).toBe(0o600);
+
+      const scanned = runGuideBlock(fingerprint, [["erp.example.internal", ctx.erp.host], ["-p 22", `-p ${ctx.erp.port}`]], {}, work);
+      expect(scanned.status).toBe(0);
+      expect(scanned.stdout).toBe(`256 ${ctx.erp.hostKeySha256} [${ctx.erp.host}]:${ctx.erp.port} (ED25519)\n`);
+
+      // The ERP administrator adds the public key; the pin is the SHA256:… part just read.
+      writeFileSync(authorized, Buffer.concat([authorizedBefore, readFileSync(join(work, "id_ed25519.pub"))]));
+      let config = agentJson;
+      for (const [from, to] of [
+        ...mapping(),
+        ["erp.example.internal", ctx.erp.host],
+        ['"port": 22', `"port": ${ctx.erp.port}`],
+        ['"username": "plutus-sync"', `"username": "${ERP_USER}"`],
+        ["/etc/plutus/id_ed25519", join(work, "id_ed25519")],
+        ["SHA256:n3b1…Zk", ctx.erp.hostKeySha256],
+      ] as [string, string][]) config = config.replaceAll(from, to);
+      writeFileSync(join(work, "agent.json"), config);
+      const checked = await runAgent(["check", "--config", join(work, "agent.json")]);
+      expect(checked.stderr).toBe("");
+      expect(checked.code).toBe(0);
+      expect(checked.stdout).toMatch(/\nOK\n$/);
+
+      const built = runGuideBlock(stdinDocument, [], {}, work);
+      expect(built).toEqual({ status: 0, stdout: "", stderr: "" });
+      const document = JSON.parse(readFileSync(join(work, "install.json"), "utf8"));
+      expect(Object.keys(document).sort()).toEqual(["agentConfig", "privateKey"]);
+      expect(document.agentConfig).toEqual(JSON.parse(config));
+      expect(document.privateKey).toBe(readFileSync(join(work, "id_ed25519"), "utf8"));
+      expect(statSync(join(work, "install.json")).mode & 0o777).toBe(0o600);
+    } finally {
+      writeFileSync(authorized, authorizedBefore);
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

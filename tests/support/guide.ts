@@ -4,13 +4,13 @@ import { spawnSync } from "node:child_process";
 
 const GUIDE = resolve(__dirname, "../../docs/operations.md");
 
-/** The `sh` blocks of one section of the operations guide (up to the next heading), in order. */
-export function operationsGuideBlocks(heading: string): string[] {
+/** The `sh` (or `lang`) blocks of one section of the operations guide (up to the next heading), in order. */
+export function operationsGuideBlocks(heading: string, lang = "sh"): string[] {
   const guide = readFileSync(GUIDE, "utf8");
   const start = guide.indexOf(`\n${heading}\n`);
   if (start < 0) throw new Error(`operations guide has no section "${heading}"`);
   const section = guide.slice(start + heading.length + 2).split(/\n#{2,3} /)[0];
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  return [...section.matchAll(new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]);
 }
 
 export interface GuideRun {
