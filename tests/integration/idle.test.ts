@@ -102,3 +102,16 @@ describe("a run that cannot start its pass is recorded where status shows it", (
     expect(pass.stderr).toMatch(/^plutus-sync: configuration .*agent\.json is not valid JSON: /);
   });
 });
+
+describe("log files are named by the UTC date, like their timestamps", () => {
+  it("whatever the machine's time zone", async () => {
+    // Between them these two zones are a calendar day away from UTC at every hour.
+    for (const zone of ["Pacific/Kiritimati", "Pacific/Pago_Pago"]) {
+      const pass = await runAgent(["run", "--config", ctx.local.configPath], { TZ: zone });
+      expect(pass.code).toBe(0);
+    }
+    const utcDay = new Date().toISOString().slice(0, 10);
+    expect(readdirSync(ctx.local.logDir).filter((f) => f.endsWith(".log"))).toEqual([`plutus-sync-${utcDay}.log`]);
+    for (const event of logEvents(ctx.local.logDir)) expect(String(event.timestamp)).toMatch(new RegExp(`^${utcDay}T\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$`));
+  });
+});
