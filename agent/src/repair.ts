@@ -2,7 +2,7 @@ import { promises as fs, constants as fsConstants, existsSync } from "node:fs";
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
-import { Journal, JournalEntry, JournalRecord, JOURNAL_FILE } from "./journal";
+import { Journal, JournalEntry, JournalRecord, JOURNAL_FILE, isJournalRecord } from "./journal";
 import { acquirePassLock } from "./lock";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
@@ -179,25 +179,17 @@ function readLeniently(content: Buffer): { records: { line: number; record: Jour
   const records: { line: number; record: JournalRecord }[] = [];
   const damaged: { line: number; fields: Salvaged }[] = [];
   whole.forEach((text, i) => {
-    if (text.trim() === "") return;
+    if (i === whole.length - 1) return;
     let record: unknown;
     try {
       record = JSON.parse(text);
     } catch {
       record = undefined;
     }
-    if (isRecord(record)) records.push({ line: i + 1, record });
+    if (isJournalRecord(record)) records.push({ line: i + 1, record });
     else damaged.push({ line: i + 1, fields: salvage(text, i + 1) });
   });
   return { records, damaged };
-}
-
-function isRecord(value: unknown): value is JournalRecord {
-  if (typeof value !== "object" || value === null) return false;
-  const record = value as Record<string, unknown>;
-  if (typeof record.t !== "string" || !RECORD_TYPES.has(record.t) || typeof record.id !== "string") return false;
-  if (record.t !== "commit") return true;
-  return ["name", "sha256", "staging", "target"].every((k) => typeof record[k] === "string") && typeof record.size === "number";
 }
 
 /** Reads `"key":"value"` pairs out of a line that is no longer JSON; a field that does not read cleanly is left out. */

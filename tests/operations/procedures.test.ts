@@ -18,7 +18,8 @@ const ACCOUNT = "plutus-h8ops";
 let uid = 0;
 
 beforeAll(() => {
-  execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", ACCOUNT]);
+  // Left behind by an interrupted earlier run: reused.
+  if (spawnSync("id", ["-u", ACCOUNT]).status !== 0) execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", ACCOUNT]);
   uid = Number(execFileSync("id", ["-u", ACCOUNT], { encoding: "utf8" }).trim());
 });
 afterAll(() => {
@@ -195,6 +196,25 @@ describe("Damaged journal: plutus-sync repair", () => {
     erpConsumes();
     expect(consumed).toEqual(new Map([["order-a.json", [sha(sampleOrder(1))]], ["order-b.json", [sha(sampleOrder(2))]]]));
     expect(archived()).toEqual(["order-a.json", "order-b.json"]);
+  });
+
+  it("with the ERP unreachable, repair changes nothing (exit 3); an intact journal needs nothing", async () => {
+    const journal = crashAfterRenameAndErpTakesIt();
+    const bytes = readFileSync(journal);
+    bytes.fill(0x20, 0, bytes.length - 1);
+    writeFileSync(journal, bytes);
+    const config = readFileSync(ctx.local.configPath, "utf8");
+    writeFileSync(ctx.local.configPath, JSON.stringify({ ...JSON.parse(config), retries: 0, remote: { ...JSON.parse(config).remote, port: 1 } }));
+    const [repair] = operationsGuideBlocks("### Damaged journal");
+    const unreachable = follow(repair);
+    expect(unreachable).toMatchObject({ status: 3, stdout: "", stderr: "plutus-sync: cannot connect to plutus-erp@127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1\n" });
+    expect(readFileSync(journal)).toEqual(bytes);
+    expect(readdirSync(ctx.local.stateDir).filter((f) => f.includes("damaged"))).toEqual([]);
+
+    writeFileSync(ctx.local.configPath, config);
+    const repaired = follow(repair);
+    expect(repaired.status).toBe(1);
+    expect(follow(repair)).toEqual({ status: 0, stdout: `plutus-sync: journal ${journal} is intact: nothing to repair\n`, stderr: "" });
   });
 
   it("a damaged line whose order is still in staging (never renamed): sent once by the next run", async () => {
