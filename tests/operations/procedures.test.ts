@@ -354,7 +354,17 @@ describe("Reading status and logs", () => {
   it("the monitoring command is quiet after a good run and speaks when the last run is older than 15 minutes or an order is in doubt; the log commands find the order", async () => {
     writeOrder("order-1.json", sampleOrder(1));
     expect(run().code).toBe(0);
+    const [atAGlance] = operationsGuideBlocks("## At a glance");
+    const glance = runGuideBlock(atAGlance, mapping());
+    expect(glance.stderr).toBe("");
+    expect(glance.stdout).toMatch(/^last run: \S+ exit 0: 1\/1 delivered, 0 failed, 0 quarantined, 0 deferred\noutbox: 0 waiting\nquarantined: 0\nin doubt: 0\nconsecutive failed runs: 0\n$/);
     const blocks = operationsGuideBlocks("## Reading status and logs");
+    const [statusBlock] = blocks;
+    const shown = follow(statusBlock);
+    expect(shown.stderr).toBe("");
+    const [human, json] = [shown.stdout.slice(0, glance.stdout.length), shown.stdout.slice(glance.stdout.length)];
+    expect(human).toBe(glance.stdout);
+    expect(JSON.parse(json)).toMatchObject({ lastRun: { exitCode: 0 }, outbox: { waiting: 0, oldestAgeSeconds: null }, quarantined: 0, inDoubt: 0, awaitingArchive: 0, consecutiveFailedRuns: 0 });
     const monitor = blocks.find((b) => b.includes("needs attention"))!;
     expect(follow(monitor)).toEqual({ status: 0, stdout: "", stderr: "" });
 
