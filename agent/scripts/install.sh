@@ -2,13 +2,16 @@
 # install.sh - installs, upgrades or removes plutus-sync on an Ubuntu/Debian web server.
 #
 # Run as root from the release bundle (the folder holding plutus-sync.cjs, sync_plutus.sh,
-# install.sh and SHA256SUMS), or from /opt/plutus-sync to repair an installation.
+# install.sh and SHA256SUMS), or from /opt/plutus-sync to repair an installation. Relative paths
+# (of the script and of --config/--key) are taken from the folder it was started in.
 #
 #   install.sh --stdin [--outbox-group GROUP]
 #       reads ONE JSON document from stdin:
 #       {"agentConfig": {...agent configuration...}, "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\n..."}
 #   install.sh --config FILE --key FILE [--outbox-group GROUP]
 #       the agent configuration and the sync private key as files (manual installs)
+#   install.sh --upgrade [--outbox-group GROUP]
+#       replaces the program with this bundle's; keeps /etc/plutus (configuration and key) as installed
 #   install.sh --uninstall
 #       removes the cron entry, /opt/plutus-sync, /etc/plutus and the account; keeps every
 #       order folder (outbox, archive, quarantine) and the state and log folders
@@ -24,7 +27,6 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 export LC_ALL=C.UTF-8
 unset NODE_OPTIONS NODE_PATH
-cd /
 
 readonly ACCOUNT=plutus
 readonly PREFIX=/opt/plutus-sync
@@ -35,6 +37,7 @@ readonly CRON_FILE=/etc/cron.d/plutus-sync
 readonly PROGRAM_FILES=(plutus-sync.cjs sync_plutus.sh install.sh SHA256SUMS)
 readonly NOLOGIN=/usr/sbin/nologin
 readonly MIN_NODE_MAJOR=18
+readonly USAGE='usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --upgrade [--outbox-group GROUP] | --uninstall'
 
 changes=0
 work=""
@@ -44,7 +47,17 @@ say() { printf 'install.sh: %s\n' "$*"; }
 change() { changes=$((changes + 1)); say "$*"; }
 warn() { printf 'install.sh: WARNING: %s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
-usage_error() { printf 'install.sh: %s\nusage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --uninstall\n' "$1" >&2; exit 2; }
+usage_error() { printf 'install.sh: error: %s\n%s\n' "$1" "${USAGE}" >&2; exit 2; }
+# Whatever fails unexpectedly still ends with one "install.sh: error:" line (a command substitution's
+# subshell leaves the report to the shell that ran it). BASH_COMMAND is the script's text, unexpanded.
+on_error() {
+  if [ "${BASH_SUBSHELL}" -eq 0 ]; then
+    printf 'install.sh: error: unexpected failure (exit %s) at line %s: %s\n' "$1" "$3" "$2" >&2
+  fi
+  exit "$1"
+}
+set -E
+trap 'on_error "$?" "${BASH_COMMAND}" "${LINENO}"' ERR
 
 cleanup() {
   if [ -n "${pending_tmp}" ]; then rm -f -- "${pending_tmp}"; fi
@@ -55,18 +68,35 @@ trap 'die "interrupted"' INT TERM
 
 # --- arguments -----------------------------------------------------------------------------
 
+# The bundle's folder and the given files, resolved against the folder install.sh was started in
+# (before it changes to /).
+bundle="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" 2>/dev/null && pwd -P)" \
+  || die "cannot find the folder install.sh was started from (${BASH_SOURCE[0]})"
+started_in="$(pwd -P 2>/dev/null || true)"
+# make_absolute VAR - prefixes VAR's relative path with the folder install.sh was started in.
+make_absolute() {
+  local path="${!1}"
+  case "${path}" in
+    /*) return 0 ;;
+    *) [ -n "${started_in}" ] || die "cannot resolve ${path}: the current folder is not accessible; give an absolute path" 2
+       while [[ "${path}" == ./* ]]; do path="${path#./}"; done
+       printf -v "$1" '%s/%s' "${started_in}" "${path}" ;;
+  esac
+}
+
 mode=""
 config_arg=""
 key_arg=""
-outbox_group=www-data
+outbox_group=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --stdin) [ -z "${mode}" ] || usage_error "--stdin cannot be combined with --${mode}"; mode=stdin ;;
-    --uninstall) [ -z "${mode}" ] || usage_error "--uninstall cannot be combined with --${mode}"; mode=uninstall ;;
+    --stdin | --upgrade | --uninstall)
+      [ -z "${mode}" ] || usage_error "$1 cannot be combined with --${mode}"
+      mode="${1#--}" ;;
     --config) [ $# -ge 2 ] || usage_error "--config needs a file"; config_arg="$2"; shift ;;
     --key) [ $# -ge 2 ] || usage_error "--key needs a file"; key_arg="$2"; shift ;;
     --outbox-group) [ $# -ge 2 ] || usage_error "--outbox-group needs a group name"; outbox_group="$2"; shift ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "${bundle}/$(basename -- "${BASH_SOURCE[0]}")" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
   shift
@@ -75,10 +105,13 @@ if [ -n "${config_arg}" ] || [ -n "${key_arg}" ]; then
   [ -z "${mode}" ] || usage_error "--config/--key cannot be combined with --${mode}"
   if [ -z "${config_arg}" ] || [ -z "${key_arg}" ]; then usage_error "--config and --key go together"; fi
   mode=files
+  make_absolute config_arg
+  make_absolute key_arg
 fi
-[ -n "${mode}" ] || usage_error "say what to do: --stdin, --config FILE --key FILE, or --uninstall"
-[[ "${outbox_group}" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || usage_error "--outbox-group: not a valid group name: ${outbox_group}"
+[ -n "${mode}" ] || usage_error "say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall"
+[ -z "${outbox_group}" ] || [[ "${outbox_group}" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || usage_error "--outbox-group: not a valid group name: ${outbox_group}"
 [ "$(id -u)" -eq 0 ] || die "must run as root (it creates an account, /opt/plutus-sync, /etc/plutus and /etc/cron.d/plutus-sync)"
+cd /
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/plutus-install.XXXXXX")"
 
@@ -93,7 +126,9 @@ node_version() { "$1" -e 'process.stdout.write(process.versions.node)' 2>/dev/nu
 
 apt_install() {
   command -v apt-get >/dev/null 2>&1 || return 1
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  # On first boot cloud-init or unattended-upgrades may hold the dpkg lock: wait for it, not fail.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
 }
 
 # Node.js >= 18 for the agent: the distribution's package when there is none at all.
@@ -139,6 +174,47 @@ install_file() {
   change "${what} ${dst} (${owner}:${group} ${mode})"
 }
 
+# Accounts in the web application's group (primary or supplementary): whatever they can write
+# they can swap for a link.
+web_accounts() {
+  local gid members
+  gid="$(getent group "${outbox_group}" | cut -d: -f3)"
+  members="$(getent group "${outbox_group}" | cut -d: -f4)"
+  { getent passwd | awk -F: -v gid="${gid}" '$4 == gid { print $1 }'; tr ',' '\n' <<<"${members}"; } | sed '/^$/d' | sort -u
+}
+
+# check_folder_chain WHAT PATH - every existing folder above PATH must be a real folder, owned by
+# root and writable by nobody the web application can act as: root then never follows a link that
+# someone else placed while it creates, chowns and chmods PATH. (A group-writable parent is accepted
+# when no account of the web application's group is in that group, e.g. Ubuntu's /var/log,
+# root:syslog 0775.)
+check_folder_chain() {
+  local what="$1" dir="$2" parent="" part owner group gid perms account parts=()
+  IFS=/ read -r -a parts <<<"${dir#/}"
+  unset 'parts[${#parts[@]}-1]'
+  for part in "${parts[@]}"; do
+    parent="${parent}/${part}"
+    if [ -L "${parent}" ]; then die "${what} (${dir}): ${parent} is a symbolic link; plutus-sync folders and the folders above them must be real folders" 2; fi
+    [ -e "${parent}" ] || return 0
+    [ -d "${parent}" ] || die "${what} (${dir}): ${parent} exists and is not a folder" 2
+    IFS=' ' read -r owner group gid perms <<<"$(stat -c '%U %G %g %a' -- "${parent}")"
+    perms=$((8#${perms}))
+    if [ "${owner}" != root ]; then
+      die "${what} (${dir}): ${parent} is owned by ${owner}, not root; every folder above a plutus-sync folder must be owned by root and writable only by root (or its owner could swap the folder for a link): chown root ${parent}, or choose another folder" 2
+    fi
+    if [ $((perms & 8#002)) -ne 0 ]; then
+      die "${what} (${dir}): ${parent} is writable by everyone (mode $(printf '%04o' "${perms}")); every folder above a plutus-sync folder must be writable only by root: chmod o-w ${parent}, or choose another folder" 2
+    fi
+    if [ $((perms & 8#020)) -ne 0 ] && [ "${gid}" -ne 0 ]; then
+      while IFS= read -r account; do
+        if [[ " $(id -G -- "${account}") " == *" ${gid} "* ]]; then
+          die "${what} (${dir}): ${parent} is writable by group ${group}, which the web application's account ${account} belongs to; every folder above a plutus-sync folder must be writable only by root: chmod g-w ${parent}, or choose another folder" 2
+        fi
+      done < <(web_accounts)
+    fi
+  done
+}
+
 # ensure_dir PATH OWNER GROUP MODE - creates missing parents root:root 0755; owner/mode on PATH.
 ensure_dir() {
   local dir="$1" owner="$2" group="$3" mode="$4"
@@ -157,29 +233,32 @@ ensure_dir() {
         say "unchanged: ${dir}"
         return 0
       fi
-      chown "${owner}:${group}" -- "${dir}"
+      chown -h "${owner}:${group}" -- "${dir}"
       chmod "0${mode}" -- "${dir}"
       change "set ${dir} to ${owner}:${group} ${mode}"
       return 0
     fi
   done
-  chown "${owner}:${group}" -- "${dir}"
+  chown -h "${owner}:${group}" -- "${dir}"
   chmod "0${mode}" -- "${dir}"
   change "created ${dir} (${owner}:${group} ${mode})"
 }
 
 # Entries handed to root by --uninstall (or left to a deleted uid) become the account's again.
+# -execdir: find enters each folder itself and names the entry relative to it, so a folder swapped
+# for a link between listing and chown cannot redirect the change; -h never follows the entry. A file
+# with another hard link is left alone: the other name may be a root-only file elsewhere.
 adopt_orphans() {
   local dir="$1" fix_group="$2" count
-  count="$(find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -printf . | wc -c)"
+  count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -printf . | wc -c)"
   if [ "${count}" -gt 0 ]; then
-    find "${dir}" -xdev -mindepth 1 \( -user root -o -nouser \) -exec chown -h "${ACCOUNT}" -- {} +
+    find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -execdir chown -h "${ACCOUNT}" -- {} +
     change "gave ${count} entr(y/ies) in ${dir} owned by root or a deleted account to ${ACCOUNT}"
   fi
   if [ "${fix_group}" = yes ]; then
-    count="$(find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -printf . | wc -c)"
+    count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -printf . | wc -c)"
     if [ "${count}" -gt 0 ]; then
-      find "${dir}" -xdev -mindepth 1 \( -group root -o -nogroup \) -exec chgrp -h "${ACCOUNT}" -- {} +
+      find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -execdir chgrp -h "${ACCOUNT}" -- {} +
       change "gave ${count} entr(y/ies) in ${dir} with group root or a deleted group to group ${ACCOUNT}"
     fi
   fi
@@ -222,15 +301,58 @@ ensure_outbox_acl() {
 }
 
 # Files already waiting in the outbox (written before the ACL existed, or kept by --uninstall).
+# www-data can swap any outbox entry for a link at any moment, so nothing here acts by path: Node
+# opens each entry without following links (O_NOFOLLOW; O_NONBLOCK so a fifo cannot block), checks
+# the descriptor (a regular file with one link: not a hard link to a file elsewhere), and hands the
+# descriptors to getfacl/setfacl (/proc/self/fd/N is the opened file itself), 256 files a call.
+readonly GRANTER='
+"use strict";
+const fs = require("fs");
+const { spawnSync } = require("child_process");
+const [dir, account, accountUid] = process.argv.slice(1);
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
+const hasEntry = new RegExp("^user:" + account + ":rw", "m");
+const BATCH = 256;
+let granted = 0;
+let open = [];
+// Child fd 3 + i is open[i]; returns the child fds whose ACL has no rw entry for the account.
+const lacking = (stdio, childFds) => {
+  const out = spawnSync("getfacl", ["--absolute-names", ...childFds.map((n) => "/proc/self/fd/" + n)], { stdio, encoding: "utf8", maxBuffer: 1 << 26 }).stdout || "";
+  const missing = new Set(childFds);
+  for (const block of out.split("\n\n")) {
+    const file = /^# file: \/proc\/self\/fd\/(\d+)$/m.exec(block);
+    if (file && hasEntry.test(block)) missing.delete(Number(file[1]));
+  }
+  return [...missing];
+};
+const flush = () => {
+  if (open.length === 0) return;
+  const stdio = ["ignore", "pipe", "ignore", ...open];
+  const todo = lacking(stdio, open.map((_, i) => 3 + i));
+  if (todo.length > 0) {
+    spawnSync("setfacl", ["-m", "u:" + account + ":rw", ...todo.map((n) => "/proc/self/fd/" + n)], { stdio });
+    granted += todo.length - lacking(stdio, todo).length;
+  }
+  for (const fd of open) fs.closeSync(fd);
+  open = [];
+};
+for (const name of fs.readdirSync(dir)) {
+  let fd;
+  try { fd = fs.openSync(dir + "/" + name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY); } catch { continue; }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile() || st.nlink !== 1 || st.uid === Number(accountUid)) { fs.closeSync(fd); continue; }
+  open.push(fd);
+  if (open.length === BATCH) flush();
+}
+flush();
+process.stdout.write(String(granted));
+'
+
 grant_waiting_files() {
-  local dir="$1" file count=0
+  local dir="$1" count
   command -v setfacl >/dev/null 2>&1 && command -v getfacl >/dev/null 2>&1 || return 0
-  while IFS= read -r -d '' file; do
-    if ! getfacl --omit-header --absolute-names -- "${file}" 2>/dev/null | grep -q "^user:${ACCOUNT}:rw"; then
-      setfacl -m "u:${ACCOUNT}:rw" -- "${file}" 2>/dev/null || continue
-      count=$((count + 1))
-    fi
-  done < <(find "${dir}" -xdev -mindepth 1 -maxdepth 1 -type f ! -user "${ACCOUNT}" -print0)
+  count="$("${node}" -e "${GRANTER}" "${dir}" "${ACCOUNT}" "$(id -u "${ACCOUNT}")")" \
+    || die "could not give ${ACCOUNT} read access to the files waiting in ${dir}"
   if [ "${count}" -gt 0 ]; then change "gave ${ACCOUNT} read access to ${count} file(s) already waiting in ${dir}"; fi
 }
 
@@ -359,11 +481,11 @@ uninstall() {
     local path
     while IFS=$'\t' read -r _ path; do
       if [ -n "${path}" ] && [ -d "${path}" ]; then
-        find "${path}" -xdev -user "${ACCOUNT}" -exec chown -h root -- {} +
-        find "${path}" -xdev -group "${ACCOUNT}" -exec chgrp -h root -- {} +
+        find "${path}" -xdev -user "${ACCOUNT}" -execdir chown -h root -- {} +
+        find "${path}" -xdev -group "${ACCOUNT}" -execdir chgrp -h root -- {} +
         if command -v setfacl >/dev/null 2>&1; then
-          find "${path}" -xdev ! -type l -exec setfacl -x "u:${ACCOUNT}" -- {} + 2>/dev/null || true
-          find "${path}" -xdev -type d -exec setfacl -x "d:u:${ACCOUNT}" -- {} + 2>/dev/null || true
+          find "${path}" -xdev ! -type l -execdir setfacl -x "u:${ACCOUNT}" -- {} + 2>/dev/null || true
+          find "${path}" -xdev -type d -execdir setfacl -x "d:u:${ACCOUNT}" -- {} + 2>/dev/null || true
         fi
       fi
     done <<<"${kept}"
@@ -389,24 +511,45 @@ uninstall() {
 
 # --- install ---------------------------------------------------------------------------------
 
+check_outbox_group() {
+  outbox_group="${outbox_group:-www-data}"
+  getent group "${outbox_group}" >/dev/null || die "group ${outbox_group} does not exist: pass the web application's group with --outbox-group (default www-data)" 2
+}
+
+# Prints "plutus-sync <version> (bundle <first 12 hex of the SHA-256 of SHA256SUMS>)" for a program folder.
+program_version() {
+  local dir="$1" version
+  version="$(env -i PATH=/usr/bin:/bin "${node}" "${dir}/plutus-sync.cjs" --version 2>/dev/null || true)"
+  printf '%s (bundle %s)' "${version:-plutus-sync, version unknown}" "$(sha256sum <"${dir}/SHA256SUMS" | cut -c1-12)"
+}
+
 install() {
-  local bundle
-  bundle="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
   local f
   for f in "${PROGRAM_FILES[@]}"; do
     [ -f "${bundle}/${f}" ] || die "${bundle}/${f} is missing: run install.sh from a complete release bundle"
   done
   (cd -- "${bundle}" && sha256sum --check --strict --quiet SHA256SUMS >"${work}/sha.out" 2>&1) \
     || die "the release bundle in ${bundle} does not match its SHA256SUMS (incomplete or modified copy): $(tr '\n' ' ' <"${work}/sha.out")"
-  if [ "${mode}" = stdin ]; then
-    head -c 1048577 >"${work}/input"
-    [ "$(stat -c %s "${work}/input")" -le 1048576 ] || die "the document on stdin is larger than 1 MiB" 2
-    [ -s "${work}/input" ] || die "nothing on stdin: expected {\"agentConfig\": {...}, \"privateKey\": \"...\"}" 2
-  else
-    [ -f "${config_arg}" ] || die "--config ${config_arg}: no such file" 2
-    [ -f "${key_arg}" ] || die "--key ${key_arg}: no such file" 2
-  fi
-  getent group "${outbox_group}" >/dev/null || die "group ${outbox_group} does not exist: pass the web application's group with --outbox-group (default www-data)" 2
+  case "${mode}" in
+    stdin)
+      head -c 1048577 >"${work}/input"
+      [ "$(stat -c %s "${work}/input")" -le 1048576 ] || die "the document on stdin is larger than 1 MiB" 2
+      [ -s "${work}/input" ] || die "nothing on stdin: expected {\"agentConfig\": {...}, \"privateKey\": \"...\"}" 2
+      ;;
+    files)
+      [ -f "${config_arg}" ] || die "--config ${config_arg}: no such file" 2
+      [ -f "${key_arg}" ] || die "--key ${key_arg}: no such file" 2
+      ;;
+    upgrade)
+      # The installed configuration and key are the input, and stay exactly as they are.
+      if [ ! -f "${CONFIG_FILE}" ] || [ ! -f "${KEY_FILE}" ] || [ ! -f "${PREFIX}/plutus-sync.cjs" ]; then
+        die "--upgrade: plutus-sync is not installed here (${CONFIG_FILE}, ${KEY_FILE} or ${PREFIX}/plutus-sync.cjs is missing); install with --config FILE --key FILE or --stdin" 2
+      fi
+      config_arg="${CONFIG_FILE}"
+      key_arg="${KEY_FILE}"
+      ;;
+  esac
+  if [ "${mode}" != upgrade ]; then check_outbox_group; fi
 
   ensure_node
   if [ "${mode}" = stdin ]; then
@@ -418,6 +561,27 @@ install() {
   local folders=()
   mapfile -d '' -t folders <"${work}/folders"
   local outbox="${folders[0]}" archive="${folders[1]}" quarantine="${folders[2]}" state="${folders[3]}" logs="${folders[4]}"
+  if [ "${mode}" = upgrade ]; then
+    # An upgrade keeps the outbox's group unless told otherwise.
+    if [ -z "${outbox_group}" ] && [ -d "${outbox}" ] && [ ! -L "${outbox}" ]; then outbox_group="$(stat -c %G -- "${outbox}")"; fi
+    check_outbox_group
+  fi
+  # Before anything changes: no folder install.sh creates or chowns may sit where someone else could
+  # swap it for a link.
+  check_folder_chain agentConfig.outbox "${outbox}"
+  check_folder_chain agentConfig.archive "${archive}"
+  check_folder_chain agentConfig.quarantine "${quarantine}"
+  check_folder_chain agentConfig.stateDir "${state}"
+  check_folder_chain agentConfig.logDir "${logs}"
+  check_folder_chain "the program folder" "${PREFIX}"
+  check_folder_chain "the configuration folder" "${ETC_DIR}"
+
+  local replaced="" by=""
+  if [ "${mode}" = upgrade ]; then
+    replaced="$(program_version "${PREFIX}")"
+    by="$(program_version "${bundle}")"
+    say "upgrading ${replaced} with ${by}; ${CONFIG_FILE} and ${KEY_FILE} are kept as installed"
+  fi
 
   # The account: a system user with its own group, no home, no login shell.
   if ! getent passwd "${ACCOUNT}" >/dev/null; then
@@ -451,8 +615,10 @@ install() {
 
   # Configuration and key: the account may read them, never change them.
   ensure_dir "${ETC_DIR}" root "${ACCOUNT}" 0750
-  install_file "${work}/agent.json" "${CONFIG_FILE}" root "${ACCOUNT}" 0640
-  install_file "${work}/id_key" "${KEY_FILE}" "${ACCOUNT}" "${ACCOUNT}" 0600
+  if [ "${mode}" != upgrade ]; then
+    install_file "${work}/agent.json" "${CONFIG_FILE}" root "${ACCOUNT}" 0640
+    install_file "${work}/id_key" "${KEY_FILE}" "${ACCOUNT}" "${ACCOUNT}" 0600
+  fi
 
   # Folders. The outbox is shared with the web application's group; setgid keeps that group on
   # every file, the default ACL keeps every file readable by the agent.
@@ -471,6 +637,13 @@ install() {
   cron_file_text >"${work}/cron"
   install_file "${work}/cron" "${CRON_FILE}" root root 0644
 
+  if [ "${mode}" = upgrade ]; then
+    if [ "${replaced}" = "${by}" ]; then
+      say "${by} was already installed; nothing to upgrade"
+    else
+      say "upgraded: replaced ${replaced} with ${by}"
+    fi
+  fi
   if [ "${changes}" -eq 0 ]; then
     say "no changes: plutus-sync is already installed exactly as specified"
   else

@@ -10,8 +10,13 @@
 #   PLUTUS_CONFIG  agent configuration file            (default /etc/plutus/agent.json)
 #   PLUTUS_NODE    Node.js (>= 18) executable to use   (default /usr/bin/node, else node on PATH)
 #
+# A pass whose process is still running passDeadlineSeconds + 30 s after it started (the agent's
+# own watchdog fires at + 15 s, but a timer cannot fire while the event loop is busy) is stopped
+# from outside: SIGTERM, then SIGKILL 10 s later.
+#
 # Exit status: the agent's own (0 ok, 1 delivery failed, 2 configuration/usage error,
-# 3 connect/authentication/host-key failure); 2 when Node.js or the agent cannot be found.
+# 3 connect/authentication/host-key failure); 2 when Node.js or the agent cannot be found;
+# 1 when the pass had to be stopped at its hard limit.
 set -euo pipefail
 
 # Nothing from the caller's environment may change how the pass runs: cron gives a minimal
@@ -19,7 +24,8 @@ set -euo pipefail
 PATH=/usr/local/bin:/usr/bin:/bin
 export PATH
 export LC_ALL=C.UTF-8
-unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS LD_PRELOAD LD_LIBRARY_PATH
+# PLUTUS_CRASH_AT is the agent's fault-injection hook for tests: never in a production pass.
+unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS LD_PRELOAD LD_LIBRARY_PATH PLUTUS_CRASH_AT
 # Files the agent creates (journal, logs, archive folders) are for its own account only.
 umask 077
 # No reliance on HOME or the caller's working directory.
@@ -45,7 +51,29 @@ if [ ! -r "${agent}" ]; then
   exit 2
 fi
 
+# The hard limit follows the configured deadline. The configuration is only read here, as data;
+# whatever is wrong with it, the agent itself reports (and the default deadline applies meanwhile).
+readonly DEFAULT_DEADLINE=240 MARGIN=30 KILL_AFTER=10
+deadline="$("${node}" -e '
+  try {
+    const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").replace(/^\uFEFF/, ""));
+    if (Number.isInteger(c.passDeadlineSeconds)) process.stdout.write(String(c.passDeadlineSeconds));
+  } catch {}' "${config}" 2>/dev/null || true)"
+if ! [[ "${deadline}" =~ ^[0-9]{1,4}$ ]] || [ "${deadline}" -lt 5 ] || [ "${deadline}" -gt 3600 ]; then
+  deadline="${DEFAULT_DEADLINE}"
+fi
+limit=$((deadline + MARGIN))
+
 # A pass is short-lived and keeps little alive (16 MB of heap at 50,000 files); V8's default
 # young generation (up to 3 x 16 MB) only raised its peak memory. Measured with npm run bench:
 # 50,000 files peak RSS 150 -> 133 MB, no change in time on 2,000 files.
-exec "${node}" --max-semi-space-size=8 "${agent}" run --config "${config}" "$@"
+# (The agent's stderr goes to fd 3, the real stderr; bash's own "Killed" notice goes nowhere.)
+rc=0
+{ timeout --kill-after="${KILL_AFTER}" "${limit}" "${node}" --max-semi-space-size=8 "${agent}" run --config "${config}" "$@" 2>&3 3>&-; } 3>&2 2>/dev/null || rc=$?
+# timeout: 124 when SIGTERM ended the pass at the limit, 137 when SIGKILL had to (only then is 137
+# ours and not, e.g., the OOM killer's: the pass then ran past the limit).
+if [ "${rc}" -eq 124 ] || { [ "${rc}" -eq 137 ] && [ "${SECONDS}" -ge "${limit}" ]; }; then
+  echo "sync_plutus.sh: the pass was still running ${limit} s after it started (passDeadlineSeconds ${deadline} + ${MARGIN} s) and was stopped; the next pass goes on from there (its journal settles whatever this one left in doubt)" >&2
+  exit 1
+fi
+exit "${rc}"

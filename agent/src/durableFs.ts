@@ -1,4 +1,5 @@
-import { promises as fs, constants, lstatSync, renameSync } from "node:fs";
+import { promises as fs, constants, lstatSync, renameSync, type Stats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { errorCode } from "./errors";
@@ -93,10 +94,13 @@ export async function moveWithoutOverwrite(source: string | Buffer, destDir: str
       renameSync(source, dest);
     } catch (error) {
       if (errorCode(error) !== "EXDEV") throw error;
-      if (!(await copyExclusive(source, dest))) continue;
+      const copied = await copyExclusive(source, dest);
+      if (!copied) continue;
       // The copy's folder entry must be durable before the original goes.
       await fsyncDir(destDir);
-      await fs.unlink(source);
+      // Only the file that was copied goes: a file put under the name since then stays.
+      const now = lstatSync(source, { throwIfNoEntry: false });
+      if (now && now.dev === copied.dev && now.ino === copied.ino) await fs.unlink(source);
       return dest;
     }
     await fsyncDir(destDir);
@@ -105,37 +109,92 @@ export async function moveWithoutOverwrite(source: string | Buffer, destDir: str
   throw new Error(`no free name for ${name} in ${destDir} after 1000 attempts`);
 }
 
-async function sameRegularFileContent(a: string | Buffer, b: string): Promise<boolean> {
-  const [statA, statB] = await Promise.all([fs.lstat(a), fs.lstat(b)]);
-  if (!statA.isFile() || !statB.isFile() || statA.size !== statB.size) return false;
-  const [contentA, contentB] = await Promise.all([fs.readFile(a), fs.readFile(b)]);
-  return contentA.equals(contentB);
+/** Bytes read or written at once when copying or comparing files: memory stays bounded. */
+const COPY_CHUNK_BYTES = 1024 * 1024;
+
+/** Opens what is at `path` now without following a link or blocking on a fifo. */
+function openNoFollow(path: string | Buffer): Promise<FileHandle> {
+  return fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
 }
 
-/** Copies without replacing; false when `dest` exists. Removes a partial copy on failure. */
-async function copyExclusive(source: string | Buffer, dest: string): Promise<boolean> {
-  const sourceStat = await fs.lstat(source);
-  if (!sourceStat.isFile()) {
-    // A fifo, socket or symlink cannot be copied as data; across volumes it must stay put.
-    throw Object.assign(new Error(`cannot move a ${describeKind(sourceStat)} across volumes`), { code: "EXDEV" });
-  }
-  let handle;
+async function sameRegularFileContent(a: string | Buffer, b: string): Promise<boolean> {
+  const handles: FileHandle[] = [];
   try {
-    handle = await fs.open(dest, "wx", 0o640);
+    for (const path of [a, b]) {
+      const handle = await openNoFollow(path).catch(() => undefined);
+      if (!handle) return false;
+      handles.push(handle);
+    }
+    const [statA, statB] = await Promise.all(handles.map((h) => h.stat()));
+    if (!statA.isFile() || !statB.isFile() || statA.size !== statB.size) return false;
+    const chunkA = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+    const chunkB = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+    for (let position = 0; ; ) {
+      const [readA, readB] = await Promise.all([handles[0].read(chunkA, 0, COPY_CHUNK_BYTES, position), handles[1].read(chunkB, 0, COPY_CHUNK_BYTES, position)]);
+      if (readA.bytesRead !== readB.bytesRead || !chunkA.subarray(0, readA.bytesRead).equals(chunkB.subarray(0, readB.bytesRead))) return false;
+      if (readA.bytesRead === 0) return true;
+      position += readA.bytesRead;
+    }
+  } finally {
+    await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+  }
+}
+
+/**
+ * Copies without replacing; false when `dest` exists. The source is read through the descriptor
+ * that was checked (a link or fifo swapped in under its name is never followed or opened for a
+ * blocking read), in bounded chunks, and runs of zeros stay holes, so a large sparse file costs
+ * neither memory nor disk. Removes a partial copy on failure. Returns the source's identity.
+ */
+async function copyExclusive(source: string | Buffer, dest: string): Promise<Stats | false> {
+  let input: FileHandle;
+  try {
+    input = await openNoFollow(source);
   } catch (error) {
-    if (errorCode(error) === "EEXIST") return false;
+    // A symlink cannot be copied as data; across volumes it must stay put.
+    if (errorCode(error) === "ELOOP") throw Object.assign(new Error("cannot move a symbolic link across volumes"), { code: "EXDEV" });
     throw error;
   }
   try {
-    await handle.writeFile(await fs.readFile(source));
-    await handle.sync();
-    await handle.close();
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await fs.rm(dest, { force: true });
-    throw error;
+    const sourceStat = await input.stat();
+    if (!sourceStat.isFile()) {
+      // A fifo, socket or folder cannot be copied as data; across volumes it must stay put.
+      throw Object.assign(new Error(`cannot move a ${describeKind(sourceStat)} across volumes`), { code: "EXDEV" });
+    }
+    let output: FileHandle;
+    try {
+      output = await fs.open(dest, "wx", 0o640);
+    } catch (error) {
+      if (errorCode(error) === "EEXIST") return false;
+      throw error;
+    }
+    try {
+      const chunk = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+      const zeros = Buffer.alloc(COPY_CHUNK_BYTES);
+      let position = 0;
+      for (;;) {
+        const { bytesRead } = await input.read(chunk, 0, COPY_CHUNK_BYTES, position);
+        if (bytesRead === 0) break;
+        const data = chunk.subarray(0, bytesRead);
+        if (!data.equals(zeros.subarray(0, bytesRead))) {
+          for (let written = 0; written < bytesRead; ) {
+            written += (await output.write(data, written, bytesRead - written, position + written)).bytesWritten;
+          }
+        }
+        position += bytesRead;
+      }
+      await output.truncate(position);
+      await output.sync();
+      await output.close();
+    } catch (error) {
+      await output.close().catch(() => undefined);
+      await fs.rm(dest, { force: true });
+      throw error;
+    }
+    return sourceStat;
+  } finally {
+    await input.close().catch(() => undefined);
   }
-  return true;
 }
 
 export function describeKind(stat: import("node:fs").Stats): string {

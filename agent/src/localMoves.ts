@@ -1,4 +1,4 @@
-import { promises as fs, readFileSync, statSync } from "node:fs";
+import { promises as fs, lstatSync, readFileSync, renameSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { moveWithoutOverwrite, writeFileAtomic } from "./durableFs";
 import { errorCode, errorMessage } from "./errors";
@@ -6,13 +6,53 @@ import { errorCode, errorMessage } from "./errors";
 /**
  * Moves an outbox entry into the quarantine folder and writes `<name>.reason` (JSON) beside it.
  * Order names end in `.json`, so no reason file can ever take the place of a quarantined order.
+ * A folder stays in the outbox under a set-aside name instead (see setAsideInOutbox); its note
+ * still goes to the quarantine folder. Returns where the entry now is.
  */
 export async function quarantineFile(path: string | Buffer, displayName: string, reason: string, quarantineDir: string): Promise<string> {
   const safeName = displayName.replace(/[\0/]/g, "_") || "unnamed";
+  if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+    const keptAs = setAsideInOutbox(path);
+    const notePath = await freeNotePath(quarantineDir, basename(keptAs).replace(/[\0/]/g, "_"));
+    const note = { file: null, keptInOutboxAs: keptAs, originalName: displayName, reason, quarantinedAt: new Date().toISOString() };
+    await writeFileAtomic(notePath, JSON.stringify(note, null, 2) + "\n", 0o640);
+    return keptAs;
+  }
   const dest = await moveWithoutOverwrite(path, quarantineDir, safeName);
   const note = { file: basename(dest), originalName: displayName, reason, quarantinedAt: new Date().toISOString() };
   await writeFileAtomic(`${dest}.reason`, JSON.stringify(note, null, 2) + "\n", 0o640);
   return dest;
+}
+
+/**
+ * A folder belongs to whoever made it (the web shop's account), and the agent, not being root,
+ * cannot take it over: moved into the quarantine folder, a handle kept open on it would let that
+ * account write inside the agent's own folder. So it is renamed within the outbox to
+ * `<name>.set-aside` (`<name>.1.set-aside`, … when taken), which the scan ignores. A rename within
+ * one folder also needs no write permission on the folder being renamed, unlike a move out.
+ */
+function setAsideInOutbox(path: string | Buffer): string {
+  const raw = typeof path === "string" ? Buffer.from(path) : path;
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const dest = Buffer.concat([raw, Buffer.from(attempt === 0 ? ".set-aside" : `.${attempt}.set-aside`)]);
+    if (lstatSync(dest, { throwIfNoEntry: false })) continue;
+    renameSync(path, dest);
+    return dest.toString("utf8");
+  }
+  throw new Error(`no free set-aside name for ${raw.toString("utf8")} after 1000 attempts`);
+}
+
+/**
+ * `<name>.reason` in quarantine, numbered when taken. The name ends in `.set-aside`, so it can
+ * never be the note of a quarantined order (those end in `.json.reason`).
+ */
+async function freeNotePath(quarantineDir: string, name: string): Promise<string> {
+  await fs.mkdir(quarantineDir, { recursive: true, mode: 0o750 });
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const candidate = join(quarantineDir, `${attempt === 0 ? name : `${name}.${attempt}`}.reason`);
+    if (!lstatSync(candidate, { throwIfNoEntry: false })) return candidate;
+  }
+  throw new Error(`no free name for the note ${name}.reason in ${quarantineDir} after 1000 attempts`);
 }
 
 /** Local calendar date, the folder name under the archive. */
@@ -25,11 +65,12 @@ export async function archiveFile(path: string, name: string, archiveDir: string
   return moveWithoutOverwrite(path, join(archiveDir, dayFolder(deliveredAt)), name);
 }
 
-/** Files waiting in quarantine (their `.reason` companions not counted). */
+/** Entries quarantined: files in quarantine, and notes of folders set aside in the outbox. */
 export async function countQuarantined(quarantineDir: string): Promise<number> {
   try {
     const names = await fs.readdir(quarantineDir);
-    return names.filter((n) => !n.endsWith(".reason") && !n.endsWith(".tmp")).length;
+    const quarantined = new Set(names.filter((n) => !n.endsWith(".tmp")).map((n) => n.replace(/\.reason$/, "")));
+    return quarantined.size;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw error;

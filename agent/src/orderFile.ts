@@ -5,6 +5,7 @@ import * as nodeBuffer from "node:buffer";
 import { windowsNameProblem } from "./windowsName";
 import { describeKind } from "./durableFs";
 import { errorCode, errorMessage } from "./errors";
+import { describeJsonSyntaxError } from "./jsonSyntax";
 
 /** Enough to tell "the file that was read" from a replacement under the same name. */
 export interface FileIdentity {
@@ -41,19 +42,44 @@ export function outboxPath(outbox: string, entry: OutboxName): string | Buffer {
   return typeof entry === "string" ? join(outbox, entry) : Buffer.concat([Buffer.from(outbox + "/"), entry]);
 }
 
+/** Lets timers (the pass deadline) and I/O callbacks run between chunks of a long loop. */
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Entries handled between two yields to the event loop in loops over a whole folder listing. */
+export const ENTRIES_PER_YIELD = 2048;
+
 /**
- * The order-file names in the outbox. Names are read as strings (far less memory than one Buffer
- * each with 50,000 files); only when a name did not decode are the raw bytes read again, so a
- * name that is not UTF-8 can still be moved to quarantine.
+ * The order-file names in the outbox, names that are valid UTF-8 first. Names are read as strings
+ * (far less memory than one Buffer each with 50,000 files); only when a name did not decode are
+ * the raw bytes read again, so a name that is not UTF-8 can still be moved to quarantine. Linear
+ * in the number of entries, and it yields to the event loop between chunks so that the pass
+ * deadline can fire whatever the outbox holds.
  */
 export async function listOrderNames(outbox: string): Promise<OutboxName[]> {
-  const names: OutboxName[] = (await fs.readdir(outbox)).filter(isOrderFileName);
-  if (!names.some((n) => (n as string).includes("\uFFFD"))) return names;
+  const decoded = await fs.readdir(outbox);
+  const names: OutboxName[] = [];
+  let someDidNotDecode = false;
+  for (let i = 0; i < decoded.length; i++) {
+    if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
+    const name = decoded[i];
+    if (!isOrderFileName(name)) continue;
+    // U+FFFD stands for bytes that were not UTF-8, or is really in the name: the bytes tell.
+    if (name.includes("\uFFFD")) someDidNotDecode = true;
+    else names.push(name);
+  }
+  if (!someDidNotDecode) return names;
   const raw = await fs.readdir(outbox, { encoding: "buffer" });
-  return [
-    ...names.filter((n) => !(n as string).includes("\uFFFD") || raw.some((r) => r.toString("utf8") === n && isUtf8(r))),
-    ...raw.filter((r) => !isUtf8(r) && isOrderFileName(r.toString("utf8"))),
-  ];
+  const notUtf8: Buffer[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
+    const bytes = raw[i];
+    if (!bytes.some((b) => b >= 0x80)) continue; // ASCII: listed above if it is an order name
+    const name = bytes.toString("utf8");
+    if (!name.includes("\uFFFD") || !isOrderFileName(name)) continue;
+    if (isUtf8(bytes)) names.push(name);
+    else notUtf8.push(bytes);
+  }
+  return names.concat(notUtf8);
 }
 
 /** `buffer.isUtf8` (Node 18.14+, 19.4+) checks without building a string; older 18.x decode. */
@@ -110,6 +136,7 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
   }
   if (before.isSymbolicLink()) return quarantine("symbolic link (links are never followed)");
   if (!before.isFile()) return quarantine(`not a regular file (${describeKind(before)})`);
+  if (before.nlink > 1) return quarantine(hardLinkReason(before.nlink));
   const nameProblem = windowsNameProblem(name);
   if (nameProblem) return quarantine(`${nameProblem}; the ERP cannot store this name`);
   const now = rules.now();
@@ -148,6 +175,7 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
   try {
     const opened = fstatSync(fd);
     if (!opened.isFile()) return quarantine(`not a regular file (${describeKind(opened)})`);
+    if (opened.nlink > 1) return quarantine(hardLinkReason(opened.nlink));
     if (opened.ino !== before.ino || opened.size !== before.size || opened.mtimeMs !== before.mtimeMs) {
       return { kind: "deferred", name, reason: "changed while it was being checked" };
     }
@@ -180,6 +208,15 @@ export async function inspect(outbox: string, entry: OutboxName, rules: InspectR
   };
 }
 
+/**
+ * The web shop writes an order and renames it into the outbox: one link. A second link is another
+ * name for the same file, possibly outside the outbox (with fs.protected_hardlinks=0 the web
+ * shop's account can link a file it does not own, such as the agent's own configuration).
+ */
+function hardLinkReason(nlink: number): string {
+  return `file has ${nlink} hard links (another name for it may be outside the outbox); an order file has exactly one`;
+}
+
 /** Why the bytes are not a JSON order document, or undefined. A UTF-8 BOM is tolerated. */
 export function jsonProblem(content: Buffer): string | undefined {
   if (content.length === 0) return "empty file";
@@ -193,8 +230,9 @@ export function jsonProblem(content: Buffer): string | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (error) {
-    return `invalid JSON: ${errorMessage(error)}`;
+  } catch {
+    // Not the parser's message: on Node 20 it quotes the content, which would reach the logs.
+    return `invalid JSON: ${describeJsonSyntaxError(text)}`;
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return "an order must be a JSON object";

@@ -5,13 +5,13 @@ import { Journal, JournalEntry } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
-import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName } from "./orderFile";
+import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, InspectRules, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { ByteBudget } from "./byteBudget";
-import { ConnectError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
+import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export interface PassResult {
@@ -32,6 +32,12 @@ interface Deadlines {
 
 /** File content held in memory at once across all files in flight (see ByteBudget). */
 export const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Entries quarantined as they are found; more wait until the outbox has been looked at. Each
+ * move costs a few fsyncs, so a pass never spends long on junk before it reaches the orders.
+ */
+export const QUARANTINE_INLINE = 100;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -56,7 +62,9 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     abortAt: startedAt.getTime() + deadlineMs,
   };
   const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
+  let deadlineHit = false;
   const abortTimer = setTimeout(() => {
+    deadlineHit = true;
     log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
     link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
   }, Math.max(0, deadlines.abortAt - Date.now()));
@@ -76,6 +84,8 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     await worker.verifyRemoteIfUnused();
     await worker.finish();
     result = worker.result();
+    // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
+    if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");
@@ -130,12 +140,16 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 class PassWorker {
   private connectError: ConnectError | undefined;
   private remoteError: string | undefined;
+  private hostileReply: HostileReplyError | undefined;
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
   private readonly stagingMarker: StagingSweepMarker;
   private readonly budget = new ByteBudget(IN_FLIGHT_BYTES);
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
+  private quarantinedInline = 0;
+  /** Entries to quarantine once every outbox name has been looked at. */
+  private readonly heldBack: OutboxName[] = [];
 
   constructor(
     private readonly config: AgentConfig,
@@ -216,12 +230,24 @@ class PassWorker {
     this.log.error("delivery in doubt; settle it with plutus-sync resolve", { event: "in-doubt", file: name, reason: error.message });
   }
 
+  /**
+   * Orders first, junk in bounded amounts: the first QUARANTINE_INLINE entries to quarantine are
+   * moved as they are found; the rest wait until every name has been looked at (so a valid order
+   * is reached whatever junk shares the outbox) and are then moved until the pass must stop
+   * starting work; what is left waits for the next pass.
+   */
   async deliverOutbox(): Promise<void> {
     const names = await listOrderNames(this.config.outbox);
     crashPoint("after-scan");
     let next = 0;
     const work = async () => {
-      while (next < names.length) {
+      // Past this point nothing found could be started; the rest waits for the next pass.
+      while (next < names.length && Date.now() < this.deadlines.stopStarting) {
+        // Looking at an entry can be all synchronous calls; timers must still run.
+        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) {
+          await yieldToEventLoop();
+          if (next >= names.length) break;
+        }
         const raw = names[next++];
         if (typeof raw === "string" && this.owned.has(raw)) continue;
         this.summary.found++;
@@ -229,6 +255,44 @@ class PassWorker {
       }
     };
     await Promise.all(Array.from({ length: this.config.concurrency }, work));
+    const notLookedAt = names.slice(next).filter((raw) => typeof raw !== "string" || !this.owned.has(raw)).length;
+    if (notLookedAt > 0) {
+      this.summary.found += notLookedAt;
+      this.summary.deferred += notLookedAt;
+      this.log.warn("pass deadline near; entries not looked at wait for the next pass", { event: "scan-postponed", count: notLookedAt });
+    }
+    await this.quarantineHeldBack();
+  }
+
+  private async quarantineHeldBack(): Promise<void> {
+    const waiting = this.heldBack;
+    let moved = 0;
+    // In parallel: the folder fsyncs of concurrent moves are shared (see fsyncDir). Each move
+    // waits for file system I/O, so timers run between them.
+    const work = async () => {
+      while (moved < waiting.length && Date.now() < this.deadlines.stopStarting) {
+        // Looked at again: since the first look the web shop may have put an order under the name.
+        const raw = waiting[moved++];
+        const size = lstatSync(outboxPath(this.config.outbox, raw), { throwIfNoEntry: false })?.size ?? 0;
+        const held = await this.budget.take(Math.min(size, this.config.maxFileBytes));
+        const inspection = await inspect(this.config.outbox, raw, this.inspectRules()).finally(() => this.budget.give(held));
+        if (inspection.kind === "quarantine") await this.quarantine(inspection);
+        else {
+          this.summary.deferred++;
+          this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "changed since it was found; next pass" });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: this.config.concurrency }, work));
+    const left = waiting.length - moved;
+    if (left > 0) {
+      this.summary.deferred += left;
+      this.log.warn("more entries to quarantine than this pass had time for; the rest wait for the next pass", {
+        event: "quarantine-postponed",
+        count: left,
+        quarantinedThisPass: this.summary.quarantined,
+      });
+    }
   }
 
   private async handle(raw: OutboxName): Promise<void> {
@@ -243,18 +307,17 @@ class PassWorker {
   }
 
   private async inspectAndDeliver(raw: OutboxName): Promise<void> {
-    const inspection = await inspect(this.config.outbox, raw, {
-      minAgeMs: this.config.minAgeSeconds * 1000,
-      maxFileBytes: this.config.maxFileBytes,
-      now: Date.now,
-    });
+    const inspection = await inspect(this.config.outbox, raw, this.inspectRules());
     if (inspection.kind === "deferred") {
       this.summary.deferred++;
       this.log.info("deferred", { event: "deferred", file: inspection.name, reason: inspection.reason });
       return;
     }
     if (inspection.kind === "quarantine") {
-      await this.quarantine(inspection);
+      if (this.quarantinedInline < QUARANTINE_INLINE) {
+        this.quarantinedInline++;
+        await this.quarantine(inspection);
+      } else this.heldBack.push(raw);
       return;
     }
     if (Date.now() >= this.deadlines.stopStarting) {
@@ -262,12 +325,17 @@ class PassWorker {
       this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "pass deadline near; next pass" });
       return;
     }
-    if (this.connectError) {
+    const refusal = this.connectError ?? this.hostileReply;
+    if (refusal) {
       this.summary.failed++;
-      this.log.error("failed", { event: "failed", file: inspection.name, error: this.connectError.message });
+      this.log.error("failed", { event: "failed", file: inspection.name, error: refusal.message });
       return;
     }
     await this.deliver(inspection);
+  }
+
+  private inspectRules(): InspectRules {
+    return { minAgeMs: this.config.minAgeSeconds * 1000, maxFileBytes: this.config.maxFileBytes, now: Date.now };
   }
 
   private async quarantine(inspection: Extract<Inspection, { kind: "quarantine" }>): Promise<void> {
@@ -328,14 +396,20 @@ class PassWorker {
   /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */
   private mayRetry(error: unknown, attempt: number): boolean {
     if (attempt >= this.config.retries || Date.now() >= this.deadlines.stopStarting) return false;
-    if (this.connectError) return false;
+    if (this.connectError || this.hostileReply) return false;
     return error instanceof OutcomeUnknownError || (error instanceof ConnectError && !this.connectError);
   }
 
   private noteRemoteError(error: unknown): void {
+    // Refused before it could exhaust memory or time, but a server that sends such replies is
+    // broken or compromised: nothing more goes to it this pass, and the pass counts as failed.
+    if (error instanceof HostileReplyError && !this.hostileReply) {
+      this.hostileReply = error;
+      this.link.shutdown(`the server's replies were refused (${error.message}); nothing more is sent to it this pass`);
+    }
     if (error instanceof ConnectError && !(error instanceof OutcomeUnknownError)) {
       // One failed connect is final for this pass when it was the host key or the credentials.
-      if (/host key mismatch|authentication/.test(error.message) || this.link.connects === 0) this.connectError ??= error;
+      if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError || this.link.connects === 0) this.connectError ??= error;
     }
   }
 
@@ -388,7 +462,7 @@ class PassWorker {
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.remoteError !== undefined;
+    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply !== undefined || this.remoteError !== undefined;
     return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok, ...(this.remoteError ? { remoteError: this.remoteError } : {}) };
   }
 }

@@ -7,13 +7,14 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
 import { renderInstallStdin } from "../../infra/agentDeployment";
 import { runProgram } from "../infra/harness";
-import { startErpServer, ErpServer, ERP_USER } from "../support/sshd";
+import { startErpServer, ErpServer, ERP_USER, generateKey, sha256Fingerprint, uidOf } from "../support/sshd";
 import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
 import { sampleOrder, stagingFiles } from "../support/agent";
@@ -34,12 +35,14 @@ const INSTALLED = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"]
 /** Left in BASE by this suite: what it finds there on a later run is its own and may be removed. */
 const MARKER = `${BASE}/.plutus-deploy-test`;
 const ADMIN = "plutus-vmadmin";
+/** What the guide's procedures leave in root's home on the way (the test host is this machine). */
+const ROOT_SCRATCH = ["/root/plutus-saved", "/root/id_new", "/root/id_new.pub", "/root/agent.json"];
 
 /** What the stack runs on the VM, recorded from infra/index.ts under Pulumi mocks. */
 interface StackCommands {
   wait: string;
-  copy: string;
-  copyStdin: string;
+  /** The first stdin line of the install step: the bundle archive, base64. */
+  bundleLine: string;
   install: string;
   uninstall: string;
   canary: string;
@@ -60,13 +63,14 @@ async function recordStackCommands(bundleDir: string): Promise<StackCommands> {
     if (typeof value !== "string") throw new Error(`${name}.${key} is not a string in the recorded program`);
     return value;
   };
-  const installStdin = JSON.parse(input("agent-install", "stdin")) as { agentConfig: AgentConfig };
+  const stdin = input("agent-install", "stdin");
+  const bundleLine = stdin.slice(0, stdin.indexOf("\n") + 1);
+  const installStdin = JSON.parse(stdin.slice(bundleLine.length)) as { agentConfig: AgentConfig };
   return {
     wait: input("agent-wait", "create"),
-    copy: input("agent-copy", "create"),
-    copyStdin: input("agent-copy", "stdin"),
+    bundleLine,
     install: input("agent-install", "create"),
-    uninstall: input("agent-install", "delete"),
+    uninstall: input("agent-uninstall", "delete"),
     canary: input("canary-run", "create"),
     agentConfig: installStdin.agentConfig,
   };
@@ -92,6 +96,7 @@ let stack: StackCommands;
 let privateKey: string;
 let node18: string;
 let firstUid: number;
+let rootScratchIsOurs = false;
 
 function sh(file: string, argv: string[], input?: string): CommandResult {
   const r = spawnSync(file, argv, { input: input ?? "", encoding: "utf8" });
@@ -149,13 +154,11 @@ function tree(): string {
     .join("\n");
 }
 
-/** The stack's three steps, in order, as its remote.Command resources run them. */
-async function deploy(): Promise<{ wait: CommandResult; copy: CommandResult; install: CommandResult }> {
+/** The stack's two steps, in order, as its remote.Command resources run them: the install step gets the bundle and then the document on stdin. */
+async function deploy(): Promise<{ wait: CommandResult; install: CommandResult }> {
   const wait = await host.ssh(stack.wait);
-  const copy = await host.ssh(stack.copy, { input: stack.copyStdin });
-  expect(copy).toMatchObject({ code: 0 });
-  const install = await host.ssh(stack.install, { input: renderInstallStdin(agentConfig, privateKey) });
-  return { wait, copy, install };
+  const install = await host.ssh(stack.install, { input: stack.bundleLine + renderInstallStdin(agentConfig, privateKey) });
+  return { wait, install };
 }
 
 /** Writes an order as the web application does: as www-data, strict umask, temp name then rename. */
@@ -213,12 +216,41 @@ function logEvents(): Array<Record<string, unknown>> {
   return readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** Runs lines of the operations guide in a root shell on the host (the guide's commands run after `sudo -i`). */
+function asRootShell(script: string): Promise<CommandResult> {
+  return host.ssh("sudo -i bash -euo pipefail -s", { input: script });
+}
+
+/** A folder of the VM's admin user, as someone installing by hand would have (bundle, agent.json, key). */
+function adminFolder(name: string): string {
+  chmodSync(scratch, 0o711);
+  const dir = join(scratch, name);
+  mkdirSync(dir, { mode: 0o700 });
+  chownSync(dir, uidOf(ADMIN), uidOf(ADMIN));
+  return dir;
+}
+
+/** A release bundle that differs from `bundle` (a newer build): same files, another plutus-sync.cjs, SHA256SUMS to match. */
+function newerBundle(dir: string): void {
+  cpSync(bundle, dir, { recursive: true });
+  appendFileSync(join(dir, "plutus-sync.cjs"), "\n// a later release (tests/deploy)\n");
+  const sums = ["plutus-sync.cjs", "sync_plutus.sh", "install.sh"].map((f) => `${sha256(join(dir, f))}  ${f}\n`).join("");
+  writeFileSync(join(dir, "SHA256SUMS"), sums);
+}
+
+function bundleId(dir: string): string {
+  return sha256(join(dir, "SHA256SUMS")).slice(0, 12);
+}
+
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the deploy tests must run as root");
   for (const f of ["plutus-sync.cjs", "sync_plutus.sh", "install.sh", "SHA256SUMS"]) {
     if (!existsSync(join(BUILT_BUNDLE, f))) throw new Error(`${BUILT_BUNDLE}/${f} is missing: run 'npm run build' first`);
   }
   refuseToClobberARealInstallation();
+  const inTheWay = ROOT_SCRATCH.filter((p) => existsSync(p));
+  if (inTheWay.length > 0) throw new Error(`${inTheWay.join(", ")} exist(s); the guide's procedures this suite follows would overwrite them. Move them away first.`);
+  rootScratchIsOurs = true;
   // A private copy: another session may rebuild agent/dist while this suite runs.
   scratch = mkdtempSync(join(tmpdir(), "plutus-deploy-"));
   bundle = join(scratch, "bundle");
@@ -240,6 +272,7 @@ beforeAll(async () => {
 afterAll(async () => {
   try {
     removeEverything();
+    if (rootScratchIsOurs) for (const p of ROOT_SCRATCH) rmSync(p, { recursive: true, force: true });
   } finally {
     await host?.destroy();
     // Let the ERP's sshd session processes finish logging before its folder goes.
@@ -251,7 +284,7 @@ afterAll(async () => {
 });
 
 describe("install.sh on a real Linux host, through the stack's commands", () => {
-  test("wait, copy and install leave account, folders, files and cron job exactly as specified", async () => {
+  test("wait and install leave account, folders, files and cron job exactly as specified", async () => {
     const { wait, install } = await deploy();
     expect(stack.agentConfig).toMatchObject({ ...FOLDERS, remote: { privateKeyPath: "/etc/plutus/id_ed25519" } });
     expect(wait).toMatchObject({
@@ -382,11 +415,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     try {
       chmodSync(fakeDir, 0o755);
       const fakeNode = join(fakeDir, "node");
-      writeFileSync(fakeNode, '#!/bin/sh\nprintf "%s\\n" "$@"\nprintf "NODE_OPTIONS=%s\\n" "${NODE_OPTIONS-unset}"\n', { mode: 0o755 });
-      const result = await asCron(job, "/opt/plutus-sync/sync_plutus.sh --json", { PLUTUS_NODE: fakeNode, NODE_OPTIONS: "--require /tmp/evil.js" });
+      writeFileSync(fakeNode, '#!/bin/sh\nprintf "%s\\n" "$@"\nprintf "NODE_OPTIONS=%s\\n" "${NODE_OPTIONS-unset}"\nprintf "PLUTUS_CRASH_AT=%s\\n" "${PLUTUS_CRASH_AT-unset}"\n', { mode: 0o755 });
+      const result = await asCron(job, "/opt/plutus-sync/sync_plutus.sh --json", { PLUTUS_NODE: fakeNode, NODE_OPTIONS: "--require /tmp/evil.js", PLUTUS_CRASH_AT: "after-rename:1" });
       expect(result).toMatchObject({ code: 0, stderr: "" });
       expect(result.stdout).toBe(
-        ["--max-semi-space-size=8", "/opt/plutus-sync/plutus-sync.cjs", "run", "--config", "/etc/plutus/agent.json", "--json", "NODE_OPTIONS=unset", ""].join("\n"),
+        ["--max-semi-space-size=8", "/opt/plutus-sync/plutus-sync.cjs", "run", "--config", "/etc/plutus/agent.json", "--json", "NODE_OPTIONS=unset", "PLUTUS_CRASH_AT=unset", ""].join("\n"),
       );
     } finally {
       rmSync(fakeDir, { recursive: true, force: true });
@@ -442,7 +475,161 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(JSON.parse(readFileSync(join(erp.inboxDir, report.canary), "utf8"))).toMatchObject({ canary: true });
   });
 
-  test("uninstall (the stack's delete) removes program, config, key, cron job and account, keeps every order", async () => {
+  test("the guide's manual install works from the bundle's folder with relative paths, and with the script's absolute path", async () => {
+    const dir = adminFolder("manual");
+    cpSync(bundle, join(dir, "bundle"), { recursive: true });
+    writeFileSync(join(dir, "agent.json"), JSON.stringify(agentConfig, null, 2) + "\n", { mode: 0o600 });
+    writeFileSync(join(dir, "id_ed25519"), privateKey, { mode: 0o600 });
+    for (const f of ["agent.json", "id_ed25519"]) chownSync(join(dir, f), uidOf(ADMIN), uidOf(ADMIN));
+    const before = snapshot();
+    for (const command of [
+      `cd ${dir} && sudo bash ./bundle/install.sh --config ./agent.json --key ./id_ed25519`,
+      `cd ${dir} && sudo bash ${dir}/bundle/install.sh --config ./agent.json --key ./id_ed25519`,
+    ]) {
+      const r = await host.ssh(command);
+      expect({ command, code: r.code, stderr: r.stderr }).toEqual({ command, code: 0, stderr: "" });
+      expect(r.stdout).toContain("install.sh: no changes: plutus-sync is already installed exactly as specified\n");
+      expect(r.stdout).toMatch(/install.sh: check passed; cron runs \/opt\/plutus-sync\/sync_plutus.sh every 5 minutes as plutus\n$/);
+    }
+    expect(snapshot()).toEqual(before);
+  });
+
+  test("www-data swapping waiting outbox files for links to a root-only file while install.sh runs: no file outside the outbox changes", async () => {
+    const victimDir = mkdtempSync(join(tmpdir(), "plutus-victim-"));
+    const victim = join(victimDir, "secret");
+    writeFileSync(victim, "root only\n", { mode: 0o600 });
+    // With fs.protected_hardlinks=0 www-data could also link a root-only file into the outbox: made here
+    // by root for it; and a fifo, which must not block install.sh.
+    const linked = join(victimDir, "linked");
+    writeFileSync(linked, "root only\n", { mode: 0o600 });
+    linkSync(linked, join(FOLDERS.outbox, "hardlinked.json"));
+    execFileSync("setpriv", ["--reuid=33", "--regid=33", "--clear-groups", "mkfifo", join(FOLDERS.outbox, "fifo.json")]);
+    const victimState = () =>
+      execFileSync("stat", ["-c", "%a %u:%g %s %n", victimDir, victim, linked]).toString() +
+      execFileSync("getfacl", ["-c", "--absolute-names", victimDir, victim, linked]).toString();
+    const before = victimState();
+    // A folder of the web application's own on the outbox's file system: files made there have no ACL
+    // entry for plutus, so install.sh has something to grant when it finds one in the outbox.
+    const stage = join(BASE, ".www-stage");
+    mkdirSync(stage, { mode: 0o700 });
+    chownSync(stage, 33, 33);
+    const swapper = spawn(process.execPath, ["-e", `
+      const fs = require("fs");
+      const [stage, outbox, victim] = process.argv.slice(1);
+      // All 20 names real files, then all 20 links, and again: whatever install.sh listed as a file a
+      // moment ago is likely a link by the time it acts on it.
+      for (;;) {
+        for (let i = 0; i < 20; i++) {
+          try { fs.writeFileSync(stage + "/r" + i, "{}"); fs.renameSync(stage + "/r" + i, outbox + "/waiting-" + i + ".json"); } catch {}
+        }
+        for (let i = 0; i < 20; i++) {
+          try { fs.symlinkSync(victim, stage + "/l" + i); fs.renameSync(stage + "/l" + i, outbox + "/waiting-" + i + ".json"); } catch {}
+        }
+      }`, stage, FOLDERS.outbox, victim], { uid: 33, gid: 33, stdio: "ignore" });
+    const runs: CommandResult[] = [];
+    try {
+      for (let i = 0; i < 3; i++) runs.push(await host.ssh("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key /etc/plutus/id_ed25519"));
+    } finally {
+      swapper.kill("SIGKILL");
+      await new Promise((r) => swapper.once("exit", r));
+      for (const name of readdirSync(FOLDERS.outbox)) if (/^(waiting-\d+|hardlinked|fifo)\.json$/.test(name)) rmSync(join(FOLDERS.outbox, name));
+      rmSync(stage, { recursive: true, force: true });
+    }
+    try {
+      expect(execFileSync("getfacl", ["--omit-header", "--absolute-names", victim, linked]).toString()).not.toContain("plutus");
+      expect(victimState()).toBe(before);
+      for (const r of runs) expect(r).toMatchObject({ code: 0, stderr: "" });
+      // The race was live: install.sh found real files without the entry and gave it to them.
+      expect(runs.map((r) => r.stdout).join("")).toMatch(new RegExp(`install\\.sh: gave plutus read access to \\d+ file\\(s\\) already waiting in ${FOLDERS.outbox}\n`));
+    } finally {
+      rmSync(victimDir, { recursive: true, force: true });
+    }
+  });
+
+  test("the guide's key rotation, host key pin change and upgrade: the new program runs with the rotated key and pin, and delivers", async () => {
+    const authorized = join(erp.root, "authorized_keys", ERP_USER);
+    // Key rotation, as the guide says: a new key in root's folder, its public half next to the old one on the ERP.
+    expect(await asRootShell("ssh-keygen -t ed25519 -N '' -C plutus-sync -f ./id_new")).toMatchObject({ code: 0 });
+    const newPublicKey = readFileSync("/root/id_new.pub", "utf8");
+    appendFileSync(authorized, newPublicKey);
+    const rotated = await asRootShell("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key ./id_new");
+    expect(rotated).toMatchObject({ code: 0, stderr: "" });
+    expect(rotated.stdout).toContain("install.sh: updated /etc/plutus/id_ed25519 (plutus:plutus 0600)\n");
+    const newKey = readFileSync("/etc/plutus/id_ed25519", "utf8");
+    expect(newKey).not.toBe(privateKey);
+    writeFileSync(authorized, newPublicKey); // the old public key removed on the ERP
+    const finished = await asRootShell("shred -u ./id_new ./id_new.pub\nrunuser -u plutus -- /usr/bin/node /opt/plutus-sync/plutus-sync.cjs check --config /etc/plutus/agent.json");
+    expect(finished).toMatchObject({ code: 0, stderr: "" });
+    expect(finished.stdout).toMatch(/OK\n$/);
+    expect(existsSync("/root/id_new")).toBe(false);
+
+    // The ERP's host key changes on purpose; the guide reads the new fingerprint and pins it.
+    for (const f of [erp.hostKeyPath, `${erp.hostKeyPath}.pub`]) rmSync(f);
+    generateKey(erp.hostKeyPath);
+    await erp.restart();
+    const newPin = sha256Fingerprint(`${erp.hostKeyPath}.pub`);
+    expect(newPin).not.toBe(agentConfig.remote.hostKeySha256);
+    const scanned = await asRootShell(`ssh-keyscan -t ed25519 -p ${erp.port} ${host.gatewayAddress} 2>/dev/null | ssh-keygen -lf -`);
+    expect(scanned.stdout).toContain(` ${newPin} `);
+    const pinned = await asRootShell([
+      `jq --arg fp '${newPin}' '.remote.hostKeySha256 = $fp' /etc/plutus/agent.json > /root/agent.json`,
+      "sudo /opt/plutus-sync/install.sh --config /root/agent.json --key /etc/plutus/id_ed25519",
+      "rm /root/agent.json",
+      "runuser -u plutus -- /usr/bin/node /opt/plutus-sync/plutus-sync.cjs check --config /etc/plutus/agent.json",
+    ].join("\n"));
+    expect(pinned).toMatchObject({ code: 0, stderr: "" });
+    expect(pinned.stdout).toContain("install.sh: updated /etc/plutus/agent.json (root:plutus 0640)\n");
+    agentConfig = { ...agentConfig, remote: { ...agentConfig.remote, hostKeySha256: newPin } };
+
+    // The upgrade, from the new bundle's folder: program replaced, /etc/plutus exactly as it was.
+    const dir = adminFolder("upgrade");
+    newerBundle(join(dir, "bundle"));
+    const etcBefore = execFileSync("stat", ["-c", "%a %U:%G %s %Y %Z %i %n", "/etc/plutus", "/etc/plutus/agent.json", "/etc/plutus/id_ed25519"]).toString();
+    const etcBytes = [readFileSync("/etc/plutus/agent.json", "utf8"), readFileSync("/etc/plutus/id_ed25519", "utf8")];
+    const old = `plutus-sync 0.1.0 (bundle ${bundleId(bundle)})`;
+    const next = `plutus-sync 0.1.0 (bundle ${bundleId(join(dir, "bundle"))})`;
+    const upgraded = await host.ssh(`cd ${dir} && sudo bash ./bundle/install.sh --upgrade`);
+    expect(upgraded).toMatchObject({ code: 0, stderr: "" });
+    expect(upgraded.stdout.split("\n").filter((l) => /^install\.sh: (upgrad|created|updated|set|removed|gave|installed)/.test(l))).toEqual([
+      `install.sh: upgrading ${old} with ${next}; /etc/plutus/agent.json and /etc/plutus/id_ed25519 are kept as installed`,
+      "install.sh: updated /opt/plutus-sync/plutus-sync.cjs (root:root 0755)",
+      "install.sh: updated /opt/plutus-sync/SHA256SUMS (root:root 0644)",
+      `install.sh: upgraded: replaced ${old} with ${next}`,
+      "install.sh: installed: 2 change(s)",
+    ]);
+    expect(upgraded.stdout).toMatch(/install.sh: check passed; cron runs \/opt\/plutus-sync\/sync_plutus.sh every 5 minutes as plutus\n$/);
+    expect(sha256("/opt/plutus-sync/plutus-sync.cjs")).toBe(sha256(join(dir, "bundle", "plutus-sync.cjs")));
+    expect(execFileSync("stat", ["-c", "%a %U:%G %s %Y %Z %i %n", "/etc/plutus", "/etc/plutus/agent.json", "/etc/plutus/id_ed25519"]).toString()).toBe(etcBefore);
+    expect([readFileSync("/etc/plutus/agent.json", "utf8"), readFileSync("/etc/plutus/id_ed25519", "utf8")]).toEqual(etcBytes);
+    expect(JSON.parse(etcBytes[0]).remote.hostKeySha256).toBe(newPin);
+    expect(etcBytes[1]).toBe(newKey);
+
+    const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
+    await webAppWrites("order-1900.json", sampleOrder(1900));
+    expect(await asCron(job, job.command)).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(readFileSync(join(erp.inboxDir, "order-1900.json"), "utf8")).toBe(sampleOrder(1900));
+    expect(logEvents().filter((e) => e.event === "pass").pop()).toMatchObject({ exitCode: 0, delivered: 1, failed: 0 });
+  });
+
+  test("the guide's archive by hand, as plutus: the order is archived and later passes still archive into that day's folder", async () => {
+    await webAppWrites("order-1950.json", sampleOrder(1950));
+    const day = todayLocal();
+    const moved = await asRootShell([
+      "sudo -u plutus mkdir -p /var/lib/plutus/archive/$(date +%F)",
+      "sudo -u plutus mv /var/lib/plutus/outbox/order-1950.json /var/lib/plutus/archive/$(date +%F)/",
+    ].join("\n"));
+    expect(moved).toMatchObject({ code: 0, stderr: "" });
+    const dayDir = join(FOLDERS.archive, day);
+    expect(readFileSync(join(dayDir, "order-1950.json"), "utf8")).toBe(sampleOrder(1950));
+    expect(statSync(dayDir).uid).toBe(uidOf("plutus"));
+    const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
+    await webAppWrites("order-1951.json", sampleOrder(1951));
+    expect(await asCron(job, job.command)).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(readFileSync(join(dayDir, "order-1951.json"), "utf8")).toBe(sampleOrder(1951));
+    expect(existsSync(join(erp.inboxDir, "order-1950.json"))).toBe(false);
+  });
+
+  test("uninstall (the guide's save, then its command; then the stack's delete) removes program, config, key, cron job and account, keeps every order", async () => {
     const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
     await webAppWrites("broken-77.json", "{ not json");
     expect(await asCron(job, job.command)).toMatchObject({ code: 0 });
@@ -455,7 +642,9 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(before).toContain(`${FOLDERS.archive}/${todayLocal()}/order-1001.json`);
     expect(before).toContain(`${FOLDERS.stateDir}/`);
 
-    const removed = await host.ssh(stack.uninstall);
+    // /etc/plutus holds the only copy of the rotated key: the guide saves it first.
+    expect(await asRootShell("sudo cp -a /etc/plutus /root/plutus-saved")).toMatchObject({ code: 0, stderr: "" });
+    const removed = await host.ssh("sudo /opt/plutus-sync/install.sh --uninstall");
     expect(removed).toMatchObject({
       code: 0,
       stderr: "",
@@ -485,13 +674,16 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       code: 0,
       stdout: "install.sh: nothing to remove: plutus-sync is not installed\n",
     });
+    expect(await host.ssh(stack.uninstall)).toMatchObject({ code: 0, stdout: "plutus-sync is not installed on this host; nothing to remove\n" });
   });
 
-  test("reinstalling after uninstall adopts the kept folders even under a new uid, and delivers what waited", async () => {
+  test("reinstalling from what the guide saved adopts the kept folders even under a new uid, and delivers what waited", async () => {
     // Another account takes the old uid, so the new plutus gets a different one.
     sh("useradd", ["--system", "--no-create-home", "--uid", String(firstUid), "plutus-uidshift"]);
-    const { install } = await deploy();
+    const install = await host.ssh(`cd ${join(scratch, "upgrade")} && sudo bash ./bundle/install.sh --config /root/plutus-saved/agent.json --key /root/plutus-saved/id_ed25519`);
     expect(install).toMatchObject({ code: 0, stderr: "" });
+    expect(await asRootShell("sudo shred -u /root/plutus-saved/id_ed25519 && sudo rm -r /root/plutus-saved")).toMatchObject({ code: 0, stderr: "" });
+    expect(existsSync("/root/plutus-saved")).toBe(false);
     const uid = Number(sh("id", ["-u", "plutus"]).stdout);
     expect(uid).not.toBe(firstUid);
     expect(install.stdout).toMatch(new RegExp(`install\\.sh: gave \\d+ entr\\(y/ies\\) in ${FOLDERS.stateDir} owned by root or a deleted account to plutus\n`));

@@ -2,14 +2,15 @@
  * The release scripts themselves: syntax and shellcheck, and install.sh refusing bad input or an
  * old Node.js with a clear message before it changes anything. Runs as root (install.sh demands it).
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const SCRIPTS = resolve(__dirname, "../../agent/scripts");
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
 const SYSTEM_PATHS = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"];
+const WWW_DATA = 33;
 
 let scratch: string;
 let bundle: string;
@@ -80,8 +81,8 @@ describe("release scripts", () => {
       code: 2,
       stdout: "",
       stderr:
-        "install.sh: say what to do: --stdin, --config FILE --key FILE, or --uninstall\n" +
-        "usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --uninstall\n",
+        "install.sh: error: say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall\n" +
+        "usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --upgrade [--outbox-group GROUP] | --uninstall\n",
     });
   });
 
@@ -150,4 +151,172 @@ describe("release scripts", () => {
         "install.sh: error: Node.js 16.20.2 at /usr/bin/node is too old: plutus-sync needs Node.js 18 or later. Ubuntu 24.04 and later ship it ('apt-get install nodejs'); on older releases install Node.js 18+ from NodeSource, then re-run install.sh\n",
     });
   });
+
+  test("an unexpected failure still ends with one install.sh: error: line", () => {
+    const r = spawnSync("bash", [join(bundle, "install.sh"), "--uninstall"], { env: { ...process.env, TMPDIR: "/nonexistent" }, encoding: "utf8" });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 1, stdout: "" });
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^mktemp: failed to create directory via template .\/nonexistent\/plutus-install\.XXXXXX.: No such file or directory$/);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/^install\.sh: error: unexpected failure \(exit 1\) at line \d+: work="\$\(mktemp -d "\$\{TMPDIR:-\/tmp\}\/plutus-install\.XXXXXX"\)"$/),
+    ]);
+  });
+
+  test("install.sh --upgrade without an installation says so and changes nothing", () => {
+    expect(run("bash", [join(bundle, "install.sh"), "--upgrade"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        "install.sh: error: --upgrade: plutus-sync is not installed here (/etc/plutus/agent.json, /etc/plutus/id_ed25519 or /opt/plutus-sync/plutus-sync.cjs is missing); install with --config FILE --key FILE or --stdin\n",
+    });
+  });
+
+  test("relative --config/--key are read from the folder install.sh was started in, and a missing one is named with its full path", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "plutus-scripts-cwd-"));
+    try {
+      const r = spawnSync("bash", ["./bundle/install.sh", "--config", "./absent.json", "--key", "./id_ed25519"], { cwd: scratch, encoding: "utf8" });
+      expect({ code: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: `install.sh: error: --config ${scratch}/absent.json: no such file\n`,
+      });
+      const bad = spawnSync("bash", [join(bundle, "install.sh"), "--config", "./agent.json", "--key", "./id_ed25519"], { cwd, encoding: "utf8" });
+      expect(bad.stderr).toBe(`install.sh: error: --config ${cwd}/agent.json: no such file\n`);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  describe("folders whose parents someone else can write are refused before anything changes", () => {
+    let base: string;
+    beforeEach(() => {
+      base = mkdtempSync("/var/lib/plutus-h3chain-");
+      chmodSync(base, 0o755);
+    });
+    afterEach(() => {
+      rmSync(base, { recursive: true, force: true });
+    });
+    const withOutbox = (outbox: string) => ({ agentConfig: { ...validConfig, outbox }, privateKey: key });
+
+    test("a parent owned by www-data, writable by its group www-data, by everyone, or a link", () => {
+      const owned = join(base, "owned");
+      mkdirSync(owned, { mode: 0o755 });
+      chownSync(owned, WWW_DATA, WWW_DATA);
+      expect(install(withOutbox(`${owned}/outbox`))).toMatchObject({
+        code: 2,
+        stderr: `install.sh: error: agentConfig.outbox (${owned}/outbox): ${owned} is owned by www-data, not root; every folder above a plutus-sync folder must be owned by root and writable only by root (or its owner could swap the folder for a link): chown root ${owned}, or choose another folder\n`,
+      });
+      const groupWritable = join(base, "group");
+      mkdirSync(groupWritable);
+      chownSync(groupWritable, 0, WWW_DATA);
+      chmodSync(groupWritable, 0o775);
+      expect(install({ agentConfig: { ...validConfig, logDir: `${groupWritable}/log` }, privateKey: key })).toMatchObject({
+        code: 2,
+        stderr: `install.sh: error: agentConfig.logDir (${groupWritable}/log): ${groupWritable} is writable by group www-data, which the web application's account www-data belongs to; every folder above a plutus-sync folder must be writable only by root: chmod g-w ${groupWritable}, or choose another folder\n`,
+      });
+      const everyone = join(base, "everyone");
+      mkdirSync(everyone);
+      chmodSync(everyone, 0o1777);
+      expect(install({ agentConfig: { ...validConfig, stateDir: `${everyone}/state` }, privateKey: key })).toMatchObject({
+        code: 2,
+        stderr: `install.sh: error: agentConfig.stateDir (${everyone}/state): ${everyone} is writable by everyone (mode 1777); every folder above a plutus-sync folder must be writable only by root: chmod o-w ${everyone}, or choose another folder\n`,
+      });
+      const link = join(base, "link");
+      symlinkSync(owned, link);
+      expect(install(withOutbox(`${link}/outbox`))).toMatchObject({
+        code: 2,
+        stderr: `install.sh: error: agentConfig.outbox (${link}/outbox): ${link} is a symbolic link; plutus-sync folders and the folders above them must be real folders\n`,
+      });
+    });
+
+    test("a group-writable parent is accepted when the web application's accounts are not in that group (Ubuntu's /var/log)", () => {
+      const syslogLike = join(base, "log");
+      mkdirSync(syslogLike);
+      chownSync(syslogLike, 0, 4); // adm: www-data is not a member
+      chmodSync(syslogLike, 0o775);
+      const shop = join(base, "shop");
+      mkdirSync(shop);
+      chownSync(shop, WWW_DATA, WWW_DATA);
+      // The outbox's chain passes; the log folder's (checked last) is refused, before anything changes.
+      const r = install({ agentConfig: { ...validConfig, outbox: `${syslogLike}/outbox`, logDir: `${shop}/log` }, privateKey: key });
+      expect(r).toMatchObject({ code: 2, stderr: expect.stringMatching(new RegExp(`^install\\.sh: error: agentConfig\\.logDir \\(${shop}/log\\): ${shop} is owned by www-data`)) });
+    }, 30_000);
+
+    test("www-data swapping the outbox for a link to a root-only folder while install.sh runs: refused every time, nothing outside changes", async () => {
+      const shop = join(base, "shop");
+      mkdirSync(shop, { mode: 0o755 });
+      chownSync(shop, WWW_DATA, WWW_DATA);
+      const victim = join(base, "victim");
+      mkdirSync(victim, { mode: 0o700 });
+      writeFileSync(join(victim, "secret"), "root only\n", { mode: 0o600 });
+      const victimState = () => execFileSync("stat", ["-c", "%a %U:%G %n", victim, join(victim, "secret")]).toString() + execFileSync("getfacl", ["-c", "--absolute-names", victim]).toString();
+      const before = victimState();
+      // The web application's account, flipping shop/outbox between a real folder and a link as fast as it can.
+      const swapper = spawn(process.execPath, ["-e", `
+        const fs = require("fs");
+        const [shop, victim] = process.argv.slice(1);
+        for (;;) {
+          try { fs.rmSync(shop + "/outbox", { recursive: true, force: true }); fs.mkdirSync(shop + "/outbox"); } catch {}
+          try { fs.symlinkSync(victim, shop + "/.l"); fs.renameSync(shop + "/.l", shop + "/outbox"); } catch {}
+        }`, shop, victim], { uid: WWW_DATA, gid: WWW_DATA, stdio: "ignore" });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const r = install(withOutbox(`${shop}/outbox`));
+          expect(r).toMatchObject({ code: 2, stderr: expect.stringContaining(`install.sh: error: agentConfig.outbox (${shop}/outbox): ${shop} is owned by www-data, not root;`) });
+        }
+      } finally {
+        swapper.kill("SIGKILL");
+        await new Promise((r) => swapper.once("exit", r));
+      }
+      expect(victimState()).toBe(before);
+      expect(lstatSync(victim).isDirectory()).toBe(true);
+    }, 60_000);
+  });
+
+  test("sync_plutus.sh stops a pass whose event loop never returns at passDeadlineSeconds + 30 s, and never passes PLUTUS_CRASH_AT on", async () => {
+    const home = mkdtempSync(join(tmpdir(), "plutus-scripts-hang-"));
+    try {
+      chmodSync(home, 0o755);
+      // Stands in for the agent: reports what it was given, then spins with SIGTERM caught (a busy loop
+      // never runs the handler, so only SIGKILL ends it).
+      writeFileSync(join(home, "plutus-sync.cjs"), [
+        'require("fs").writeFileSync(__dirname + "/pid", String(process.pid));',
+        'process.stderr.write("stand-in PLUTUS_CRASH_AT=" + (process.env.PLUTUS_CRASH_AT ?? "unset") + "\\n");',
+        'process.on("SIGTERM", () => {});',
+        "for (;;) {}",
+        "",
+      ].join("\n"));
+      writeFileSync(join(home, "agent.json"), JSON.stringify({ passDeadlineSeconds: 5 }));
+      const started = Date.now();
+      const child = spawn("bash", [join(SCRIPTS, "sync_plutus.sh")], {
+        env: { PATH: "/usr/bin:/bin", PLUTUS_HOME: home, PLUTUS_CONFIG: join(home, "agent.json"), PLUTUS_CRASH_AT: "after-rename:1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      const guard = setTimeout(() => child.kill("SIGKILL"), 100_000);
+      const code = await new Promise<number | null>((r) => child.once("close", (c) => r(c)));
+      clearTimeout(guard);
+      const seconds = (Date.now() - started) / 1000;
+      expect({ code, stdout, stderr }).toEqual({
+        code: 1,
+        stdout: "",
+        stderr:
+          "stand-in PLUTUS_CRASH_AT=unset\n" +
+          "sync_plutus.sh: the pass was still running 35 s after it started (passDeadlineSeconds 5 + 30 s) and was stopped; the next pass goes on from there (its journal settles whatever this one left in doubt)\n",
+      });
+      // SIGTERM at 35 s was ignored; SIGKILL 10 s later ended it (a loaded machine may add a little).
+      expect(seconds).toBeGreaterThanOrEqual(44);
+      expect(seconds).toBeLessThan(90);
+      // Gone (or a zombie waiting for init to reap it: timeout kills its own process group too).
+      const pid = readFileSync(join(home, "pid"), "utf8");
+      const state = () => (existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "")[0] : "gone");
+      for (let waited = 0; waited < 50 && !["gone", "Z"].includes(state()); waited++) await new Promise((r) => setTimeout(r, 100));
+      expect(["gone", "Z"]).toContain(state());
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

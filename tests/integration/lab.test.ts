@@ -33,7 +33,7 @@ describe.each([
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(standInLine);
     expect(result.stdout).toMatch(/^plutus-sync: 4\/5 delivered, 0 failed, 1 quarantined, 0 deferred in \d+\.\d s$/m);
-    expect(result.stdout).toMatch(/^ {2}order-100235\.json: invalid JSON: /m);
+    expect(result.stdout).toMatch(/^ {2}order-100235\.json: invalid JSON: unexpected end of input at line 1, column 56$/m);
     const inbox = readdirSync(join(dir, "erp", "Inbox")).sort();
     expect(inbox).toEqual(["order-100231.json", "order-100232.json", "order-100233.json", "order-100234.json"]);
     expect(JSON.parse(readFileSync(join(dir, "erp", "Inbox", "order-100232.json"), "utf8"))).toMatchObject({ customer: "Café Lumière" });

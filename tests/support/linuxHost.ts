@@ -183,7 +183,14 @@ export async function startLinuxHost(options: LinuxHostOptions = {}): Promise<Li
     const child = spawn("ip", ["netns", "exec", namespace, SSHD, "-D", "-e", "-f", configPath], {
       stdio: ["ignore", "ignore", "pipe"],
     });
-    child.stderr?.on("data", (chunk: Buffer) => appendFileSync(logPath, chunk));
+    child.stderr?.on("data", (chunk: Buffer) => {
+      // sshd may still be talking while destroy() removes the folder.
+      try {
+        appendFileSync(logPath, chunk);
+      } catch {
+        /* the fixture is being torn down */
+      }
+    });
     cleanups.push(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     });

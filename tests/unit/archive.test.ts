@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync, statSync, symlinkSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync, statSync, symlinkSync, mkdirSync, openSync, ftruncateSync, writeSync, closeSync, readSync, lstatSync, renameSync, constants } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -8,7 +8,8 @@ import { Courier } from "../../agent/src/courier";
 import { Journal, JournalEntry } from "../../agent/src/journal";
 import { RemoteLink } from "../../agent/src/remoteLink";
 import { createSilentLogger } from "../../agent/src/logger";
-import { dayFolder } from "../../agent/src/localMoves";
+import { dayFolder, quarantineFile } from "../../agent/src/localMoves";
+import { moveWithoutOverwrite } from "../../agent/src/durableFs";
 
 let root: string;
 let journal: Journal;
@@ -106,5 +107,100 @@ describe("archiving a delivered file", () => {
   it("a file already gone closes the entry", async () => {
     expect(await courier.archive(await published("gone.json", "v1"), undefined)).toEqual({ archived: true, path: null });
     expect(journal.entries()).toEqual([]);
+  });
+});
+
+describe("moving to another volume (quarantine or archive on a second file system)", () => {
+  let otherVolume: string;
+  beforeAll(() => {
+    // A real second file system, small: a copy that did not keep holes could not fit.
+    otherVolume = mkdtempSync(join(tmpdir(), "h6-xvol-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m,mode=0700", "h6-xvol", otherVolume]);
+  });
+  afterAll(() => {
+    execFileSync("umount", [otherVolume]);
+    rmSync(otherVolume, { recursive: true, force: true });
+  });
+  afterEach(() => jest.restoreAllMocks());
+
+  it("streams a 1 GiB sparse file in bounded memory, keeps its holes, and removes the source only after the copy", async () => {
+    const source = join(outbox, "huge.json");
+    const fd = openSync(source, "w");
+    ftruncateSync(fd, 1024 ** 3);
+    writeSync(fd, '{"head":1}', 0);
+    writeSync(fd, "middle", 512 * 1024 ** 2);
+    closeSync(fd);
+    const quarantine = join(otherVolume, "quarantine");
+    const rssBefore = process.resourceUsage().maxRSS;
+    const dest = await quarantineFile(source, "huge.json", "file is 1073741824 bytes, larger than maxFileBytes (1048576)", quarantine);
+    const grewKiB = process.resourceUsage().maxRSS - rssBefore;
+    expect(dest).toBe(join(quarantine, "huge.json"));
+    expect(grewKiB).toBeLessThan(64 * 1024);
+    const copy = statSync(dest);
+    expect(copy.size).toBe(1024 ** 3);
+    expect(copy.blocks * 512).toBeLessThan(4 * 1024 ** 2);
+    const head = Buffer.alloc(10);
+    const middle = Buffer.alloc(6);
+    const copyFd = openSync(dest, "r");
+    readSync(copyFd, head, 0, 10, 0);
+    readSync(copyFd, middle, 0, 6, 512 * 1024 ** 2);
+    closeSync(copyFd);
+    expect([head.toString(), middle.toString()]).toEqual(['{"head":1}', "middle"]);
+    expect(readdirSync(outbox)).toEqual([]);
+    expect(JSON.parse(readFileSync(`${dest}.reason`, "utf8"))).toMatchObject({ file: "huge.json", originalName: "huge.json" });
+  }, 60_000);
+
+  /** Replaces `source` (by rename, as the web shop's account could) right after the mover first looks at it. */
+  function swapAfterFirstLook(source: string, swapIn: string): void {
+    const promises = jest.requireActual<typeof import("node:fs")>("node:fs").promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    let swapped = false;
+    for (const method of ["open", "lstat"]) {
+      const original = promises[method];
+      jest.spyOn(promises, method as never).mockImplementation((async (...args: unknown[]) => {
+        const result = await original(...args);
+        if (!swapped && String(args[0]) === source) {
+          swapped = true;
+          renameSync(swapIn, source);
+        }
+        return result;
+      }) as never);
+    }
+  }
+
+  it("a symlink swapped in under the name is not followed: the copy holds the file that was checked", async () => {
+    const secret = join(root, "secret.json");
+    writeFileSync(secret, '{"secret":true}');
+    const source = join(outbox, ".plutus-claim-1");
+    writeFileSync(source, '{"order":1}');
+    symlinkSync(secret, join(outbox, "swap"));
+    swapAfterFirstLook(source, join(outbox, "swap"));
+    const dest = await moveWithoutOverwrite(source, join(otherVolume, "archive"), "o.json");
+    expect(readFileSync(dest, "utf8")).toBe('{"order":1}');
+    // What now holds the name is not the file that was copied: it stays.
+    expect(lstatSync(source).isSymbolicLink()).toBe(true);
+    expect(readFileSync(secret, "utf8")).toBe('{"secret":true}');
+  });
+
+  it("a fifo swapped in under the name is never opened for a blocking read", async () => {
+    const source = join(outbox, ".plutus-claim-2");
+    writeFileSync(source, '{"order":2}');
+    execFileSync("mkfifo", [join(outbox, "swap")]);
+    swapAfterFirstLook(source, join(outbox, "swap"));
+    const move = moveWithoutOverwrite(source, join(otherVolume, "archive"), "p.json");
+    const blocked = new Promise<"blocked">((resolve) => setTimeout(() => resolve("blocked"), 5_000).unref());
+    try {
+      const dest = await Promise.race([move, blocked]);
+      expect(dest).toBe(join(otherVolume, "archive", "p.json"));
+      expect(readFileSync(dest, "utf8")).toBe('{"order":2}');
+      expect(lstatSync(source).isFIFO()).toBe(true);
+    } finally {
+      // Releases a reader stuck on the fifo (the old code), so the test run can end.
+      try {
+        closeSync(openSync(source, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        /* no reader waiting */
+      }
+      await move.catch(() => undefined);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, utimesSync, symlinkSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, utimesSync, symlinkSync, statSync, linkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,6 +80,39 @@ describe("listOrderNames", () => {
     expect(names.filter((n) => typeof n === "string").sort()).toEqual(["a.json", "real-\uFFFD.json"]);
     expect(names.filter((n) => typeof n !== "string")).toEqual([latin1]);
   });
+
+  it("with thousands of names that are not UTF-8, lists each exactly once, every valid name before them", async () => {
+    const prefix = Buffer.from(outbox + "/");
+    const junk = Array.from({ length: 5_000 }, (_, i) => Buffer.concat([Buffer.from(`j${i}-`), Buffer.from([0xc3, 0x28]), Buffer.from(".json")]));
+    for (const name of junk) writeFileSync(Buffer.concat([prefix, name]), "");
+    write("order-1.json", "{}", new Date(0));
+    write("real-\uFFFD.json", "{}", new Date(0));
+    write("skip.txt", "", new Date(0));
+    const names = await listOrderNames(outbox);
+    expect(names.length).toBe(5_002);
+    expect(names.slice(0, 2).sort()).toEqual(["order-1.json", "real-\uFFFD.json"]);
+    const listedJunk = names.slice(2) as Buffer[];
+    expect(listedJunk.every((n) => Buffer.isBuffer(n))).toBe(true);
+    expect(listedJunk.map((n) => n.toString("hex")).sort()).toEqual(junk.map((n) => n.toString("hex")).sort());
+  });
+});
+
+describe("inspect: hard links", () => {
+  it("quarantines a file with a second name (hard link), wherever the other name is", async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), "plutus-elsewhere-"));
+    try {
+      write("order.json", '{"a":1}', new Date(0));
+      linkSync(join(outbox, "order.json"), join(elsewhere, "config.json"));
+      expect(await inspect(outbox, "order.json", rules())).toEqual({
+        kind: "quarantine",
+        name: "order.json",
+        path: join(outbox, "order.json"),
+        reason: "file has 2 hard links (another name for it may be outside the outbox); an order file has exactly one",
+      });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("jsonProblem", () => {
@@ -88,9 +121,30 @@ describe("jsonProblem", () => {
     expect(jsonProblem(Buffer.from([0x7b, 0xff, 0x7d]))).toBe("content is not valid UTF-8");
     expect(jsonProblem(Buffer.from(" \n\t"))).toBe("file holds only white space");
     expect(jsonProblem(Buffer.from("[1]"))).toBe("an order must be a JSON object");
-    expect(jsonProblem(Buffer.from("{ nope"))).toMatch(/^invalid JSON: /);
+    expect(jsonProblem(Buffer.from("{ nope"))).toBe("invalid JSON: expected a double-quoted property name at line 1, column 3");
     expect(jsonProblem(Buffer.from("\uFEFF{\"a\":1}"))).toBeUndefined();
     expect(jsonProblem(Buffer.from('{"name":"Leuchte – Messing"}'))).toBeUndefined();
+  });
+
+  it("locates a JSON syntax error by line and column and never quotes the content", () => {
+    const cases: [string, string][] = [
+      ['{\n  "cardPin": "h6-pin-7731",\n  "v": x\n}', "unexpected character at line 3, column 8"],
+      ['{ "orderId": "100235", "customer": "truncated upload", ', "unexpected end of input at line 1, column 56"],
+      ['{"pin":"7731"', "unexpected end of input at line 1, column 14"],
+      ['{"pin" "7731"}', 'expected ":" after a property name at line 1, column 8'],
+      ['{"pin":"7731",}', "expected a double-quoted property name at line 1, column 15"],
+      ['{"pin":"77\u0001"}', "control character inside a string at line 1, column 11"],
+      ['{"pin":"7731\\q"}', "invalid escape in a string at line 1, column 13"],
+      ['{"pin":07731}', "invalid number at line 1, column 9"],
+      ['{"pin":7731}}', "unexpected character after the end of the JSON value at line 1, column 13"],
+      ['\uFEFF{"pin":"7731"]', 'expected "," or "}" at line 1, column 14'],
+      ["[".repeat(100_000), "unexpected end of input at line 1, column 100001"],
+    ];
+    for (const [text, where] of cases) {
+      const problem = jsonProblem(Buffer.from(text));
+      expect(problem).toBe(`invalid JSON: ${where}`);
+      expect(problem).not.toContain("7731");
+    }
   });
 
   it("refuses content longer than the longest string V8 can hold, instead of throwing", () => {
