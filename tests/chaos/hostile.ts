@@ -456,7 +456,8 @@ export const hostileErp: Scenario = {
       row.lost = produced.size - row.delivered;
       for (const [h, name] of produced) if (!arrived.has(h)) row.problems.push(`${name} never arrived`);
       if (row.duplicated > 0) row.problems.push(`${row.duplicated} order(s) arrived twice`);
-      const staging = [...erp.files.keys()].filter((p) => p.startsWith("/Staging/"));
+      // The agent's staging sentinel belongs there; anything else is a leftover upload.
+      const staging = [...erp.files.keys()].filter((p) => p.startsWith("/Staging/") && !/^\/Staging\/plutus-[0-9a-f]{12}\.sentinel$/.test(p));
       if (staging.length > 0) row.problems.push(`staging not empty: ${staging.slice(0, 3).join(", ")}`);
     } catch (error) {
       row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
