@@ -10,6 +10,7 @@ import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
+import { observeAndRecordErpInbox } from "./erpInbox";
 import { ByteBudget } from "./byteBudget";
 import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -86,6 +87,9 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     result = worker.result();
     // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
     if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
+    if (!result.connectError && !worker.remoteRefused && !deadlineHit && Date.now() < deadlines.stopStarting) {
+      await observeAndRecordErpInbox(config, () => link.session(), log);
+    }
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");
@@ -391,6 +395,11 @@ class PassWorker {
         await sleep(Math.min(this.config.retryBaseDelayMs * 2 ** attempt, Math.max(0, this.deadlines.stopStarting - Date.now())));
       }
     }
+  }
+
+  /** The server's replies were refused as hostile: nothing more is sent to it this pass. */
+  get remoteRefused(): boolean {
+    return this.hostileReply !== undefined;
   }
 
   /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */

@@ -351,7 +351,7 @@ describe("Canary orders: plutus-sync canary", () => {
 });
 
 describe("Reading status and logs", () => {
-  it("the monitoring command is quiet after a good run and speaks when the last run is older than 15 minutes or an order is in doubt; the log commands find the order", async () => {
+  it("the status and log commands, as written, show the run and the order's story", async () => {
     writeOrder("order-1.json", sampleOrder(1));
     expect(run().code).toBe(0);
     const [atAGlance] = operationsGuideBlocks("## At a glance");
@@ -365,23 +365,6 @@ describe("Reading status and logs", () => {
     const [human, json] = [shown.stdout.slice(0, glance.stdout.length), shown.stdout.slice(glance.stdout.length)];
     expect(human).toBe(glance.stdout);
     expect(JSON.parse(json)).toMatchObject({ lastRun: { exitCode: 0 }, outbox: { waiting: 0, oldestAgeSeconds: null }, quarantined: 0, inDoubt: 0, awaitingArchive: 0, consecutiveFailedRuns: 0 });
-    const monitor = blocks.find((b) => b.includes("needs attention"))!;
-    expect(follow(monitor)).toEqual({ status: 0, stdout: "", stderr: "" });
-
-    const lastRunPath = join(ctx.local.stateDir, "last-run.json");
-    const lastRun = JSON.parse(readFileSync(lastRunPath, "utf8"));
-    writeFileSync(lastRunPath, JSON.stringify({ ...lastRun, finishedAt: new Date(Date.now() - 16 * 60_000).toISOString() }));
-    expect(follow(monitor)).toEqual({ status: 0, stdout: "plutus-sync needs attention\n", stderr: "" });
-    writeFileSync(lastRunPath, JSON.stringify({ ...lastRun, finishedAt: new Date(Date.now() - 14 * 60_000).toISOString() }));
-    expect(follow(monitor)).toEqual({ status: 0, stdout: "", stderr: "" });
-
-    // An order held in doubt (as repair leaves one) needs attention too.
-    const journal = join(ctx.local.stateDir, "journal.jsonl");
-    const inDoubt = { t: "commit", id: "00000000-0000-4000-8000-000000000001", name: "order-2.json", sha256: "0".repeat(64), size: 2, staging: "", target: "order-2.json", doubt: "test", at: new Date().toISOString() };
-    writeFileSync(journal, JSON.stringify(inDoubt) + "\n");
-    expect(follow(monitor)).toEqual({ status: 0, stdout: "plutus-sync needs attention\n", stderr: "" });
-    writeFileSync(journal, "");
-
     const logs = blocks.find((b) => b.includes("LOG="))!;
     const read = follow(logs, [["order-123.json", "order-1.json"]]);
     expect(read.stderr).toBe("");
