@@ -20,6 +20,8 @@ export interface PassResult {
   exitCode: ExitCode;
   /** The reason no file could be sent, when the pass could not connect. */
   connectError?: ConnectError;
+  /** Why the ERP side could not be shown to work, when a pass with nothing to send looked (exit 1). */
+  remoteError?: string;
 }
 
 interface Deadlines {
@@ -73,13 +75,14 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   let result: PassResult;
   try {
     journal = await Journal.open(config.stateDir).catch((error) => {
-      throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent (see "Damaged journal" in the operations guide)`, { cause: error });
+      throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent; run plutus-sync repair (see "Damaged journal" in the operations guide)`, { cause: error });
     });
     if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
     const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
     await worker.recover();
     await worker.deliverOutbox();
+    await worker.verifyRemoteIfUnused();
     await worker.finish();
     result = worker.result();
     // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
@@ -130,7 +133,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
       finishedAt: new Date().toISOString(),
       exitCode: result.exitCode,
       summary: result.summary,
-      ...(result.connectError ? { error: result.connectError.message } : {}),
+      ...(result.connectError ? { error: result.connectError.message } : result.remoteError ? { error: result.remoteError } : {}),
       consecutiveFailedRuns: failedRun ? (previous?.consecutiveFailedRuns ?? 0) + 1 : 0,
     });
   } catch (error) {
@@ -140,6 +143,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 
 class PassWorker {
   private connectError: ConnectError | undefined;
+  private remoteError: string | undefined;
   private hostileReply: HostileReplyError | undefined;
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
@@ -439,6 +443,23 @@ class PassWorker {
     }
   }
 
+  /**
+   * A pass that had no reason to connect still proves the ERP side once (connection, host key,
+   * staging sentinel, inbox): otherwise an outage or a changed host key would stay invisible
+   * (exit 0) until an order waits.
+   */
+  async verifyRemoteIfUnused(): Promise<void> {
+    if (this.link.connects > 0 || this.connectError || Date.now() >= this.deadlines.stopStarting) return;
+    try {
+      await this.courier.verifyRemote();
+    } catch (error) {
+      this.noteRemoteError(error);
+      if (this.connectError) return;
+      this.remoteError = errorMessage(error);
+      this.log.error("the ERP side could not be checked", { event: "remote-check-failed", error: this.remoteError });
+    }
+  }
+
   private async outboxHasOrders(): Promise<boolean> {
     const names = await fs.readdir(this.config.outbox);
     return names.some(isOrderFileName);
@@ -450,8 +471,8 @@ class PassWorker {
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply;
-    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply !== undefined || this.remoteError !== undefined;
+    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok, ...(this.remoteError ? { remoteError: this.remoteError } : {}) };
   }
 }
 
