@@ -3,11 +3,12 @@
  * old Node.js with a clear message before it changes anything. Runs as root (install.sh demands it).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const SCRIPTS = resolve(__dirname, "../../agent/scripts");
+const AGENT_SRC = resolve(__dirname, "../../agent/src");
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
 const SYSTEM_PATHS = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"];
 const WWW_DATA = 33;
@@ -271,6 +272,26 @@ describe("release scripts", () => {
       expect(victimState()).toBe(before);
       expect(lstatSync(victim).isDirectory()).toBe(true);
     }, 60_000);
+  });
+
+  test("sync_plutus.sh passes none of the agent's PLUTUS_* test hooks on, nor any other PLUTUS_* variable", () => {
+    // Every PLUTUS_* name the agent reads, found in its source: a hook added later is covered too.
+    const sources = readdirSync(AGENT_SRC).filter((f) => f.endsWith(".ts")).map((f) => readFileSync(join(AGENT_SRC, f), "utf8")).join("\n");
+    const hooks = [...new Set([...sources.matchAll(/process\.env\.(PLUTUS_[A-Z0-9_]+)/g)].map((m) => m[1]))].sort();
+    expect(hooks).toEqual(expect.arrayContaining(["PLUTUS_CRASH_AT", "PLUTUS_DURABLE_COPY_DIR", "PLUTUS_PAUSE_AT"]));
+    const home = mkdtempSync(join(tmpdir(), "plutus-scripts-env-"));
+    try {
+      chmodSync(home, 0o755);
+      writeFileSync(join(home, "plutus-sync.cjs"), 'process.stdout.write(JSON.stringify({ argv: process.argv.slice(2), plutus: Object.keys(process.env).filter((k) => k.startsWith("PLUTUS_")) }));\n');
+      const config = join(home, "agent.json");
+      writeFileSync(config, JSON.stringify({ passDeadlineSeconds: 5 }));
+      const env: NodeJS.ProcessEnv = { PATH: "/usr/bin:/bin", PLUTUS_HOME: home, PLUTUS_CONFIG: config, PLUTUS_NODE: process.execPath, PLUTUS_TEST_BUNDLE: "/x", PLUTUS_FUTURE_HOOK: "1" };
+      for (const hook of hooks) env[hook] = hook === "PLUTUS_CRASH_AT" ? "after-rename:1" : hook === "PLUTUS_PAUSE_AT" ? "after-rename-refused" : home;
+      const r = spawnSync("bash", [join(SCRIPTS, "sync_plutus.sh"), "--json"], { env, encoding: "utf8" });
+      expect({ code: r.status, stderr: r.stderr, stdout: JSON.parse(r.stdout) }).toEqual({ code: 0, stderr: "", stdout: { argv: ["run", "--config", config, "--json"], plutus: [] } });
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   test("sync_plutus.sh stops a pass whose event loop never returns at passDeadlineSeconds + 30 s, and never passes PLUTUS_CRASH_AT on", async () => {
