@@ -115,3 +115,13 @@ async function releaseIfMine(lockPath: string, me: LockOwner): Promise<void> {
   const owner = await readOwner(lockPath);
   if (owner && owner.pid === me.pid && owner.startedAt === me.startedAt) await fs.rm(lockPath, { force: true });
 }
+
+/**
+ * When the pass lock was left by a pass that is gone (killed at its hard limit or by its watchdog,
+ * the OOM killer, a power cut): the time that pass took it. A pass releases its lock only just
+ * before it records its end in last-run.json, so such a lock is a pass that never recorded one.
+ */
+export async function abandonedLockStartedAt(stateDir: string, staleAfterMs: number): Promise<number | undefined> {
+  const owner = await readOwner(join(stateDir, "pass.lock"));
+  return owner && isStale(owner, staleAfterMs) ? owner.startedAt : undefined;
+}
