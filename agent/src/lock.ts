@@ -1,4 +1,4 @@
-import { promises as fs, readFileSync } from "node:fs";
+import { promises as fs, constants, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostname } from "node:os";
 import { errorCode } from "./errors";
@@ -122,6 +122,9 @@ async function releaseIfMine(lockPath: string, me: LockOwner): Promise<void> {
  * before it records its end in last-run.json, so such a lock is a pass that never recorded one.
  */
 export async function abandonedLockStartedAt(stateDir: string, staleAfterMs: number): Promise<number | undefined> {
-  const owner = await readOwner(join(stateDir, "pass.lock"));
+  const lockPath = join(stateDir, "pass.lock");
+  // A reader that may not read the lock (another account) cannot tell a live pass from a dead one.
+  if (!(await fs.access(lockPath, constants.R_OK).then(() => true, () => false))) return undefined;
+  const owner = await readOwner(lockPath);
   return owner && isStale(owner, staleAfterMs) ? owner.startedAt : undefined;
 }
