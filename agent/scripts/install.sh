@@ -244,24 +244,19 @@ ensure_dir() {
   change "created ${dir} (${owner}:${group} ${mode})"
 }
 
-# Entries handed to root by --uninstall (or left to a deleted uid) become the account's again.
-# -execdir: find enters each folder itself and names the entry relative to it, so a folder swapped
-# for a link between listing and chown cannot redirect the change; -h never follows the entry. A file
-# with another hard link is left alone: the other name may be a root-only file elsewhere.
+# Entries handed to root by --uninstall (or left to a deleted uid or group) become the account's
+# again. Whoever can write these folders (www-data in the outbox, plutus everywhere) can rename and
+# link entries at any moment, so this acts on descriptors (OWNERSHIP_TOOL adopt): only regular files
+# and folders, a file only while its one and only name is the entry in the folder (never a hard link
+# to a file elsewhere), links, fifos and sockets never (their owner does not matter to the agent).
 adopt_orphans() {
-  local dir="$1" fix_group="$2" count
-  count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -printf . | wc -c)"
-  if [ "${count}" -gt 0 ]; then
-    find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -user root -o -nouser \) -execdir chown -h "${ACCOUNT}" -- {} +
-    change "gave ${count} entr(y/ies) in ${dir} owned by root or a deleted account to ${ACCOUNT}"
-  fi
-  if [ "${fix_group}" = yes ]; then
-    count="$(find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -printf . | wc -c)"
-    if [ "${count}" -gt 0 ]; then
-      find "${dir}" -xdev -mindepth 1 \( -type d -o -links 1 \) \( -group root -o -nogroup \) -execdir chgrp -h "${ACCOUNT}" -- {} +
-      change "gave ${count} entr(y/ies) in ${dir} with group root or a deleted group to group ${ACCOUNT}"
-    fi
-  fi
+  local dir="$1" fix_group="$2" counts owners groups deep
+  counts="$("${node}" -e "${OWNERSHIP_TOOL}" adopt "${dir}" "$(id -u "${ACCOUNT}")" "$(id -g "${ACCOUNT}")" "${fix_group}")" \
+    || die "could not give ${ACCOUNT} the entries in ${dir} owned by root or a deleted account"
+  read -r owners groups deep <<<"${counts}"
+  if [ "${owners}" -gt 0 ]; then change "gave ${owners} entr(y/ies) in ${dir} owned by root or a deleted account to ${ACCOUNT}"; fi
+  if [ "${groups}" -gt 0 ]; then change "gave ${groups} entr(y/ies) in ${dir} with group root or a deleted group to group ${ACCOUNT}"; fi
+  if [ "${deep}" -gt 0 ]; then warn "${dir} holds folders nested deeper than 64 levels: what is below them was left as it is"; fi
 }
 
 # The web application's files in the outbox must be readable by the agent whatever umask the web
@@ -301,57 +296,122 @@ ensure_outbox_acl() {
 }
 
 # Files already waiting in the outbox (written before the ACL existed, or kept by --uninstall).
-# www-data can swap any outbox entry for a link at any moment, so nothing here acts by path: Node
-# opens each entry without following links (O_NOFOLLOW; O_NONBLOCK so a fifo cannot block), checks
-# the descriptor (a regular file with one link: not a hard link to a file elsewhere), and hands the
-# descriptors to getfacl/setfacl (/proc/self/fd/N is the opened file itself), 256 files a call.
-readonly GRANTER='
+# www-data can swap any outbox entry for a link, or (with fs.protected_hardlinks=0) for a hard link
+# to any file, at any moment, so nothing here acts by path: OWNERSHIP_TOOL grant opens each entry
+# without following links, and gives the account an ACL entry only on a regular file owned by one
+# of the web application's accounts (never root or the account itself) whose one and only name is
+# the entry in the outbox; getfacl/setfacl get the descriptors (/proc/self/fd/N), 256 files a call.
+#
+# OWNERSHIP_TOOL: the descriptor-based helpers of grant_waiting_files and adopt_orphans. Folders are
+# walked through descriptors (/proc/self/fd/DIR/NAME resolves NAME inside the opened folder, like
+# openat), names are bytes (any name, UTF-8 or not). An entry's inode is acted on only after lstat
+# of its name, made after it was opened, shows that inode with one link: at that instant the name in
+# our folder was its only name, so it was not a file elsewhere (whose own name cannot be removed by
+# whoever races us here).
+readonly OWNERSHIP_TOOL='
 "use strict";
 const fs = require("fs");
 const { spawnSync } = require("child_process");
-const [dir, account, accountUid] = process.argv.slice(1);
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
-const hasEntry = new RegExp("^user:" + account + ":rw", "m");
-const BATCH = 256;
-let granted = 0;
-let open = [];
-// Child fd 3 + i is open[i]; returns the child fds whose ACL has no rw entry for the account.
-const lacking = (stdio, childFds) => {
-  const out = spawnSync("getfacl", ["--absolute-names", ...childFds.map((n) => "/proc/self/fd/" + n)], { stdio, encoding: "utf8", maxBuffer: 1 << 26 }).stdout || "";
-  const missing = new Set(childFds);
-  for (const block of out.split("\n\n")) {
-    const file = /^# file: \/proc\/self\/fd\/(\d+)$/m.exec(block);
-    if (file && hasEntry.test(block)) missing.delete(Number(file[1]));
-  }
-  return [...missing];
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY, O_DIRECTORY } = fs.constants;
+const [mode, dir, ...args] = process.argv.slice(1);
+const at = (dirFd, name) => Buffer.concat([Buffer.from("/proc/self/fd/" + dirFd + "/"), name]);
+const open = (path, flags) => {
+  try { return fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | flags); } catch { return undefined; }
 };
-const flush = () => {
-  if (open.length === 0) return;
-  const stdio = ["ignore", "pipe", "ignore", ...open];
-  const todo = lacking(stdio, open.map((_, i) => 3 + i));
-  if (todo.length > 0) {
-    spawnSync("setfacl", ["-m", "u:" + account + ":rw", ...todo.map((n) => "/proc/self/fd/" + n)], { stdio });
-    granted += todo.length - lacking(stdio, todo).length;
-  }
-  for (const fd of open) fs.closeSync(fd);
-  open = [];
+const onlyNameHere = (dirFd, name, st) => {
+  try {
+    const now = fs.lstatSync(at(dirFd, name), { bigint: true });
+    return now.dev === st.dev && now.ino === st.ino && now.nlink === 1n;
+  } catch { return false; }
 };
-for (const name of fs.readdirSync(dir)) {
-  let fd;
-  try { fd = fs.openSync(dir + "/" + name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY); } catch { continue; }
-  const st = fs.fstatSync(fd);
-  if (!st.isFile() || st.nlink !== 1 || st.uid === Number(accountUid)) { fs.closeSync(fd); continue; }
-  open.push(fd);
-  if (open.length === BATCH) flush();
-}
-flush();
-process.stdout.write(String(granted));
+const names = (dirFd) => fs.readdirSync("/proc/self/fd/" + dirFd, { encoding: "buffer" });
+const top = open(dir, O_DIRECTORY);
+if (top === undefined) { process.stderr.write("install.sh: error: cannot open " + dir + "\n"); process.exit(1); }
+const topDev = fs.fstatSync(top, { bigint: true }).dev;
+
+const grant = (account, accountUid, webUids) => {
+  const owners = new Set(webUids.split(",").filter((u) => /^[0-9]+$/.test(u) && u !== "0" && u !== accountUid).map(BigInt));
+  const hasEntry = new RegExp("^user:" + account + ":rw", "m");
+  const BATCH = 256;
+  let granted = 0;
+  let fds = [];
+  // Child fd 3 + i is fds[i]; returns the child fds whose ACL has no rw entry for the account.
+  const lacking = (stdio, childFds) => {
+    const out = spawnSync("getfacl", ["--absolute-names", ...childFds.map((n) => "/proc/self/fd/" + n)], { stdio, encoding: "utf8", maxBuffer: 1 << 26 }).stdout || "";
+    const missing = new Set(childFds);
+    for (const block of out.split("\n\n")) {
+      const file = /^# file: \/proc\/self\/fd\/(\d+)$/m.exec(block);
+      if (file && hasEntry.test(block)) missing.delete(Number(file[1]));
+    }
+    return [...missing];
+  };
+  const flush = () => {
+    if (fds.length === 0) return;
+    const stdio = ["ignore", "pipe", "ignore", ...fds];
+    const todo = lacking(stdio, fds.map((_, i) => 3 + i));
+    if (todo.length > 0) {
+      spawnSync("setfacl", ["-m", "u:" + account + ":rw", ...todo.map((n) => "/proc/self/fd/" + n)], { stdio });
+      granted += todo.length - lacking(stdio, todo).length;
+    }
+    for (const fd of fds) fs.closeSync(fd);
+    fds = [];
+  };
+  for (const name of names(top)) {
+    const fd = open(at(top, name), 0);
+    if (fd === undefined) continue;
+    const st = fs.fstatSync(fd, { bigint: true });
+    if (!st.isFile() || !owners.has(st.uid) || !onlyNameHere(top, name, st)) { fs.closeSync(fd); continue; }
+    fds.push(fd);
+    if (fds.length === BATCH) flush();
+  }
+  flush();
+  process.stdout.write(String(granted));
+};
+
+const adopt = (accountUid, accountGid, fixGroup) => {
+  const MAX_DEPTH = 64;
+  const known = (db) => { const seen = new Map(); return (id) => { if (!seen.has(id)) seen.set(id, spawnSync("getent", [db, String(id)], { stdio: "ignore" }).status === 0); return seen.get(id); }; };
+  const knownUid = known("passwd");
+  const knownGid = known("group");
+  const orphanOwner = (st) => st.uid === 0n || !knownUid(st.uid);
+  const orphanGroup = (st) => fixGroup === "yes" && (st.gid === 0n || !knownGid(st.gid));
+  let owners = 0, groups = 0, deep = 0;
+  const walk = (dirFd, depth) => {
+    for (const name of names(dirFd)) {
+      let st;
+      try { st = fs.lstatSync(at(dirFd, name), { bigint: true }); } catch { continue; }
+      const isDir = st.isDirectory();
+      if (st.dev !== topDev || (!isDir && !(st.isFile() && (orphanOwner(st) || orphanGroup(st))))) continue;
+      const fd = open(at(dirFd, name), isDir ? O_DIRECTORY : 0);
+      if (fd === undefined) continue;
+      try {
+        const now = fs.fstatSync(fd, { bigint: true });
+        if (now.dev !== topDev || now.isDirectory() !== isDir || (!isDir && !now.isFile())) continue;
+        const uid = orphanOwner(now) ? Number(accountUid) : -1;
+        const gid = orphanGroup(now) ? Number(accountGid) : -1;
+        if ((uid !== -1 || gid !== -1) && (isDir || onlyNameHere(dirFd, name, now))) {
+          fs.fchownSync(fd, uid, gid);
+          if (uid !== -1) owners++;
+          if (gid !== -1) groups++;
+        }
+        if (isDir) { if (depth < MAX_DEPTH) walk(fd, depth + 1); else deep++; }
+      } finally { fs.closeSync(fd); }
+    }
+  };
+  walk(top, 1);
+  process.stdout.write(owners + " " + groups + " " + deep);
+};
+
+if (mode === "grant") grant(...args);
+else if (mode === "adopt") adopt(...args);
+else process.exit(2);
 '
 
 grant_waiting_files() {
-  local dir="$1" count
+  local dir="$1" count uids="" account
   command -v setfacl >/dev/null 2>&1 && command -v getfacl >/dev/null 2>&1 || return 0
-  count="$("${node}" -e "${GRANTER}" "${dir}" "${ACCOUNT}" "$(id -u "${ACCOUNT}")")" \
+  while IFS= read -r account; do uids="${uids},$(id -u -- "${account}" 2>/dev/null || true)"; done < <(web_accounts)
+  count="$("${node}" -e "${OWNERSHIP_TOOL}" grant "${dir}" "${ACCOUNT}" "$(id -u "${ACCOUNT}")" "${uids#,}")" \
     || die "could not give ${ACCOUNT} read access to the files waiting in ${dir}"
   if [ "${count}" -gt 0 ]; then change "gave ${ACCOUNT} read access to ${count} file(s) already waiting in ${dir}"; fi
 }

@@ -9,6 +9,7 @@
 #   PLUTUS_HOME    folder holding plutus-sync.cjs      (default /opt/plutus-sync)
 #   PLUTUS_CONFIG  agent configuration file            (default /etc/plutus/agent.json)
 #   PLUTUS_NODE    Node.js (>= 18) executable to use   (default /usr/bin/node, else node on PATH)
+# Every PLUTUS_* variable (these three and the agent's test hooks) is removed before the pass runs.
 #
 # A pass whose process is still running passDeadlineSeconds + 30 s after it started (the agent's
 # own watchdog fires at + 15 s, but a timer cannot fire while the event loop is busy) is stopped
@@ -24,8 +25,7 @@ set -euo pipefail
 PATH=/usr/local/bin:/usr/bin:/bin
 export PATH
 export LC_ALL=C.UTF-8
-# PLUTUS_CRASH_AT is the agent's fault-injection hook for tests: never in a production pass.
-unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS LD_PRELOAD LD_LIBRARY_PATH PLUTUS_CRASH_AT
+unset NODE_OPTIONS NODE_PATH NODE_EXTRA_CA_CERTS LD_PRELOAD LD_LIBRARY_PATH
 # Files the agent creates (journal, logs, archive folders) are for its own account only.
 umask 077
 # No reliance on HOME or the caller's working directory.
@@ -42,6 +42,9 @@ elif [ -x /usr/bin/node ]; then
 else
   node="$(command -v node || true)"
 fi
+# The agent reads PLUTUS_* only as test hooks (crash, pause, copies of durable files): a production
+# pass gets none of them, whatever this script was started with, and no hook added later either.
+while IFS= read -r variable; do unset "${variable}"; done < <(compgen -e PLUTUS_ || true)
 if [ -z "${node}" ] || [ ! -x "${node}" ]; then
   echo "sync_plutus.sh: Node.js not found (looked for /usr/bin/node and node on ${PATH}); install Node.js 18 or later, e.g. 'apt-get install nodejs', or re-run /opt/plutus-sync/install.sh" >&2
   exit 2

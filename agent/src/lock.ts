@@ -1,4 +1,4 @@
-import { promises as fs, readFileSync } from "node:fs";
+import { promises as fs, constants, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostname } from "node:os";
 import { errorCode } from "./errors";
@@ -114,4 +114,17 @@ async function takeBreakGuard(breakPath: string): Promise<boolean> {
 async function releaseIfMine(lockPath: string, me: LockOwner): Promise<void> {
   const owner = await readOwner(lockPath);
   if (owner && owner.pid === me.pid && owner.startedAt === me.startedAt) await fs.rm(lockPath, { force: true });
+}
+
+/**
+ * When the pass lock was left by a pass that is gone (killed at its hard limit or by its watchdog,
+ * the OOM killer, a power cut): the time that pass took it. A pass releases its lock only just
+ * before it records its end in last-run.json, so such a lock is a pass that never recorded one.
+ */
+export async function abandonedLockStartedAt(stateDir: string, staleAfterMs: number): Promise<number | undefined> {
+  const lockPath = join(stateDir, "pass.lock");
+  // A reader that may not read the lock (another account) cannot tell a live pass from a dead one.
+  if (!(await fs.access(lockPath, constants.R_OK).then(() => true, () => false))) return undefined;
+  const owner = await readOwner(lockPath);
+  return owner && isStale(owner, staleAfterMs) ? owner.startedAt : undefined;
 }

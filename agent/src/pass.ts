@@ -8,7 +8,7 @@ import { Courier } from "./courier";
 import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, InspectRules, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
 import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
-import { agentId, readLastRun, writeLastRun } from "./stateFiles";
+import { agentId, lockStaleAfterMs, readLastRun, recordAbandonedPass, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { observeAndRecordErpInbox } from "./erpInbox";
 import { ByteBudget } from "./byteBudget";
@@ -50,7 +50,12 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   const startedAt = new Date();
   const summary: RunSummary = { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0, inDoubt: 0, renameRefused: 0 };
   await prepareFolders(config);
-  const lock = await acquirePassLock(config.stateDir, (config.passDeadlineSeconds + 60) * 1000).catch((error) => {
+  // A pass stopped before it could record its end left only its lock: count it as the failed run it was.
+  await recordAbandonedPass(config.stateDir, config.passDeadlineSeconds).then(
+    (killed) => killed && log.warn("the previous pass did not finish; recorded as a failed run", { event: "pass-abandoned", startedAt: killed.startedAt }),
+    (error) => log.error("could not record the previous, unfinished pass", { event: "status-write-failed", error: errorMessage(error) }),
+  );
+  const lock = await acquirePassLock(config.stateDir, lockStaleAfterMs(config.passDeadlineSeconds)).catch((error) => {
     throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}; the agent's account must own it`, { cause: error });
   });
   if (!lock) {

@@ -1,8 +1,9 @@
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { LastRunRecord } from "@plutus/shared";
+import { ExitCode, type LastRunRecord } from "@plutus/shared";
 import { writeFileAtomic } from "./durableFs";
+import { abandonedLockStartedAt } from "./lock";
 
 /** A stable id for this agent's uploads, so it only ever sweeps its own staging files. */
 export async function agentId(stateDir: string): Promise<string> {
@@ -51,4 +52,39 @@ export async function recordFailedRun(stateDir: string, startedAt: Date, exitCod
   } catch {
     // Nothing more can be done here; the error still reaches stderr (cron sends it to syslog).
   }
+}
+
+/** How long a pass lock whose owner cannot be asked (another host, a torn lock file) is honoured. */
+export function lockStaleAfterMs(passDeadlineSeconds: number): number {
+  return (passDeadlineSeconds + 60) * 1000;
+}
+
+/**
+ * The last run as status and health must see it: last-run.json, or, when a later pass was
+ * stopped before it could write it (its lock is left and its process gone), a failed run for that
+ * pass, counted as one more consecutive failure.
+ */
+export async function readLastRunOrAbandoned(stateDir: string, passDeadlineSeconds: number): Promise<LastRunRecord | null> {
+  const recorded = await readLastRun(stateDir);
+  const startedAt = await abandonedLockStartedAt(stateDir, lockStaleAfterMs(passDeadlineSeconds));
+  if (startedAt === undefined || (recorded && Date.parse(recorded.startedAt) >= startedAt)) return recorded;
+  const at = new Date(startedAt).toISOString();
+  return {
+    startedAt: at,
+    // When it ended is not known; nothing after its start is claimed.
+    finishedAt: at,
+    exitCode: ExitCode.DeliveryFailed,
+    summary: { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0 },
+    error: `the pass started at ${at} did not finish: it was stopped (hard limit, watchdog, kill or crash) before it could record its result; see syslog (plutus-sync) and the run log`,
+    consecutiveFailedRuns: (recorded?.consecutiveFailedRuns ?? 0) + 1,
+  };
+}
+
+/** Writes the failed run of a pass that was stopped before recording it (see readLastRunOrAbandoned). */
+export async function recordAbandonedPass(stateDir: string, passDeadlineSeconds: number): Promise<LastRunRecord | undefined> {
+  const recorded = await readLastRun(stateDir);
+  const effective = await readLastRunOrAbandoned(stateDir, passDeadlineSeconds);
+  if (!effective || effective.startedAt === recorded?.startedAt) return undefined;
+  await writeLastRun(stateDir, effective);
+  return effective;
 }

@@ -4,12 +4,12 @@ import type { AgentConfig, StatusReport } from "@plutus/shared";
 import { Journal } from "./journal";
 import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
-import { readLastRun } from "./stateFiles";
+import { readLastRunOrAbandoned } from "./stateFiles";
 import { StateError, errorMessage, printable } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
 export async function readStatus(config: AgentConfig, now = Date.now()): Promise<StatusReport> {
-  const lastRun = await readLastRun(config.stateDir);
+  const lastRun = await readLastRunOrAbandoned(config.stateDir, config.passDeadlineSeconds);
   const names = (await fs.readdir(config.outbox)).filter(isOrderFileName);
   let oldest: number | null = null;
   let waiting = 0;

@@ -551,6 +551,78 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     }
   });
 
+  test("with fs.protected_hardlinks=0, www-data racing hard links to a root-only file into the outbox while install.sh grants and adopts: the file's owner and ACL never change", async () => {
+    const sysctl = "/proc/sys/fs/protected_hardlinks";
+    const protectedBefore = readFileSync(sysctl, "utf8").trim();
+    const renameat2 = ({ x64: 316, arm64: 276 } as Record<string, number>)[process.arch];
+    if (!renameat2) throw new Error(`no renameat2 syscall number known for ${process.arch}`);
+    // A root-only file on the outbox's file system, in a folder www-data may pass through (to name it), not list.
+    const victimDir = mkdtempSync(join(BASE, ".victim-"));
+    chmodSync(victimDir, 0o711);
+    const victim = join(victimDir, "secret");
+    writeFileSync(victim, "root only\n", { mode: 0o600 });
+    const victimState = () => execFileSync("stat", ["-c", "%a %u:%g %n", victim]).toString() + execFileSync("getfacl", ["-c", "--absolute-names", victim]).toString();
+    const before = victimState();
+    // Entries --uninstall handed to root, which install.sh gives back to plutus.
+    const DECOYS = 100;
+    for (let i = 0; i < DECOYS; i++) writeFileSync(join(FOLDERS.outbox, `.plutus-claim-left-${i}`), "{}", { mode: 0o600 });
+    const ours = /^(\.plutus-claim-left-\d+|\.v\d+|linked-\d+\.json)$/;
+    const attackers: ReturnType<typeof spawn>[] = [];
+    const stopAttackers = async () => {
+      for (const a of attackers) a.kill("SIGKILL");
+      await Promise.all(attackers.map((a) => (a.exitCode === null && a.signalCode === null ? new Promise((r) => a.once("exit", r)) : undefined)));
+      attackers.length = 0;
+    };
+    const installThrice = async () => {
+      const runs: CommandResult[] = [];
+      for (let i = 0; i < 3; i++) runs.push(await host.ssh("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key /etc/plutus/id_ed25519"));
+      return runs;
+    };
+    writeFileSync(sysctl, "0");
+    try {
+      // 1. Adoption: www-data links the victim into the outbox next to each root-owned entry and
+      // swaps the two names atomically (renameat2 RENAME_EXCHANGE), as fast as it can: no name ever
+      // vanishes, and what was looked at as the root-owned entry is the victim a moment later.
+      const swapper = spawn("perl", ["-e", `
+        my ($outbox, $victim, $n, $nr) = @ARGV;
+        for my $i (0 .. $n - 1) { link($victim, "$outbox/.v$i") or die "link: $!"; }
+        open(my $ready, ">", "$outbox/.v-ready") and close($ready);
+        while (1) { for my $i (0 .. $n - 1) { syscall($nr, -100, "$outbox/.plutus-claim-left-$i", -100, "$outbox/.v$i", 2); } }`,
+        FOLDERS.outbox, victim, String(DECOYS), String(renameat2)], { uid: 33, gid: 33, stdio: "ignore" });
+      attackers.push(swapper);
+      for (let waited = 0; !existsSync(join(FOLDERS.outbox, ".v-ready")); waited++) {
+        if (swapper.exitCode !== null || waited > 500) throw new Error("the swapper could not link the victim into the outbox");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      rmSync(join(FOLDERS.outbox, ".v-ready"));
+      const adoptRuns = await installThrice();
+      await stopAttackers();
+      expect(victimState()).toBe(before);
+      for (const r of adoptRuns) expect(r).toMatchObject({ code: 0, stderr: "" });
+      // The race was live: install.sh found root-owned entries and gave them to plutus.
+      expect(adoptRuns[0].stdout).toMatch(new RegExp(`install\\.sh: gave \\d+ entr\\(y/ies\\) in ${FOLDERS.outbox} owned by root or a deleted account to plutus\n`));
+
+      // 2. Granting: www-data links the victim into the outbox and removes the name again, so an entry
+      // opened as that link may show one link (the victim's own name) by the time it is checked.
+      for (let k = 0; k < 3; k++) {
+        attackers.push(
+          spawn(process.execPath, ["-e", `const fs = require("fs"); const [outbox, victim, k] = process.argv.slice(1);
+            for (;;) for (let i = 0; i < 20; i++) { const n = outbox + "/linked-" + k + i + ".json"; try { fs.linkSync(victim, n); fs.unlinkSync(n); } catch {} }`, FOLDERS.outbox, victim, String(k)], { uid: 33, gid: 33, stdio: "ignore" }),
+        );
+      }
+      const grantRuns = await installThrice();
+      await stopAttackers();
+      expect(victimState()).toBe(before);
+      for (const r of grantRuns) expect(r).toMatchObject({ code: 0, stderr: "" });
+    } finally {
+      await stopAttackers();
+      writeFileSync(sysctl, protectedBefore);
+      for (const name of readdirSync(FOLDERS.outbox)) if (ours.test(name) || name === ".v-ready") rmSync(join(FOLDERS.outbox, name));
+      rmSync(victimDir, { recursive: true, force: true });
+    }
+    expect(readFileSync(sysctl, "utf8").trim()).toBe(protectedBefore);
+  });
+
   test("the guide's key rotation, host key pin change and upgrade: the new program runs with the rotated key and pin, and delivers", async () => {
     const authorized = join(erp.root, "authorized_keys", ERP_USER);
     // Key rotation, as the guide says: a new key in root's folder, its public half next to the old one on the ERP.

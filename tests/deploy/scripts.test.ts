@@ -3,11 +3,13 @@
  * old Node.js with a clear message before it changes anything. Runs as root (install.sh demands it).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const SCRIPTS = resolve(__dirname, "../../agent/scripts");
+const AGENT_SRC = resolve(__dirname, "../../agent/src");
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
 const SYSTEM_PATHS = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"];
 const WWW_DATA = 33;
@@ -299,6 +301,98 @@ describe("release scripts", () => {
       expect(lstatSync(victim).isDirectory()).toBe(true);
     }, 60_000);
   });
+
+  test("sync_plutus.sh passes none of the agent's PLUTUS_* test hooks on, nor any other PLUTUS_* variable", () => {
+    // Every PLUTUS_* name the agent reads, found in its source: a hook added later is covered too.
+    const sources = readdirSync(AGENT_SRC).filter((f) => f.endsWith(".ts")).map((f) => readFileSync(join(AGENT_SRC, f), "utf8")).join("\n");
+    const hooks = [...new Set([...sources.matchAll(/process\.env\.(PLUTUS_[A-Z0-9_]+)/g)].map((m) => m[1]))].sort();
+    expect(hooks).toEqual(expect.arrayContaining(["PLUTUS_CRASH_AT", "PLUTUS_DURABLE_COPY_DIR", "PLUTUS_PAUSE_AT"]));
+    const home = mkdtempSync(join(tmpdir(), "plutus-scripts-env-"));
+    try {
+      chmodSync(home, 0o755);
+      writeFileSync(join(home, "plutus-sync.cjs"), 'process.stdout.write(JSON.stringify({ argv: process.argv.slice(2), plutus: Object.keys(process.env).filter((k) => k.startsWith("PLUTUS_")) }));\n');
+      const config = join(home, "agent.json");
+      writeFileSync(config, JSON.stringify({ passDeadlineSeconds: 5 }));
+      const env: NodeJS.ProcessEnv = { PATH: "/usr/bin:/bin", PLUTUS_HOME: home, PLUTUS_CONFIG: config, PLUTUS_NODE: process.execPath, PLUTUS_TEST_BUNDLE: "/x", PLUTUS_FUTURE_HOOK: "1" };
+      for (const hook of hooks) env[hook] = hook === "PLUTUS_CRASH_AT" ? "after-rename:1" : hook === "PLUTUS_PAUSE_AT" ? "after-rename-refused" : home;
+      const r = spawnSync("bash", [join(SCRIPTS, "sync_plutus.sh"), "--json"], { env, encoding: "utf8" });
+      expect({ code: r.status, stderr: r.stderr, stdout: JSON.parse(r.stdout) }).toEqual({ code: 0, stderr: "", stdout: { argv: ["run", "--config", config, "--json"], plutus: [] } });
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  test("a real pass stopped by sync_plutus.sh at its hard limit is a failed run for status and health, and the next pass counts on from it", async () => {
+    const root = mkdtempSync(join(tmpdir(), "plutus-scripts-killed-"));
+    // An "ERP" that accepts and never speaks: the pass waits on it.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const port = (silent.address() as { port: number }).port;
+    let agentPid = 0;
+    try {
+      const dirs = { outbox: join(root, "outbox"), archive: join(root, "archive"), quarantine: join(root, "quarantine"), stateDir: join(root, "state"), logDir: join(root, "log") };
+      mkdirSync(dirs.outbox);
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(root, "id_ed25519")]);
+      const config = join(root, "agent.json");
+      writeFileSync(config, JSON.stringify({ ...dirs, passDeadlineSeconds: 5, minAgeSeconds: 2, retries: 0, remote: { ...validConfig.remote, host: "127.0.0.1", port, privateKeyPath: join(root, "id_ed25519") } }));
+      writeFileSync(join(dirs.outbox, "order-1.json"), '{"orderId":"PL-1"}');
+      utimesSync(join(dirs.outbox, "order-1.json"), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      const env = { PATH: "/usr/bin:/bin", PLUTUS_HOME: bundle, PLUTUS_CONFIG: config };
+      const syncPlutus = () => {
+        const child = spawn("bash", [join(SCRIPTS, "sync_plutus.sh")], { env, stdio: ["ignore", "pipe", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        return { child, done: new Promise<{ code: number | null; stderr: string }>((r) => child.once("close", (code) => r({ code, stderr }))) };
+      };
+      // The pass is stopped (as a hung kernel call or a saved VM would leave it) once it holds its lock:
+      // neither its abort timer nor its watchdog can run; timeout's SIGTERM (with SIGCONT) at 35 s ends it.
+      const first = syncPlutus();
+      const lock = join(dirs.stateDir, "pass.lock");
+      for (let waited = 0; agentPid === 0; waited++) {
+        try {
+          agentPid = JSON.parse(readFileSync(lock, "utf8")).pid;
+        } catch {
+          if (waited > 20_000) throw new Error("the pass never took its lock");
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      process.kill(agentPid, "SIGSTOP");
+      const guard = setTimeout(() => first.child.kill("SIGKILL"), 100_000);
+      const killed = await first.done;
+      clearTimeout(guard);
+      expect(killed).toEqual({
+        code: 1,
+        stderr: "sync_plutus.sh: the pass was still running 35 s after it started (passDeadlineSeconds 5 + 30 s) and was stopped; the next pass goes on from there (its journal settles whatever this one left in doubt)\n",
+      });
+      const lockedAt = new Date(JSON.parse(readFileSync(lock, "utf8")).startedAt).toISOString();
+      const agent = (...argv: string[]) => run(process.execPath, [join(bundle, "plutus-sync.cjs"), ...argv, "--config", config]);
+      const status = agent("status", "--json");
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout)).toMatchObject({
+        lastRun: { startedAt: lockedAt, exitCode: 1, consecutiveFailedRuns: 1, error: expect.stringMatching(/^the pass started at .* did not finish: it was stopped \(hard limit, watchdog, kill or crash\)/) },
+        consecutiveFailedRuns: 1,
+      });
+      expect(JSON.parse(agent("health", "--json").stdout).facts).toMatchObject({ lastRunAt: lockedAt, lastRunExitCode: 1, consecutiveFailedRuns: 1 });
+
+      // The next cron pass: the ERP is gone now (exit 3), the second failed run in a row.
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => silent.close(r));
+      const next = await syncPlutus().done;
+      expect(next.code).toBe(3);
+      expect(JSON.parse(agent("status", "--json").stdout)).toMatchObject({ lastRun: { exitCode: 3 }, consecutiveFailedRuns: 2 });
+      expect(agent("health").stdout).toMatch(/^PLUTUS-SYNC CRITICAL - no pass has succeeded yet; 2 consecutive failed runs \(last exit 3: /);
+      expect(existsSync(join(dirs.outbox, "order-1.json"))).toBe(true);
+    } finally {
+      if (agentPid) spawnSync("kill", ["-CONT", String(agentPid)]);
+      for (const socket of sockets) socket.destroy();
+      if (silent.listening) silent.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 150_000);
 
   test("sync_plutus.sh stops a pass whose event loop never returns at passDeadlineSeconds + 30 s, and never passes PLUTUS_CRASH_AT on", async () => {
     const home = mkdtempSync(join(tmpdir(), "plutus-scripts-hang-"));

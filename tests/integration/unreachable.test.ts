@@ -48,7 +48,8 @@ it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass e
   expect(lastJsonLine(result.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, failed: 0 });
   expect(elapsed).toBeLessThan(10_000);
   const lastRun = JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"));
-  expect(lastRun).toMatchObject({ exitCode: 3, consecutiveFailedRuns: 1, error: `cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms` });
+  // Two failed runs in a row: the killed pass (its lock outlived it) and this one.
+  expect(lastRun).toMatchObject({ exitCode: 3, consecutiveFailedRuns: 2, error: `cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms` });
   const status = JSON.parse((await runAgent(["status", "--config", local.configPath, "--json"])).stdout);
   // A file whose "published" note had not reached the disk yet is in doubt but already archived.
   const waiting = readdirSync(local.outbox).filter((n) => n.endsWith(".json")).length;
