@@ -128,7 +128,8 @@ describe("Damaged journal: plutus-sync repair", () => {
     const status = JSON.parse(agentAsAccount(["status", "--config", ctx.local.configPath, "--json"]).stdout || "null");
     expect(status).toBeNull();
     const lastRun = JSON.parse(readFileSync(join(ctx.local.stateDir, "last-run.json"), "utf8"));
-    expect(lastRun).toMatchObject({ exitCode: 2, consecutiveFailedRuns: 1, error: expect.stringContaining("is damaged at line 1") });
+    // Two failed runs in a row: the pass killed after the rename (its lock left behind) and this one.
+    expect(lastRun).toMatchObject({ exitCode: 2, consecutiveFailedRuns: 2, error: expect.stringContaining("is damaged at line 1") });
   }
 
   it("the commit record's hash damaged (disk corruption): repair settles it by the staging sentinel; no second copy", async () => {
