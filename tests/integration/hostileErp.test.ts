@@ -149,6 +149,43 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 1 });
   }, 90_000);
 
+  it("announced read/write limits of 1 byte are refused at connect: no request per byte, bounded memory, nothing lost", async () => {
+    const { erp, local } = await against("tiny-limits:1", { passDeadlineSeconds: 40, operationTimeoutSeconds: 10, maxFileBytes: 2 * MiB });
+    const sums = orders(local, 1, 512 * 1024);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`1-byte limits: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB, ${erp.requests} requests\n`);
+    expect(result.code).toBe(1);
+    expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
+    const refusal = `plutus-erp@127.0.0.1:${erp.port} announced a max-write-length of 1 bytes (limits@openssh.com), less than the 4096 any server takes; refused`;
+    expect(logEvents(local.logDir).filter((e) => e.event === "failed").map((e) => e.error)).toEqual([refusal]);
+    expect(erp.requests).toBeLessThan(10);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 1 });
+  }, 90_000);
+
+  it("announced limits of 4 KiB are taken: a 512 KiB order goes in 4 KiB requests, never more than 64 outstanding", async () => {
+    const { erp, local } = await against("tiny-limits:4096", { passDeadlineSeconds: 60, maxFileBytes: 2 * MiB });
+    const sums = orders(local, 1, 512 * 1024);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 1, waiting: 0 });
+    expect(erp.maxOutstanding).toBeLessThanOrEqual(64);
+    expect(erp.maxOutstanding).toBeGreaterThanOrEqual(32);
+  }, 90_000);
+
+  it("an ERP inbox listing of endless long names is refused at 16 MiB: bounded memory, the pass is not failed by it", async () => {
+    const { erp, local } = await against("long-inbox-names", { passDeadlineSeconds: 60, operationTimeoutSeconds: 20 });
+    const sums = orders(local, 1);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`long inbox names: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB, ${erp.requests} requests\n`);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
+    const unobserved = logEvents(local.logDir).filter((e) => e.event === "erp-inbox-unobserved" || e.event === "erp-inbox-truncated");
+    expect(unobserved.map((e) => [e.event, String(e.error).replace(/after \d+ names \(\d+ bytes\)/, "after N names (B bytes)")])).toEqual([
+      ["erp-inbox-unobserved", "the listing of /Inbox was refused after N names (B bytes): more than the 16777216 bytes a listing may take"],
+    ]);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 1, waiting: 0 });
+  }, 90_000);
+
   it("garbage replies drop the connection; the pass ends by its deadline, fails, and loses nothing", async () => {
     const { erp, local } = await against("garbage-replies", { passDeadlineSeconds: 15, operationTimeoutSeconds: 3, retries: 2, retryBaseDelayMs: 100 });
     const sums = orders(local, 4);
