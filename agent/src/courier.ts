@@ -38,6 +38,8 @@ export interface Settlement {
 type TargetContent = { kind: "absent" } | { kind: "ours" } | { kind: "other"; size: number; sha256?: string };
 
 const SENTINEL_CONTENT = /^[0-9a-f]{32}$/;
+/** A sentinel file larger than this is read as damaged without reading it. */
+const SENTINEL_MAX_BYTES = 1024;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -151,6 +153,7 @@ export class Courier {
     return id;
   }
 
+  /** The sentinel's content as read completely; undefined when the server says it does not exist. */
   private async readSentinel(session: SftpSession, path: string): Promise<string | undefined> {
     let handle: Buffer;
     try {
@@ -159,11 +162,12 @@ export class Courier {
       if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined;
       throw error;
     }
+    // Any failure to read it is thrown, never taken for "damaged": a damaged sentinel is
+    // replaced, and with it every proof that earlier commit records rest on.
     try {
-      return (await session.readAll(handle, 1024)).toString("utf8");
-    } catch (error) {
-      if (!session.isOpen) throw error;
-      return "";
+      const { size } = await session.fstat(handle);
+      if (size > SENTINEL_MAX_BYTES) return `(${size} bytes)`;
+      return (await session.readAll(handle, SENTINEL_MAX_BYTES)).toString("utf8");
     } finally {
       await session.closeHandle(handle).catch(() => undefined);
     }

@@ -199,6 +199,34 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
   }, 60_000);
 });
 
+describe("the staging sentinel is only replaced when it was read and is damaged", () => {
+  it("a READ of the sentinel refused: the pass fails, the sentinel stays, and an earlier commit is still proven next pass", async () => {
+    const { erp, local } = await against("honest");
+    local.writeOrder("order-0.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-rename:1" })).signal).toBe("SIGKILL");
+    const sentinelPath = [...erp.files.keys()].find((p) => STAGING_SENTINEL.test(p.slice("/Staging/".length)))!;
+    const sentinel = erp.files.get(sentinelPath)!.toString();
+    local.writeOrder("order-1.json", sampleOrder(1));
+
+    erp.mode = "sentinel-read-failure";
+    const refused = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(refused.code).toBe(1);
+    expect(lastJsonLine(refused.stdout)).toMatchObject({ delivered: 0, recovered: 0, inDoubt: 0, failed: 2 });
+    const events = logEvents(local.logDir);
+    expect(events.filter((e) => e.event === "recovery-failed").map((e) => [e.file, e.error])).toEqual([["order-0.json", `read: Failure`]]);
+    expect(events.filter((e) => e.event === "failed").map((e) => [e.file, e.error])).toEqual([["order-1.json", `read: Failure`]]);
+    expect(events.filter((e) => e.event === "sentinel-created")).toEqual([expect.objectContaining({ replacedDamaged: false })]);
+    expect(erp.files.get(sentinelPath)!.toString()).toBe(sentinel);
+
+    erp.mode = "honest";
+    const next = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(next.code).toBe(0);
+    expect(lastJsonLine(next.stdout)).toMatchObject({ delivered: 1, recovered: 1, inDoubt: 0, failed: 0 });
+    expect(logEvents(local.logDir).filter((e) => e.event === "presumed-delivered").map((e) => e.file)).toEqual(["order-0.json"]);
+    expect([...erp.files.keys()].filter((p) => p.startsWith("/Inbox/")).sort()).toEqual(["/Inbox/order-0.json", "/Inbox/order-1.json"]);
+  }, 60_000);
+});
+
 describe("text a server sends reaches terminals, logs and status only as printable text", () => {
   it("a DISCONNECT before key exchange with escapes and a forged log line", async () => {
     const { erp, local } = await against("disconnect-text", { connectTimeoutSeconds: 5 });

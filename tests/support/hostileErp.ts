@@ -22,11 +22,12 @@ const { STATUS_CODE, OPEN_MODE } = utils.sftp;
  *   tiny-limits:N     offers limits@openssh.com and announces a max-read-length and
  *                     max-write-length of N bytes (one request per N bytes of every file)
  *   long-inbox-names  the listing of /Inbox never ends: five names of 20,000 characters a reply, forever
+ *   sentinel-read-failure  every READ of a file named *.sentinel gets FAILURE
  *   honest            none of that (e.g. to see what `check` says about a non-OpenSSH server)
  *   disconnect-text   not SSH at all: a version line, then a DISCONNECT before key exchange whose
  *                     text holds escapes and a forged log line
  */
-export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | `tiny-limits:${number}` | "long-inbox-names" | "honest" | "disconnect-text";
+export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | `tiny-limits:${number}` | "long-inbox-names" | "sentinel-read-failure" | "honest" | "disconnect-text";
 
 /** Text a hostile server puts in its messages: an OSC title change, a forged log line, a screen clear. */
 export const EVIL_TEXT = "\x1b]0;owned\x07\r\nDec  1 12:00:00 erp plutus-sync[1]: plutus-sync: 9/9 delivered\x1b[2J\x9b31m\u202e";
@@ -284,6 +285,7 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
       const file = handles.get(handle.toString("hex"));
       const content = file && files.get(file.path);
       if (!content) return sftp.status(reqid, STATUS_CODE.FAILURE, "bad handle");
+      if (state.mode === "sentinel-read-failure" && file.path.endsWith(".sentinel")) return sftp.status(reqid, STATUS_CODE.FAILURE, "Failure");
       if (offset >= content.length) return sftp.status(reqid, STATUS_CODE.EOF);
       const dribble = state.mode === "dribble-reads" && !file.path.startsWith("/Staging/");
       sftp.data(reqid, content.subarray(offset, offset + (dribble ? 1 : length)));
