@@ -22,7 +22,7 @@ export function conflictName(name: string, sha256: string): string {
 
 /** The durable commit record of an entry (also written again when its target changes). */
 function commitRecord(entry: JournalEntry): JournalRecord {
-  const { state: _state, ...fields } = entry;
+  const { state: _state, doubt: _doubt, ...fields } = entry;
   return { t: "commit", ...fields, at: new Date().toISOString() };
 }
 

@@ -18,7 +18,8 @@ export type JournalRecord =
   | ({ t: "commit"; id: string; name: string; sha256: string; size: number; staging: string; target: string; at: string } & RemoteFolders)
   | { t: "published"; id: string; target: string; at: string }
   | { t: "archived"; id: string; archivedAs: string | null; at: string }
-  | { t: "abandoned"; id: string; reason: string; at: string };
+  | { t: "abandoned"; id: string; reason: string; at: string }
+  | { t: "doubt"; id: string; reason: string; at: string };
 
 export type EntryState = "committing" | "published";
 
@@ -46,6 +47,8 @@ export interface JournalEntry extends RemoteFolders {
   staging: string;
   /** File name in the remote inbox. */
   target: string;
+  /** Why a pass reported this committing entry in doubt (it waits for `resolve`). */
+  doubt?: string;
 }
 
 const JOURNAL_FILE = "journal.jsonl";
@@ -164,6 +167,11 @@ export class Journal {
         }
         break;
       }
+      case "doubt": {
+        const entry = this.open.get(record.id);
+        if (entry) entry.doubt = record.reason;
+        break;
+      }
       case "archived":
       case "abandoned":
         this.open.delete(record.id);
@@ -176,8 +184,9 @@ export class Journal {
     await this.drain();
     const lines: string[] = [];
     for (const entry of this.open.values()) {
-      const { state: _state, ...commit } = entry;
+      const { state: _state, doubt, ...commit } = entry;
       lines.push(JSON.stringify({ t: "commit", ...commit, at: new Date().toISOString() } satisfies JournalRecord));
+      if (doubt !== undefined) lines.push(JSON.stringify({ t: "doubt", id: entry.id, reason: doubt, at: new Date().toISOString() } satisfies JournalRecord));
       if (entry.state === "published") lines.push(JSON.stringify({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
     }
     const content = lines.map((l) => l + "\n").join("");

@@ -20,6 +20,8 @@ export interface PassResult {
   exitCode: ExitCode;
   /** The reason no file could be sent, when the pass could not connect. */
   connectError?: ConnectError;
+  /** Orders this pass reported in doubt, and why. */
+  inDoubt?: { name: string; reason: string }[];
 }
 
 interface Deadlines {
@@ -148,6 +150,7 @@ class PassWorker {
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
   private quarantinedInline = 0;
+  private readonly inDoubt: { name: string; reason: string }[] = [];
   /** Entries to quarantine once every outbox name has been looked at. */
   private readonly heldBack: OutboxName[] = [];
 
@@ -190,7 +193,7 @@ class PassWorker {
           await this.finishDelivered(settled, undefined, undefined);
         } catch (error) {
           if (error instanceof InDoubtError) {
-            this.reportInDoubt(entry.name, error);
+            this.reportInDoubt(entry, error);
             continue;
           }
           this.noteRemoteError(error);
@@ -224,8 +227,12 @@ class PassWorker {
   }
 
   /** An order the agent cannot decide: kept (owned by the journal), never re-sent on a guess. */
-  private reportInDoubt(name: string, error: InDoubtError): void {
+  private reportInDoubt(entryOrName: JournalEntry | string, error: InDoubtError): void {
+    const name = typeof entryOrName === "string" ? entryOrName : entryOrName.name;
     this.summary.inDoubt = (this.summary.inDoubt ?? 0) + 1;
+    this.inDoubt.push({ name, reason: error.message });
+    // What lets an operator's resolve decide it; flushed with the next durable record or at close.
+    if (typeof entryOrName !== "string") this.journal.note({ t: "doubt", id: entryOrName.id, reason: error.message, at: new Date().toISOString() });
     this.owned.add(name);
     this.log.error("delivery in doubt; settle it with plutus-sync resolve", { event: "in-doubt", file: name, reason: error.message });
   }
@@ -371,7 +378,7 @@ class PassWorker {
         // The journal knows the latest target (a conflict name recorded before a lost reply).
         else entry = this.journal.entry(entry.id) ?? entry;
         if (error instanceof InDoubtError) {
-          this.reportInDoubt(file.name, error);
+          this.reportInDoubt(entry ?? file.name, error);
           return;
         }
         this.noteRemoteError(error);
@@ -451,7 +458,7 @@ class PassWorker {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
     const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply;
-    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok, ...(this.inDoubt.length > 0 ? { inDoubt: this.inDoubt } : {}) };
   }
 }
 

@@ -52,6 +52,8 @@ export interface StatusReport {
   inDoubt: number;
   /** Outbox names of the in-doubt entries. */
   inDoubtFiles?: string[];
+  /** Those of them a run reported in doubt: they wait for `plutus-sync resolve`; the others the next run settles. */
+  needResolveFiles?: string[];
   consecutiveFailedRuns: number;
 }
 

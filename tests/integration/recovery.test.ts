@@ -244,6 +244,7 @@ describe("an absent staging copy is only believed in the folder the upload went 
     expect(pass.code).toBe(1);
     expect(lastJsonLine(pass.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, failed: 0, inDoubt: 1 });
     expect(pass.stdout).toContain(", 1 in doubt (see plutus-sync status; settle with plutus-sync resolve)");
+    expect(pass.stderr).toBe(`plutus-sync: in doubt: order-a.json: ${IN_DOUBT_REASON("/Staging", sentinel)}\n`);
     const inDoubt = logEvents(ctx.local.logDir).filter((e) => e.event === "in-doubt");
     expect(inDoubt.at(-1)).toMatchObject({ level: "error", file: "order-a.json", reason: IN_DOUBT_REASON("/Staging", sentinel) });
     expect(logEvents(ctx.local.logDir).filter((e) => e.event === "recovered" || e.event === "presumed-delivered")).toEqual([]);
@@ -259,14 +260,14 @@ describe("an absent staging copy is only believed in the folder the upload went 
     // It stays in doubt pass after pass, and status says so.
     await expectStillInDoubt(sentinel);
     const status = await runAgent(["status", "--config", ctx.local.configPath, "--json"]);
-    expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 1, inDoubtFiles: ["order-a.json"], consecutiveFailedRuns: 2 });
+    expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 1, inDoubtFiles: ["order-a.json"], needResolveFiles: ["order-a.json"], consecutiveFailedRuns: 2 });
 
     // The operations guide's procedure, as written.
     const [look, delivered, resend] = operationsGuideBlocks("### Settling an in-doubt order by hand");
     const looked = runGuideBlock(look, "order-a.json");
     expect(looked.stderr).toBe("");
     expect(looked.status).toBe(0);
-    expect(looked.stdout).toContain("in doubt: 1 (order-a.json; ");
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
     expect(looked.stdout).toContain(`"file":"order-a.json","reason":${JSON.stringify(IN_DOUBT_REASON("/Staging", sentinel))}`);
     expect(looked.stdout).toContain(`{"target":"order-a.json","inboxDir":"/Inbox","sha256":"${sha(sampleOrder(0))}"}`);
     expect(delivered).toContain("--delivered");
@@ -322,6 +323,28 @@ describe("an absent staging copy is only believed in the folder the upload went 
     } finally {
       renameSync(join(ctx.erp.jail, "Staging2"), ctx.erp.stagingDir);
     }
+  });
+
+  it("resolve refuses an entry no run reported in doubt (its staging copy is still there): exit 2; the next pass delivers it once", async () => {
+    oneAtATime();
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    const status = await runAgent(["status", "--config", ctx.local.configPath]);
+    expect(status.stdout).toContain("in doubt: 1 (order-a.json: being settled, the next run settles it)\n");
+    for (const decision of ["--delivered", "--resend"]) {
+      const resolved = await runAgent(["resolve", "--config", ctx.local.configPath, "order-a.json", decision]);
+      expect({ code: resolved.code, stdout: resolved.stdout, stderr: resolved.stderr }).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: "plutus-sync: order-a.json is not in doubt: no run has reported it so, and the next run settles it itself; resolve only what a run reported in doubt (plutus-sync status lists them)\n",
+      });
+    }
+    expect(readdirSync(ctx.local.outbox)).toEqual(["order-a.json"]);
+    const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect({ code: pass.code, stderr: pass.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(lastJsonLine(pass.stdout)).toMatchObject({ recovered: 1, inDoubt: 0 });
+    erpConsumes();
+    expectExactlyOnce(new Map([["order-a.json", sha(sampleOrder(0))]]));
   });
 
   it("an absent staging copy in the proven folder is presumed delivered, and logged as a presumption", async () => {
