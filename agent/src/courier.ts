@@ -56,6 +56,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export class Courier {
   /** Rename attempts the server refused while the target name was free. */
   renameRefusals = 0;
+  /** No new rename attempt after this instant (the pass's stop-starting deadline). */
+  stopStartingAt = Infinity;
   private sentinel: Promise<string> | undefined;
 
   constructor(
@@ -239,7 +241,7 @@ export class Courier {
       if (errorCode(refused) === SFTP_NO_SUCH_FILE) throw failed;
       this.renameRefusals++;
       refusals++;
-      const retry = refusals <= this.config.retries;
+      const retry = refusals <= this.config.retries && Date.now() < this.stopStartingAt;
       this.log.warn(retry ? "rename refused with the target name free; retrying" : "rename refused with the target name free", {
         event: "rename-refused",
         file: entry.name,
@@ -248,7 +250,7 @@ export class Courier {
         serverMessage: printable(errorMessage((refused as Error).cause ?? refused), 200),
       });
       if (!retry) throw failed;
-      await sleep(this.config.retryBaseDelayMs * 2 ** (refusals - 1));
+      await sleep(Math.min(this.config.retryBaseDelayMs * 2 ** (refusals - 1), Math.max(0, this.stopStartingAt - Date.now())));
     }
   }
 

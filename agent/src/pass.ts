@@ -79,6 +79,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     });
     if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
+    courier.stopStartingAt = deadlines.stopStarting;
     const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
     await worker.recover();
     await worker.deliverOutbox();
