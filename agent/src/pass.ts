@@ -40,6 +40,9 @@ export const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
  */
 export const QUARANTINE_INLINE = 100;
 
+/** The scan lets other work (replies to uploads in flight, timers) run at least this often. */
+const SCAN_YIELD_MS = 50;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -248,12 +251,17 @@ class PassWorker {
     const names = await listOrderNames(this.config.outbox);
     crashPoint("after-scan");
     let next = 0;
+    let sinceYield = 0;
+    let yieldedAt = Date.now();
     const work = async () => {
       // Past this point nothing found could be started; the rest waits for the next pass.
       while (next < names.length && Date.now() < this.deadlines.stopStarting) {
-        // Looking at an entry can be all synchronous calls; timers must still run.
-        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) {
+        // Looking at an entry can be all synchronous calls (reading and parsing a junk file of
+        // up to maxFileBytes): timers and the replies to uploads in flight must still be handled.
+        if (++sinceYield >= ENTRIES_PER_YIELD || Date.now() - yieldedAt >= SCAN_YIELD_MS) {
+          sinceYield = 0;
           await yieldToEventLoop();
+          yieldedAt = Date.now();
           if (next >= names.length) break;
         }
         const raw = names[next++];

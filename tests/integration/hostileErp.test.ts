@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync, readdirSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { BUNDLE, LocalSide, lastJsonLine, logEvents, makeLocalSide, runAgent, sampleOrder, STAGING_SENTINEL, type AgentResult } from "../support/agent";
 import { EVIL_TEXT, HostileErp, HostileMode, hashOf, startHostileErp } from "../support/hostileErp";
@@ -196,6 +196,38 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     expect(result.stderr).not.toMatch(/unexpected error/);
     expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 4 });
+  }, 60_000);
+});
+
+describe("a scan through large junk files keeps uploads in flight alive", () => {
+  /** A 4 MiB file that is not JSON, sparse: it costs no disk, but a full read and parse. */
+  function junk(path: string): void {
+    const fd = openSync(path, "w");
+    writeSync(fd, '{"a":[');
+    ftruncateSync(fd, 4 * MiB);
+    closeSync(fd);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(path, old, old);
+  }
+
+  it("300 junk files of 4 MiB after an order whose replies come slowly: no reply left unread for the progress deadline", async () => {
+    // Junk is read and parsed synchronously; the first 100 junk files are moved as found (each
+    // move waits for I/O), the rest only later. Node lists a folder sorted by name, so the order
+    // is looked at after 80 junk files: its requests are outstanding (every reply comes 100 ms
+    // late) while the scan reads and parses 280 junk files, seconds of work. Unless the scan lets
+    // the replies in, the 1 s progress deadline drops a healthy connection.
+    const { erp, local } = await against("slow-replies:100", { concurrency: 2, operationTimeoutSeconds: 1, passDeadlineSeconds: 120, maxFileBytes: 8 * MiB });
+    for (let i = 0; i < 80; i++) junk(join(local.outbox, `a-junk-${String(i).padStart(3, "0")}.json`));
+    local.writeOrder("b-order.json", sampleOrder(0));
+    for (let i = 0; i < 300; i++) junk(join(local.outbox, `c-junk-${String(i).padStart(3, "0")}.json`));
+    const run = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
+    process.stdout.write(`junk scan: ${JSON.stringify(lastJsonLine(run.stdout))}\n`);
+    expect(lastJsonLine(run.stdout)).toMatchObject({ found: 381, delivered: 1, failed: 0, quarantined: 380 });
+    const events = logEvents(local.logDir);
+    expect(events.filter((e) => e.event === "retry" || e.event === "failed")).toEqual([]);
+    expect(events.filter((e) => e.event === "connected")).toHaveLength(1);
+    expect(erp.files.get("/Inbox/b-order.json")?.toString()).toBe(sampleOrder(0));
   }, 60_000);
 });
 

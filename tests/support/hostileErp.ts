@@ -22,12 +22,13 @@ const { STATUS_CODE, OPEN_MODE } = utils.sftp;
  *   tiny-limits:N     offers limits@openssh.com and announces a max-read-length and
  *                     max-write-length of N bytes (one request per N bytes of every file)
  *   long-inbox-names  the listing of /Inbox never ends: five names of 20,000 characters a reply, forever
+ *   slow-replies:MS   every reply is sent MS milliseconds late (in order): a slow link
  *   sentinel-read-failure  every READ of a file named *.sentinel gets FAILURE
  *   honest            none of that (e.g. to see what `check` says about a non-OpenSSH server)
  *   disconnect-text   not SSH at all: a version line, then a DISCONNECT before key exchange whose
  *                     text holds escapes and a forged log line
  */
-export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | `tiny-limits:${number}` | "long-inbox-names" | "sentinel-read-failure" | "honest" | "disconnect-text";
+export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | `tiny-limits:${number}` | "long-inbox-names" | "sentinel-read-failure" | `slow-replies:${number}` | "honest" | "disconnect-text";
 
 /** Text a hostile server puts in its messages: an OSC title change, a forged log line, a screen clear. */
 export const EVIL_TEXT = "\x1b]0;owned\x07\r\nDec  1 12:00:00 erp plutus-sync[1]: plutus-sync: 9/9 delivered\x1b[2J\x9b31m\u202e";
@@ -244,6 +245,10 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
   const answer = (reply: () => void) => {
     state.requests++;
     if (state.mode.startsWith("tiny-limits:") && !garbage) return holdReply(reply);
+    if (state.mode.startsWith("slow-replies:")) {
+      setTimeout(reply, Number(state.mode.slice("slow-replies:".length)));
+      return;
+    }
     if (garbage) {
       (sftp as unknown as { push?: unknown; _protocol?: { channelData(id: number, data: Buffer): void }; outgoing?: { id: number } })._protocol?.channelData(
         (sftp as unknown as { outgoing: { id: number } }).outgoing.id,
