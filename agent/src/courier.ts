@@ -326,7 +326,9 @@ export class Courier {
   private async markPublished(entry: JournalEntry, how: string, options: { durable?: boolean } = {}): Promise<JournalEntry> {
     const record: JournalRecord = { t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() };
     // A note unless asked otherwise: if it is lost, recovery finds the staging copy gone (in the
-    // proven staging folder) and decides "published" again from the server. The "archived" record that follows is durable.
+    // proven staging folder) and decides "published" again from the server. The archive move that
+    // follows fsyncs its folders, and the journal's next durable record or its close flushes both
+    // notes; a lost "archived" only makes recovery look for the file again and find it gone.
     if (options.durable) await this.journal.record(record);
     else this.journal.note(record);
     crashPoint("after-published-record");
