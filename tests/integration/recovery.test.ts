@@ -189,13 +189,25 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   });
 });
 
-/** The `sh` blocks of one section of the operations guide, in order. */
-function operationsGuideBlocks(heading: string): string[] {
+/** The `sh` (or other) blocks of one section of the operations guide, in order. */
+function operationsGuideBlocks(heading: string, language = "sh"): string[] {
   const guide = readFileSync(resolve(__dirname, "../../docs/operations.md"), "utf8");
   const start = guide.indexOf(`\n${heading}\n`);
   if (start < 0) throw new Error(`operations guide has no section "${heading}"`);
   const section = guide.slice(start + heading.length + 2).split(/\n#{2,3} /)[0];
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  return [...section.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]);
+}
+
+/**
+ * Carries out a guide block that is one `Remove-Item -Path '<windows folder>\<pattern>'` (no
+ * PowerShell here): the folder mapped to the stand-in's, `*` matched as PowerShell does.
+ */
+function runRemoveItem(block: string, windowsFolder: string, folder: string): void {
+  const match = /^Remove-Item -Path '(.+)\\([^\\']+)'\n$/.exec(block);
+  if (!match) throw new Error(`not a single Remove-Item: ${block}`);
+  expect(match[1]).toBe(windowsFolder);
+  const pattern = new RegExp(`^${match[2].split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  for (const name of readdirSync(folder)) if (pattern.test(name)) rmSync(join(folder, name));
 }
 
 /** Runs a block of the guide as written, on this test's agent: paths of a real install mapped to the test's. */
@@ -345,6 +357,41 @@ describe("an absent staging copy is only believed in the folder the upload went 
     expect(lastJsonLine(pass.stdout)).toMatchObject({ recovered: 1, inDoubt: 0 });
     erpConsumes();
     expectExactlyOnce(new Map([["order-a.json", sha(sampleOrder(0))]]));
+  });
+
+  it("the ERP volume restored from a checkpoint: the guide's procedure (sentinel deleted) puts the undone delivery in doubt instead of presuming it", async () => {
+    oneAtATime();
+    ctx.local.writeOrder("order-0.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    erpConsumes();
+    // The checkpoint: staging holds only the sentinel.
+    const checkpoint = readdirSync(ctx.erp.stagingDir);
+    expect(checkpoint).toEqual([expect.stringMatching(STAGING_SENTINEL)]);
+    ctx.local.writeOrder("order-a.json", sampleOrder(1));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    expect(stagingFiles(ctx.erp.stagingDir)).toHaveLength(1);
+    // The checkpoint applied: the upload made since is gone, the sentinel is the same.
+    for (const name of readdirSync(ctx.erp.stagingDir)) if (!checkpoint.includes(name)) rmSync(join(ctx.erp.stagingDir, name));
+
+    const [removeSentinel] = operationsGuideBlocks("### After the ERP volume was restored (checkpoint, backup)", "powershell");
+    runRemoveItem(removeSentinel, "C:\\Plutus\\Staging", ctx.erp.stagingDir);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+
+    const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(pass.code).toBe(1);
+    expect(lastJsonLine(pass.stdout)).toMatchObject({ recovered: 0, inDoubt: 1 });
+    expect(pass.stderr).toBe(`plutus-sync: in doubt: order-a.json: ${IN_DOUBT_REASON("/Staging", checkpoint[0])}\n`);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "presumed-delivered")).toEqual([]);
+    const [look] = operationsGuideBlocks("### After the ERP volume was restored (checkpoint, backup)");
+    const looked = runGuideBlock(look, "order-a.json");
+    expect({ status: looked.status, stderr: looked.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
+
+    // The restored ERP does not have it: sent again, once.
+    expect((await runAgent(["resolve", "--config", ctx.local.configPath, "order-a.json", "--resend"])).code).toBe(0);
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    erpConsumes();
+    expectExactlyOnce(new Map([["order-0.json", sha(sampleOrder(0))], ["order-a.json", sha(sampleOrder(1))]]));
   });
 
   it("an absent staging copy in the proven folder is presumed delivered, and logged as a presumption", async () => {
