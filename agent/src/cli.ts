@@ -10,7 +10,7 @@ import { resolveInDoubt, type Decision } from "./resolve";
 import { repairJournal } from "./repair";
 import { writeCanary, locateCanary, describeCanary } from "./canary";
 import { recordFailedRun } from "./stateFiles";
-import { AgentError, ConfigError, StateError, UsageError, errorMessage } from "./errors";
+import { AgentError, ConfigError, StateError, UsageError, errorMessage, printable } from "./errors";
 import { assessHealth, healthJson, unknownHealth, type HealthReport } from "./health";
 import { acknowledgeQuarantine } from "./quarantineAck";
 import { superviseAfterPass } from "./supervise";
@@ -203,6 +203,7 @@ async function runAndReport(
   log.info("pass finished", { event: "pass", exitCode, ...summary, ...(connectError ? { error: connectError.message } : {}) });
   await supervise(result);
   if (connectError) process.stderr.write(`plutus-sync: ${connectError.message}\n`);
+  for (const { name, reason } of result.inDoubt ?? []) process.stderr.write(`plutus-sync: in doubt: ${printable(name)}: ${printable(reason, 2000)}\n`);
   if (summary.skippedLocked) process.stderr.write("plutus-sync: another pass holds the lock; nothing done\n");
   process.stdout.write(describeSummary(summary) + "\n");
   if (json) {

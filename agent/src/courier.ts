@@ -22,7 +22,7 @@ export function conflictName(name: string, sha256: string): string {
 
 /** The durable commit record of an entry (also written again when its target changes). */
 function commitRecord(entry: JournalEntry): JournalRecord {
-  const { state: _state, ...fields } = entry;
+  const { state: _state, doubt: _doubt, ...fields } = entry;
   return { t: "commit", ...fields, at: new Date().toISOString() };
 }
 
@@ -38,6 +38,8 @@ export interface Settlement {
 type TargetContent = { kind: "absent" } | { kind: "ours" } | { kind: "other"; size: number; sha256?: string };
 
 const SENTINEL_CONTENT = /^[0-9a-f]{32}$/;
+/** A sentinel file larger than this is read as damaged without reading it. */
+const SENTINEL_MAX_BYTES = 1024;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -54,6 +56,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export class Courier {
   /** Rename attempts the server refused while the target name was free. */
   renameRefusals = 0;
+  /** No new rename attempt after this instant (the pass's stop-starting deadline). */
+  stopStartingAt = Infinity;
   private sentinel: Promise<string> | undefined;
 
   constructor(
@@ -151,6 +155,7 @@ export class Courier {
     return id;
   }
 
+  /** The sentinel's content as read completely; undefined when the server says it does not exist. */
   private async readSentinel(session: SftpSession, path: string): Promise<string | undefined> {
     let handle: Buffer;
     try {
@@ -159,11 +164,12 @@ export class Courier {
       if (errorCode(error) === SFTP_NO_SUCH_FILE) return undefined;
       throw error;
     }
+    // Any failure to read it is thrown, never taken for "damaged": a damaged sentinel is
+    // replaced, and with it every proof that earlier commit records rest on.
     try {
-      return (await session.readAll(handle, 1024)).toString("utf8");
-    } catch (error) {
-      if (!session.isOpen) throw error;
-      return "";
+      const { size } = await session.fstat(handle);
+      if (size > SENTINEL_MAX_BYTES) return `(${size} bytes)`;
+      return (await session.readAll(handle, SENTINEL_MAX_BYTES)).toString("utf8");
     } finally {
       await session.closeHandle(handle).catch(() => undefined);
     }
@@ -235,7 +241,7 @@ export class Courier {
       if (errorCode(refused) === SFTP_NO_SUCH_FILE) throw failed;
       this.renameRefusals++;
       refusals++;
-      const retry = refusals <= this.config.retries;
+      const retry = refusals <= this.config.retries && Date.now() < this.stopStartingAt;
       this.log.warn(retry ? "rename refused with the target name free; retrying" : "rename refused with the target name free", {
         event: "rename-refused",
         file: entry.name,
@@ -244,7 +250,7 @@ export class Courier {
         serverMessage: printable(errorMessage((refused as Error).cause ?? refused), 200),
       });
       if (!retry) throw failed;
-      await sleep(this.config.retryBaseDelayMs * 2 ** (refusals - 1));
+      await sleep(Math.min(this.config.retryBaseDelayMs * 2 ** (refusals - 1), Math.max(0, this.stopStartingAt - Date.now())));
     }
   }
 
@@ -294,7 +300,9 @@ export class Courier {
   private async markPublished(entry: JournalEntry, how: string, options: { durable?: boolean } = {}): Promise<JournalEntry> {
     const record: JournalRecord = { t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() };
     // A note unless asked otherwise: if it is lost, recovery finds the staging copy gone (in the
-    // proven staging folder) and decides "published" again from the server. The "archived" record that follows is durable.
+    // proven staging folder) and decides "published" again from the server. The archive move that
+    // follows fsyncs its folders, and the journal's next durable record or its close flushes both
+    // notes; a lost "archived" only makes recovery look for the file again and find it gone.
     if (options.durable) await this.journal.record(record);
     else this.journal.note(record);
     crashPoint("after-published-record");

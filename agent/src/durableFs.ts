@@ -153,6 +153,8 @@ async function copyExclusive(source: string | Buffer, dest: string): Promise<Sta
   } catch (error) {
     // A symlink cannot be copied as data; across volumes it must stay put.
     if (errorCode(error) === "ELOOP") throw Object.assign(new Error("cannot move a symbolic link across volumes"), { code: "EXDEV" });
+    // Opening a unix socket fails so.
+    if (errorCode(error) === "ENXIO") throw Object.assign(new Error("cannot move a socket across volumes"), { code: "EXDEV" });
     throw error;
   }
   try {

@@ -18,7 +18,8 @@ export type JournalRecord =
   | ({ t: "commit"; id: string; name: string; sha256: string; size: number; staging: string; target: string; at: string } & RemoteFolders)
   | { t: "published"; id: string; target: string; at: string }
   | { t: "archived"; id: string; archivedAs: string | null; at: string }
-  | { t: "abandoned"; id: string; reason: string; at: string };
+  | { t: "abandoned"; id: string; reason: string; at: string }
+  | { t: "doubt"; id: string; reason: string; at: string };
 
 export type EntryState = "committing" | "published";
 
@@ -34,8 +35,9 @@ export interface RemoteFolders {
   /** Content of the staging folder's sentinel when the upload was made there. */
   sentinel?: string;
   /**
-   * Set by `plutus-sync repair` on an entry rebuilt from a damaged journal that nothing on the
-   * server could decide: why only an operator can (`resolve`). The agent never acts on it alone.
+   * Why this committing entry waits for an operator (`resolve`): a pass reported it in doubt (a
+   * `doubt` record), or `plutus-sync repair` rebuilt it from a damaged journal and nothing on the
+   * server could decide it. The agent never acts on it alone.
    */
   doubt?: string;
 }
@@ -169,6 +171,11 @@ export class Journal {
         }
         break;
       }
+      case "doubt": {
+        const entry = this.open.get(record.id);
+        if (entry) entry.doubt = record.reason;
+        break;
+      }
       case "archived":
       case "abandoned":
         this.open.delete(record.id);
@@ -181,8 +188,9 @@ export class Journal {
     await this.drain();
     const lines: string[] = [];
     for (const entry of this.open.values()) {
-      const { state: _state, ...commit } = entry;
+      const { state: _state, doubt, ...commit } = entry;
       lines.push(JSON.stringify({ t: "commit", ...commit, at: new Date().toISOString() } satisfies JournalRecord));
+      if (doubt !== undefined) lines.push(JSON.stringify({ t: "doubt", id: entry.id, reason: doubt, at: new Date().toISOString() } satisfies JournalRecord));
       if (entry.state === "published") lines.push(JSON.stringify({ t: "published", id: entry.id, target: entry.target, at: new Date().toISOString() } satisfies JournalRecord));
     }
     const content = lines.map((l) => l + "\n").join("");

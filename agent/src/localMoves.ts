@@ -6,22 +6,33 @@ import { errorCode, errorMessage } from "./errors";
 /**
  * Moves an outbox entry into the quarantine folder and writes `<name>.reason` (JSON) beside it.
  * Order names end in `.json`, so no reason file can ever take the place of a quarantined order.
- * A folder stays in the outbox under a set-aside name instead (see setAsideInOutbox); its note
- * still goes to the quarantine folder. Returns where the entry now is.
+ * A folder stays in the outbox under a set-aside name instead (see setAsideInOutbox), and so does
+ * a symlink, fifo or socket when the quarantine is on another volume; the note still goes to the
+ * quarantine folder. Returns where the entry now is.
  */
 export async function quarantineFile(path: string | Buffer, displayName: string, reason: string, quarantineDir: string): Promise<string> {
   const safeName = displayName.replace(/[\0/]/g, "_") || "unnamed";
-  if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory()) {
-    const keptAs = setAsideInOutbox(path);
-    const notePath = await freeNotePath(quarantineDir, basename(keptAs).replace(/[\0/]/g, "_"));
-    const note = { file: null, keptInOutboxAs: keptAs, originalName: displayName, reason, quarantinedAt: new Date().toISOString() };
-    await writeFileAtomic(notePath, JSON.stringify(note, null, 2) + "\n", 0o640);
-    return keptAs;
+  if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory()) return setAsideWithNote(path, displayName, reason, quarantineDir);
+  let dest: string;
+  try {
+    dest = await moveWithoutOverwrite(path, quarantineDir, safeName);
+  } catch (error) {
+    // A symlink, fifo or socket cannot be copied to a quarantine on another volume: set aside
+    // like a folder, or it would fail every pass.
+    if (errorCode(error) !== "EXDEV") throw error;
+    return setAsideWithNote(path, displayName, reason, quarantineDir, errorMessage(error));
   }
-  const dest = await moveWithoutOverwrite(path, quarantineDir, safeName);
   const note = { file: basename(dest), originalName: displayName, reason, quarantinedAt: new Date().toISOString() };
   await writeFileAtomic(`${dest}.reason`, JSON.stringify(note, null, 2) + "\n", 0o640);
   return dest;
+}
+
+async function setAsideWithNote(path: string | Buffer, displayName: string, reason: string, quarantineDir: string, notMovedBecause?: string): Promise<string> {
+  const keptAs = setAsideInOutbox(path);
+  const notePath = await freeNotePath(quarantineDir, basename(keptAs).replace(/[\0/]/g, "_"));
+  const note = { file: null, keptInOutboxAs: keptAs, originalName: displayName, reason, ...(notMovedBecause ? { notMovedBecause } : {}), quarantinedAt: new Date().toISOString() };
+  await writeFileAtomic(notePath, JSON.stringify(note, null, 2) + "\n", 0o640);
+  return keptAs;
 }
 
 /**

@@ -22,6 +22,8 @@ export interface PassResult {
   connectError?: ConnectError;
   /** Why the ERP side could not be shown to work, when a pass with nothing to send looked (exit 1). */
   remoteError?: string;
+  /** Orders this pass reported in doubt, and why. */
+  inDoubt?: { name: string; reason: string }[];
 }
 
 interface Deadlines {
@@ -39,6 +41,9 @@ export const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
  * move costs a few fsyncs, so a pass never spends long on junk before it reaches the orders.
  */
 export const QUARANTINE_INLINE = 100;
+
+/** The scan lets other work (replies to uploads in flight, timers) run at least this often. */
+const SCAN_YIELD_MS = 50;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -84,6 +89,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     });
     if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
+    courier.stopStartingAt = deadlines.stopStarting;
     const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
     await worker.recover();
     await worker.deliverOutbox();
@@ -157,6 +163,7 @@ class PassWorker {
   /** Names the journal still owns; the scan leaves them to recovery. */
   private readonly owned = new Set<string>();
   private quarantinedInline = 0;
+  private readonly inDoubt: { name: string; reason: string }[] = [];
   /** Entries to quarantine once every outbox name has been looked at. */
   private readonly heldBack: OutboxName[] = [];
 
@@ -199,7 +206,7 @@ class PassWorker {
           await this.finishDelivered(settled, undefined, undefined);
         } catch (error) {
           if (error instanceof InDoubtError) {
-            this.reportInDoubt(entry.name, error);
+            this.reportInDoubt(entry, error);
             continue;
           }
           this.noteRemoteError(error);
@@ -233,8 +240,12 @@ class PassWorker {
   }
 
   /** An order the agent cannot decide: kept (owned by the journal), never re-sent on a guess. */
-  private reportInDoubt(name: string, error: InDoubtError): void {
+  private reportInDoubt(entryOrName: JournalEntry | string, error: InDoubtError): void {
+    const name = typeof entryOrName === "string" ? entryOrName : entryOrName.name;
     this.summary.inDoubt = (this.summary.inDoubt ?? 0) + 1;
+    this.inDoubt.push({ name, reason: error.message });
+    // What lets an operator's resolve decide it; flushed with the next durable record or at close.
+    if (typeof entryOrName !== "string") this.journal.note({ t: "doubt", id: entryOrName.id, reason: error.message, at: new Date().toISOString() });
     this.owned.add(name);
     this.log.error("delivery in doubt; settle it with plutus-sync resolve", { event: "in-doubt", file: name, reason: error.message });
   }
@@ -249,12 +260,17 @@ class PassWorker {
     const names = await listOrderNames(this.config.outbox);
     crashPoint("after-scan");
     let next = 0;
+    let sinceYield = 0;
+    let yieldedAt = Date.now();
     const work = async () => {
       // Past this point nothing found could be started; the rest waits for the next pass.
       while (next < names.length && Date.now() < this.deadlines.stopStarting) {
-        // Looking at an entry can be all synchronous calls; timers must still run.
-        if (next % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) {
+        // Looking at an entry can be all synchronous calls (reading and parsing a junk file of
+        // up to maxFileBytes): timers and the replies to uploads in flight must still be handled.
+        if (++sinceYield >= ENTRIES_PER_YIELD || Date.now() - yieldedAt >= SCAN_YIELD_MS) {
+          sinceYield = 0;
           await yieldToEventLoop();
+          yieldedAt = Date.now();
           if (next >= names.length) break;
         }
         const raw = names[next++];
@@ -380,7 +396,7 @@ class PassWorker {
         // The journal knows the latest target (a conflict name recorded before a lost reply).
         else entry = this.journal.entry(entry.id) ?? entry;
         if (error instanceof InDoubtError) {
-          this.reportInDoubt(file.name, error);
+          this.reportInDoubt(entry ?? file.name, error);
           return;
         }
         this.noteRemoteError(error);
@@ -477,7 +493,12 @@ class PassWorker {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
     const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply !== undefined || this.remoteError !== undefined;
-    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok, ...(this.remoteError ? { remoteError: this.remoteError } : {}) };
+    return {
+      summary: s,
+      exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok,
+      ...(this.remoteError ? { remoteError: this.remoteError } : {}),
+      ...(this.inDoubt.length > 0 ? { inDoubt: this.inDoubt } : {}),
+    };
   }
 }
 

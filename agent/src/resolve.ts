@@ -12,7 +12,8 @@ export type Decision = "delivered" | "resend";
  * An operator's decision on an in-doubt delivery, after looking at the ERP side:
  *   delivered  the ERP got it: journal `published` (fsync) and archive the outbox file
  *   resend     it never arrived: journal `abandoned` (fsync); the next pass sends it again
- * Taken under the pass lock, so no pass can be deciding the same entry meanwhile.
+ * Only for an entry a pass reported in doubt (journal `doubt`); taken under the pass lock, so no
+ * pass can be deciding the same entry meanwhile.
  */
 export async function resolveInDoubt(config: AgentConfig, name: string, decision: Decision, log: Logger): Promise<string> {
   const notInDoubt = () => new UsageError(`no delivery of ${name} is in doubt in ${config.stateDir} (plutus-sync status lists them)`);
@@ -31,6 +32,11 @@ export async function resolveInDoubt(config: AgentConfig, name: string, decision
       if (!entry) throw notInDoubt();
       if (entry.state !== "committing") {
         throw new UsageError(`${name} was delivered (as ${entry.target}) and only awaits archiving; the next run archives it`);
+      }
+      // Not reported in doubt: its staging copy may still be there and the next pass renames it;
+      // archiving it as delivered now could lose an order the ERP never got.
+      if (entry.doubt === undefined) {
+        throw new UsageError(`${name} is not in doubt: no run has reported it so, and the next run settles it itself; resolve only what a run reported in doubt (plutus-sync status lists them)`);
       }
       const at = new Date().toISOString();
       const where = { file: name, deliveredAs: entry.target, inbox: entry.inboxDir ?? config.remote.inbox, sha256: entry.sha256 };

@@ -63,6 +63,14 @@ const { OPEN_MODE } = utils.sftp;
  * between the pieces.
  */
 const CHUNK_BYTES = 30 * 1024;
+/**
+ * The smallest max-read-length / max-write-length (limits@openssh.com) taken from a server: a
+ * server announcing less would make every file cost one request per few bytes. OpenSSH announces
+ * 255 KiB; SFTP drafts require servers to take 32 KiB.
+ */
+export const MIN_ANNOUNCED_LENGTH = 4 * 1024;
+/** READs and WRITEs of one file outstanding at once, at most (about 2 MiB at CHUNK_BYTES). */
+export const MAX_REQUESTS_IN_FLIGHT_PER_FILE = 64;
 const CREATE_EXCLUSIVE_READ_WRITE = OPEN_MODE.CREAT | OPEN_MODE.EXCL | OPEN_MODE.READ | OPEN_MODE.WRITE;
 
 export function openSshFingerprint(keyBlob: Buffer): string {
@@ -205,6 +213,12 @@ export class SftpSession {
         } else resolve(channel);
       });
     });
+    try {
+      chunkBytesFor(sftp, where);
+    } catch (error) {
+      client.destroy();
+      throw error;
+    }
     // ssh2 sets maxOpenHandles from limits@openssh.com before the channel is handed over.
     const announced = (sftp as unknown as { maxOpenHandles?: unknown }).maxOpenHandles;
     const handleCap = typeof announced === "number" && announced > 0 ? Math.min(MAX_OPEN_HANDLES, announced) : MAX_OPEN_HANDLES;
@@ -293,18 +307,8 @@ export class SftpSession {
     return new OutcomeUnknownError(`${what}: ${said}`, { cause: error });
   }
 
-  /**
-   * CHUNK_BYTES, or less when the server announced smaller limits (limits@openssh.com, kept by
-   * ssh2): a request ssh2 split would send its second half only after the first half's reply,
-   * i.e. after the CLOSE that writeReadBackClose sends with it.
-   */
   private get chunkBytes(): number {
-    const limits = this.sftp as unknown as { _maxWriteLen?: unknown; _maxReadLen?: unknown };
-    let chunk = CHUNK_BYTES;
-    for (const limit of [limits._maxWriteLen, limits._maxReadLen]) {
-      if (typeof limit === "number" && limit > 0) chunk = Math.min(chunk, limit);
-    }
-    return chunk;
+    return chunkBytesFor(this.sftp, "the server");
   }
 
   private async takeHandleSlot(): Promise<void> {
@@ -476,17 +480,23 @@ export class SftpSession {
    */
   async writeReadBackClose(handle: Buffer, content: Buffer): Promise<Buffer> {
     const chunk = this.chunkBytes;
+    // Sent in this order, never more than MAX_REQUESTS_IN_FLIGHT_PER_FILE outstanding: a large
+    // file costs a few more round trips, not a request object per chunk all at once.
+    const send = inOrderWithin(MAX_REQUESTS_IN_FLIGHT_PER_FILE);
     const writes: Promise<void>[] = [];
     for (let position = 0; position < content.length; position += chunk) {
-      writes.push(this.writeAt(handle, content.subarray(position, position + chunk), position));
+      const at = position;
+      writes.push(send(() => this.writeAt(handle, content.subarray(at, at + chunk), at)));
     }
     const reads: Promise<Buffer>[] = [];
     const asked: number[] = [];
     for (let position = 0; position <= content.length; position += chunk) {
-      asked.push(Math.min(chunk, content.length + 1 - position));
-      reads.push(this.read(handle, asked[asked.length - 1], position));
+      const at = position;
+      const length = Math.min(chunk, content.length + 1 - at);
+      asked.push(length);
+      reads.push(send(() => this.read(handle, length, at)));
     }
-    const closed = this.closeHandle(handle);
+    const closed = send(() => this.closeHandle(handle));
     const outcomes = await Promise.allSettled<unknown>([...writes, ...reads, closed]);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
     if (failed) throw failed.reason;
@@ -530,7 +540,8 @@ export class SftpSession {
   /**
    * One folder's entries with their attributes, read one READDIR reply at a time and never more
    * than `maxEntries` of them: the server is not trusted to end its listing. `complete` is false
-   * when the cap cut the listing short.
+   * when the cap cut the listing short; more than MAX_LISTING_BYTES of listing text is refused
+   * with HostileReplyError.
    */
   async listEntries(path: string, maxEntries: number): Promise<{ entries: RemoteEntry[]; complete: boolean }> {
     await this.takeHandleSlot();
@@ -542,6 +553,7 @@ export class SftpSession {
       throw error;
     }
     const entries: RemoteEntry[] = [];
+    let bytes = 0;
     let emptyReplies = 0;
     try {
       while (entries.length < maxEntries) {
@@ -551,11 +563,14 @@ export class SftpSession {
         if (batch === false) return { entries, complete: true };
         const before = entries.length;
         for (const entry of batch.slice(0, maxEntries - entries.length)) {
+          bytes += Buffer.byteLength(entry.filename) + Buffer.byteLength(entry.longname ?? "");
           if (entry.filename === "." || entry.filename === "..") continue;
+          // Counted (it is a file waiting), but its name is never kept as the server sent it.
+          const name = hasControlCharacters(entry.filename) ? printable(entry.filename, 200) : entry.filename;
           const mtime = entry.attrs?.mtime;
           const type = typeof entry.attrs?.mode === "number" ? entry.attrs.mode & 0o170000 : 0;
           entries.push({
-            name: entry.filename,
+            name,
             // No file type at all (mode 0): a server that sends no attributes; count the entry as a file.
             isFile: type === 0o100000 || type === 0,
             // 0 is what servers send when they do not say.
@@ -565,12 +580,66 @@ export class SftpSession {
         if (entries.length === before && ++emptyReplies > MAX_EMPTY_LISTING_REPLIES) {
           throw new HostileReplyError(`the listing of ${path} was refused: the server sent ${emptyReplies} replies without a new name and no end`);
         }
+        if (bytes > MAX_LISTING_BYTES) {
+          throw new HostileReplyError(`the listing of ${path} was refused after ${entries.length} names (${bytes} bytes): more than the ${MAX_LISTING_BYTES} bytes a listing may take`);
+        }
       }
       return { entries, complete: false };
     } finally {
       await this.closeHandle(handle).catch(() => undefined);
     }
   }
+}
+
+/**
+ * CHUNK_BYTES, or less when the server announced smaller limits (limits@openssh.com, kept by
+ * ssh2): a request ssh2 split would send its second half only after the first half's reply,
+ * i.e. after the CLOSE that writeReadBackClose sends with it. Limits below MIN_ANNOUNCED_LENGTH
+ * are refused with HostileReplyError.
+ */
+export function chunkBytesFor(sftp: unknown, where: string): number {
+  const limits = sftp as { _maxWriteLen?: unknown; _maxReadLen?: unknown };
+  let chunk = CHUNK_BYTES;
+  for (const [what, limit] of [
+    ["max-write-length", limits._maxWriteLen],
+    ["max-read-length", limits._maxReadLen],
+  ] as const) {
+    if (typeof limit !== "number" || !(limit > 0)) continue;
+    if (limit < MIN_ANNOUNCED_LENGTH) {
+      throw new HostileReplyError(`${where} announced a ${what} of ${limit} bytes (limits@openssh.com), less than the ${MIN_ANNOUNCED_LENGTH} any server takes; refused`);
+    }
+    chunk = Math.min(chunk, limit);
+  }
+  return chunk;
+}
+
+/**
+ * Starts the tasks given to it in the order given, with at most `limit` of them unsettled at
+ * once; each call returns its task's outcome.
+ */
+export function inOrderWithin(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return <T>(task: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      const start = () => {
+        running++;
+        let outcome: Promise<T>;
+        try {
+          outcome = task();
+        } catch (error) {
+          outcome = Promise.reject(error);
+        }
+        outcome
+          .then(resolve, reject)
+          .finally(() => {
+            running--;
+            waiting.shift()?.();
+          });
+      };
+      if (running < limit) start();
+      else waiting.push(start);
+    });
 }
 
 /** A remote folder entry as `listEntries` reports it. */

@@ -30,6 +30,7 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     inDoubtFiles: entries.filter((e) => e.state === "committing").map((e) => e.name),
     awaitingArchive: entries.filter((e) => e.state === "published").length,
     awaitingArchiveFiles: entries.filter((e) => e.state === "published").map((e) => e.name),
+    needResolveFiles: entries.filter((e) => e.state === "committing" && e.doubt !== undefined).map((e) => e.name),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
   };
 }
@@ -42,13 +43,24 @@ export function formatStatus(report: StatusReport): string {
       : "last run: never",
     `outbox: ${report.outbox.waiting} waiting${report.outbox.oldestAgeSeconds === null ? "" : `, oldest ${report.outbox.oldestAgeSeconds} s old`}`,
     `quarantined: ${report.quarantined}`,
-    report.inDoubt > 0 && report.inDoubtFiles
-      ? `in doubt: ${report.inDoubt} (${report.inDoubtFiles.join(", ")}; the next run tries to settle them, see the run log; plutus-sync resolve settles what it cannot)`
-      : `in doubt: ${report.inDoubt}`,
+    report.inDoubt > 0 && report.inDoubtFiles ? `in doubt: ${report.inDoubt} (${describeInDoubt(report.inDoubtFiles, report.needResolveFiles ?? [])})` : `in doubt: ${report.inDoubt}`,
     ...((report.awaitingArchive ?? 0) > 0
       ? [`delivered, awaiting archive: ${report.awaitingArchive} (${(report.awaitingArchiveFiles ?? []).join(", ")}; never sent again; the next run moves them; archive-failed in the log says why)`]
       : []),
     `consecutive failed runs: ${report.consecutiveFailedRuns}`,
   ];
   return lines.join("\n");
+}
+
+/** Which entries wait for an operator (a run reported them) and which the next run settles. */
+function describeInDoubt(files: string[], needResolve: string[]): string {
+  const waiting = new Set(needResolve);
+  const forResolve = files.filter((f) => waiting.has(f));
+  const forNextRun = files.filter((f) => !waiting.has(f));
+  return [
+    forResolve.length > 0 ? `${forResolve.join(", ")}: reported in doubt by a run, settle with plutus-sync resolve` : "",
+    forNextRun.length > 0 ? `${forNextRun.join(", ")}: being settled, the next run settles it` : "",
+  ]
+    .filter((part) => part !== "")
+    .join("; ");
 }

@@ -138,7 +138,7 @@ export const agentConfigSchema = z
     maxFileBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").default(10 * 1024 * 1024),
     /** A pass stops starting new work at this point and ends; keep it under the cron interval. */
     passDeadlineSeconds: wholeNumber(5, 3_600, "seconds").default(240),
-    /** Any single SFTP request that takes longer tears the connection down. */
+    /** While requests are outstanding, some reply must come this often, or the connection is torn down (a request may wait longer behind others). */
     operationTimeoutSeconds: wholeNumber(1, 600, "seconds").default(30),
     /** TCP connect plus SSH handshake and authentication. */
     connectTimeoutSeconds: wholeNumber(1, 300, "seconds").default(20),

@@ -60,6 +60,8 @@ export interface StatusReport {
   awaitingArchive?: number;
   /** Outbox names of the orders awaiting archiving. */
   awaitingArchiveFiles?: string[];
+  /** Those of them a run reported in doubt: they wait for `plutus-sync resolve`; the others the next run settles. */
+  needResolveFiles?: string[];
   consecutiveFailedRuns: number;
 }
 

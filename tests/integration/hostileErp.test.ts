@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync, readdirSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { BUNDLE, LocalSide, lastJsonLine, logEvents, makeLocalSide, runAgent, sampleOrder, STAGING_SENTINEL, type AgentResult } from "../support/agent";
 import { EVIL_TEXT, HostileErp, HostileMode, hashOf, startHostileErp } from "../support/hostileErp";
@@ -149,6 +149,43 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 1 });
   }, 90_000);
 
+  it("announced read/write limits of 1 byte are refused at connect: no request per byte, bounded memory, nothing lost", async () => {
+    const { erp, local } = await against("tiny-limits:1", { passDeadlineSeconds: 40, operationTimeoutSeconds: 10, maxFileBytes: 2 * MiB });
+    const sums = orders(local, 1, 512 * 1024);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`1-byte limits: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB, ${erp.requests} requests\n`);
+    expect(result.code).toBe(1);
+    expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
+    const refusal = `plutus-erp@127.0.0.1:${erp.port} announced a max-write-length of 1 bytes (limits@openssh.com), less than the 4096 any server takes; refused`;
+    expect(logEvents(local.logDir).filter((e) => e.event === "failed").map((e) => e.error)).toEqual([refusal]);
+    expect(erp.requests).toBeLessThan(10);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 1 });
+  }, 90_000);
+
+  it("announced limits of 4 KiB are taken: a 512 KiB order goes in 4 KiB requests, never more than 64 outstanding", async () => {
+    const { erp, local } = await against("tiny-limits:4096", { passDeadlineSeconds: 60, maxFileBytes: 2 * MiB });
+    const sums = orders(local, 1, 512 * 1024);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 1, waiting: 0 });
+    expect(erp.maxOutstanding).toBeLessThanOrEqual(64);
+    expect(erp.maxOutstanding).toBeGreaterThanOrEqual(32);
+  }, 90_000);
+
+  it("an ERP inbox listing of endless long names is refused at 16 MiB: bounded memory, the pass is not failed by it", async () => {
+    const { erp, local } = await against("long-inbox-names", { passDeadlineSeconds: 60, operationTimeoutSeconds: 20 });
+    const sums = orders(local, 1);
+    const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
+    process.stdout.write(`long inbox names: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB, ${erp.requests} requests\n`);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
+    const unobserved = logEvents(local.logDir).filter((e) => e.event === "erp-inbox-unobserved" || e.event === "erp-inbox-truncated");
+    expect(unobserved.map((e) => [e.event, String(e.error).replace(/after \d+ names \(\d+ bytes\)/, "after N names (B bytes)")])).toEqual([
+      ["erp-inbox-unobserved", "the listing of /Inbox was refused after N names (B bytes): more than the 16777216 bytes a listing may take"],
+    ]);
+    expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 1, waiting: 0 });
+  }, 90_000);
+
   it("garbage replies drop the connection; the pass ends by its deadline, fails, and loses nothing", async () => {
     const { erp, local } = await against("garbage-replies", { passDeadlineSeconds: 15, operationTimeoutSeconds: 3, retries: 2, retryBaseDelayMs: 100 });
     const sums = orders(local, 4);
@@ -159,6 +196,66 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     expect(result.stderr).not.toMatch(/unexpected error/);
     expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 4 });
+  }, 60_000);
+});
+
+describe("a scan through large junk files keeps uploads in flight alive", () => {
+  /** A 4 MiB file that is not JSON, sparse: it costs no disk, but a full read and parse. */
+  function junk(path: string): void {
+    const fd = openSync(path, "w");
+    writeSync(fd, '{"a":[');
+    ftruncateSync(fd, 4 * MiB);
+    closeSync(fd);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(path, old, old);
+  }
+
+  it("300 junk files of 4 MiB after an order whose replies come slowly: no reply left unread for the progress deadline", async () => {
+    // Junk is read and parsed synchronously; the first 100 junk files are moved as found (each
+    // move waits for I/O), the rest only later. Node lists a folder sorted by name, so the order
+    // is looked at after 80 junk files: its requests are outstanding (every reply comes 100 ms
+    // late) while the scan reads and parses 280 junk files, seconds of work. Unless the scan lets
+    // the replies in, the 1 s progress deadline drops a healthy connection.
+    const { erp, local } = await against("slow-replies:100", { concurrency: 2, operationTimeoutSeconds: 1, passDeadlineSeconds: 120, maxFileBytes: 8 * MiB });
+    for (let i = 0; i < 80; i++) junk(join(local.outbox, `a-junk-${String(i).padStart(3, "0")}.json`));
+    local.writeOrder("b-order.json", sampleOrder(0));
+    for (let i = 0; i < 300; i++) junk(join(local.outbox, `c-junk-${String(i).padStart(3, "0")}.json`));
+    const run = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
+    process.stdout.write(`junk scan: ${JSON.stringify(lastJsonLine(run.stdout))}\n`);
+    expect(lastJsonLine(run.stdout)).toMatchObject({ found: 381, delivered: 1, failed: 0, quarantined: 380 });
+    const events = logEvents(local.logDir);
+    expect(events.filter((e) => e.event === "retry" || e.event === "failed")).toEqual([]);
+    expect(events.filter((e) => e.event === "connected")).toHaveLength(1);
+    expect(erp.files.get("/Inbox/b-order.json")?.toString()).toBe(sampleOrder(0));
+  }, 60_000);
+});
+
+describe("the staging sentinel is only replaced when it was read and is damaged", () => {
+  it("a READ of the sentinel refused: the pass fails, the sentinel stays, and an earlier commit is still proven next pass", async () => {
+    const { erp, local } = await against("honest");
+    local.writeOrder("order-0.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", local.configPath], { PLUTUS_CRASH_AT: "after-rename:1" })).signal).toBe("SIGKILL");
+    const sentinelPath = [...erp.files.keys()].find((p) => STAGING_SENTINEL.test(p.slice("/Staging/".length)))!;
+    const sentinel = erp.files.get(sentinelPath)!.toString();
+    local.writeOrder("order-1.json", sampleOrder(1));
+
+    erp.mode = "sentinel-read-failure";
+    const refused = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(refused.code).toBe(1);
+    expect(lastJsonLine(refused.stdout)).toMatchObject({ delivered: 0, recovered: 0, inDoubt: 0, failed: 2 });
+    const events = logEvents(local.logDir);
+    expect(events.filter((e) => e.event === "recovery-failed").map((e) => [e.file, e.error])).toEqual([["order-0.json", `read: Failure`]]);
+    expect(events.filter((e) => e.event === "failed").map((e) => [e.file, e.error])).toEqual([["order-1.json", `read: Failure`]]);
+    expect(events.filter((e) => e.event === "sentinel-created")).toEqual([expect.objectContaining({ replacedDamaged: false })]);
+    expect(erp.files.get(sentinelPath)!.toString()).toBe(sentinel);
+
+    erp.mode = "honest";
+    const next = await runAgent(["run", "--config", local.configPath, "--json"]);
+    expect(next.code).toBe(0);
+    expect(lastJsonLine(next.stdout)).toMatchObject({ delivered: 1, recovered: 1, inDoubt: 0, failed: 0 });
+    expect(logEvents(local.logDir).filter((e) => e.event === "presumed-delivered").map((e) => e.file)).toEqual(["order-0.json"]);
+    expect([...erp.files.keys()].filter((p) => p.startsWith("/Inbox/")).sort()).toEqual(["/Inbox/order-0.json", "/Inbox/order-1.json"]);
   }, 60_000);
 });
 

@@ -189,6 +189,18 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   });
 });
 
+/**
+ * Carries out a guide block that is one `Remove-Item -Path '<windows folder>\<pattern>'` (no
+ * PowerShell here): the folder mapped to the stand-in's, `*` matched as PowerShell does.
+ */
+function runRemoveItem(block: string, windowsFolder: string, folder: string): void {
+  const match = /^Remove-Item -Path '(.+)\\([^\\']+)'\n$/.exec(block);
+  if (!match) throw new Error(`not a single Remove-Item: ${block}`);
+  expect(match[1]).toBe(windowsFolder);
+  const pattern = new RegExp(`^${match[2].split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  for (const name of readdirSync(folder)) if (pattern.test(name)) rmSync(join(folder, name));
+}
+
 /** Runs a block of the guide as written, on this test's agent: paths of a real install mapped to the test's. */
 function runGuideBlock(block: string, orderName: string) {
   return runBlock(
@@ -234,6 +246,7 @@ describe("an absent staging copy is only believed in the folder the upload went 
     expect(pass.code).toBe(1);
     expect(lastJsonLine(pass.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, failed: 0, inDoubt: 1 });
     expect(pass.stdout).toContain(", 1 in doubt (see plutus-sync status; settle with plutus-sync resolve)");
+    expect(pass.stderr).toBe(`plutus-sync: in doubt: order-a.json: ${IN_DOUBT_REASON("/Staging", sentinel)}\n`);
     const inDoubt = logEvents(ctx.local.logDir).filter((e) => e.event === "in-doubt");
     expect(inDoubt.at(-1)).toMatchObject({ level: "error", file: "order-a.json", reason: IN_DOUBT_REASON("/Staging", sentinel) });
     expect(logEvents(ctx.local.logDir).filter((e) => e.event === "recovered" || e.event === "presumed-delivered")).toEqual([]);
@@ -250,14 +263,14 @@ describe("an absent staging copy is only believed in the folder the upload went 
     await expectStillInDoubt(sentinel);
     const status = await runAgent(["status", "--config", ctx.local.configPath, "--json"]);
     // Three failed runs in a row: the killed pass, then two in doubt.
-    expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 1, inDoubtFiles: ["order-a.json"], consecutiveFailedRuns: 3 });
+    expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 1, inDoubtFiles: ["order-a.json"], needResolveFiles: ["order-a.json"], consecutiveFailedRuns: 3 });
 
     // The operations guide's procedure, as written.
     const [look, delivered, resend] = operationsGuideBlocks("### Settling an in-doubt order by hand");
     const looked = runGuideBlock(look, "order-a.json");
     expect(looked.stderr).toBe("");
     expect(looked.status).toBe(0);
-    expect(looked.stdout).toContain("in doubt: 1 (order-a.json; ");
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
     expect(looked.stdout).toContain(`"file":"order-a.json","reason":${JSON.stringify(IN_DOUBT_REASON("/Staging", sentinel))}`);
     expect(looked.stdout).toContain(`{"target":"order-a.json","inboxDir":"/Inbox","sha256":"${sha(sampleOrder(0))}"}`);
     expect(delivered).toContain("--delivered");
@@ -313,6 +326,63 @@ describe("an absent staging copy is only believed in the folder the upload went 
     } finally {
       renameSync(join(ctx.erp.jail, "Staging2"), ctx.erp.stagingDir);
     }
+  });
+
+  it("resolve refuses an entry no run reported in doubt (its staging copy is still there): exit 2; the next pass delivers it once", async () => {
+    oneAtATime();
+    ctx.local.writeOrder("order-a.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    const status = await runAgent(["status", "--config", ctx.local.configPath]);
+    expect(status.stdout).toContain("in doubt: 1 (order-a.json: being settled, the next run settles it)\n");
+    for (const decision of ["--delivered", "--resend"]) {
+      const resolved = await runAgent(["resolve", "--config", ctx.local.configPath, "order-a.json", decision]);
+      expect({ code: resolved.code, stdout: resolved.stdout, stderr: resolved.stderr }).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: "plutus-sync: order-a.json is not in doubt: no run has reported it so, and the next run settles it itself; resolve only what a run reported in doubt (plutus-sync status lists them)\n",
+      });
+    }
+    expect(readdirSync(ctx.local.outbox)).toEqual(["order-a.json"]);
+    const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect({ code: pass.code, stderr: pass.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(lastJsonLine(pass.stdout)).toMatchObject({ recovered: 1, inDoubt: 0 });
+    erpConsumes();
+    expectExactlyOnce(new Map([["order-a.json", sha(sampleOrder(0))]]));
+  });
+
+  it("the ERP volume restored from a checkpoint: the guide's procedure (sentinel deleted) puts the undone delivery in doubt instead of presuming it", async () => {
+    oneAtATime();
+    ctx.local.writeOrder("order-0.json", sampleOrder(0));
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    erpConsumes();
+    // The checkpoint: staging holds only the sentinel.
+    const checkpoint = readdirSync(ctx.erp.stagingDir);
+    expect(checkpoint).toEqual([expect.stringMatching(STAGING_SENTINEL)]);
+    ctx.local.writeOrder("order-a.json", sampleOrder(1));
+    expect((await runAgent(["run", "--config", ctx.local.configPath], { PLUTUS_CRASH_AT: "after-commit-record:1" })).signal).toBe("SIGKILL");
+    expect(stagingFiles(ctx.erp.stagingDir)).toHaveLength(1);
+    // The checkpoint applied: the upload made since is gone, the sentinel is the same.
+    for (const name of readdirSync(ctx.erp.stagingDir)) if (!checkpoint.includes(name)) rmSync(join(ctx.erp.stagingDir, name));
+
+    const [removeSentinel] = operationsGuideBlocks("### After the ERP volume was restored (checkpoint, backup)", "powershell");
+    runRemoveItem(removeSentinel, "C:\\Plutus\\Staging", ctx.erp.stagingDir);
+    expect(readdirSync(ctx.erp.stagingDir)).toEqual([]);
+
+    const pass = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(pass.code).toBe(1);
+    expect(lastJsonLine(pass.stdout)).toMatchObject({ recovered: 0, inDoubt: 1 });
+    expect(pass.stderr).toBe(`plutus-sync: in doubt: order-a.json: ${IN_DOUBT_REASON("/Staging", checkpoint[0])}\n`);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "presumed-delivered")).toEqual([]);
+    const [look] = operationsGuideBlocks("### After the ERP volume was restored (checkpoint, backup)");
+    const looked = runGuideBlock(look, "order-a.json");
+    expect({ status: looked.status, stderr: looked.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
+
+    // The restored ERP does not have it: sent again, once.
+    expect((await runAgent(["resolve", "--config", ctx.local.configPath, "order-a.json", "--resend"])).code).toBe(0);
+    expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
+    erpConsumes();
+    expectExactlyOnce(new Map([["order-0.json", sha(sampleOrder(0))], ["order-a.json", sha(sampleOrder(1))]]));
   });
 
   it("an absent staging copy in the proven folder is presumed delivered, and logged as a presumption", async () => {

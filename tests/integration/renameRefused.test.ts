@@ -148,3 +148,20 @@ it("both unlinks refused, no crash: delivered once, the staging link left is rep
   expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
   expect(erpTakesInbox()).toEqual(new Map([["order-b.json", sha(sampleOrder(8))]]));
 });
+
+it("rename refused again and again: the back-off stops at the pass deadline, the pass exits 1 and is recorded", async () => {
+  writeFileSync(ctx.local.configPath, JSON.stringify({ ...ctx.local.config, retries: 10, retryBaseDelayMs: 2_000, passDeadlineSeconds: 10, operationTimeoutSeconds: 5 }));
+  ctx.local.writeOrder("order-a.json", ORDER);
+  appendOnly(true, ctx.erp.stagingDir);
+  const started = Date.now();
+  const refused = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+  const ms = Date.now() - started;
+  expect(refused.code).toBe(1);
+  expect(ms).toBeLessThan(12_000);
+  expect(lastJsonLine(refused.stdout)).toMatchObject({ found: 1, delivered: 0, failed: 1 });
+  const lastRun = JSON.parse(readFileSync(join(ctx.local.stateDir, "last-run.json"), "utf8"));
+  expect(lastRun).toMatchObject({ exitCode: 1, consecutiveFailedRuns: 1 });
+  expect(Date.parse(lastRun.finishedAt)).toBeGreaterThanOrEqual(started);
+  expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+  expect(readdirSync(ctx.local.outbox)).toEqual(["order-a.json"]);
+}, 60_000);

@@ -19,11 +19,16 @@ const { STATUS_CODE, OPEN_MODE } = utils.sftp;
  *   status-text       OPEN in /Staging fails with a message full of terminal escapes and newlines
  *   handles:N         at most N handles open at once; one more OPEN gets FAILURE (like EMFILE),
  *                     and limits@openssh.com is not offered (like Win32-OpenSSH 8.1)
+ *   tiny-limits:N     offers limits@openssh.com and announces a max-read-length and
+ *                     max-write-length of N bytes (one request per N bytes of every file)
+ *   long-inbox-names  the listing of /Inbox never ends: five names of 20,000 characters a reply, forever
+ *   slow-replies:MS   every reply is sent MS milliseconds late (in order): a slow link
+ *   sentinel-read-failure  every READ of a file named *.sentinel gets FAILURE
  *   honest            none of that (e.g. to see what `check` says about a non-OpenSSH server)
  *   disconnect-text   not SSH at all: a version line, then a DISCONNECT before key exchange whose
  *                     text holds escapes and a forged log line
  */
-export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | "honest" | "disconnect-text";
+export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" | "garbage-replies" | "status-text" | `handles:${number}` | `tiny-limits:${number}` | "long-inbox-names" | "sentinel-read-failure" | `slow-replies:${number}` | "honest" | "disconnect-text";
 
 /** Text a hostile server puts in its messages: an OSC title change, a forged log line, a screen clear. */
 export const EVIL_TEXT = "\x1b]0;owned\x07\r\nDec  1 12:00:00 erp plutus-sync[1]: plutus-sync: 9/9 delivered\x1b[2J\x9b31m\u202e";
@@ -41,6 +46,8 @@ export interface HostileErp {
   /** Most handles open at once, and OPENs refused for lack of one. */
   maxHandlesOpen: number;
   opensRefused: number;
+  /** tiny-limits modes: most requests the client had sent without a reply at once. */
+  maxOutstanding: number;
   stop(): Promise<void>;
 }
 
@@ -58,7 +65,7 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
   const files = new Map<string, Buffer>();
   const sockets = new Set<Socket>();
   const clients = new Set<Connection>();
-  const state: ServerState = { mode, requests: 0, maxHandlesOpen: 0, opensRefused: 0 };
+  const state: ServerState = { mode, requests: 0, maxHandlesOpen: 0, opensRefused: 0, maxOutstanding: 0 };
 
   let server: TcpServer | Server;
   if (mode === "disconnect-text") {
@@ -79,7 +86,11 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
       client.on("ready", () => {
         client.on("session", (accept) => {
           const session = accept();
-          session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, state));
+          session.on("sftp", (acceptSftp) => {
+            const sftp = acceptSftp();
+            if (state.mode.startsWith("tiny-limits:")) announceLimits(sftp, Number(state.mode.slice("tiny-limits:".length)));
+            serveSftp(sftp, files, state);
+          });
         });
       });
     });
@@ -112,6 +123,9 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
     get opensRefused() {
       return state.opensRefused;
     },
+    get maxOutstanding() {
+      return state.maxOutstanding;
+    },
     stop: async () => {
       for (const socket of sockets) socket.destroy();
       for (const client of clients) client.end();
@@ -119,6 +133,50 @@ export async function startHostileErp(mode: HostileMode, options: { ident?: stri
       rmSync(keyDir, { recursive: true, force: true });
     },
   } as HostileErp;
+}
+
+/**
+ * Makes ssh2's SFTP server offer limits@openssh.com (it never does on its own): its bare VERSION
+ * reply is swapped for one naming the extension, and the client's limits request is answered
+ * with `readWriteLength` as max-read-length and max-write-length.
+ */
+function announceLimits(sftp: SFTPWrapper, readWriteLength: number): void {
+  const raw = sftp as unknown as { _protocol: { channelData(id: number, data: Buffer): void }; outgoing: { id: number } };
+  const protocol = raw._protocol;
+  const channelData = protocol.channelData.bind(protocol);
+  const SSH_FXP_VERSION = 2;
+  const SSH_FXP_EXTENDED_REPLY = 201;
+  const sftpString = (text: string) => {
+    const bytes = Buffer.from(text);
+    const out = Buffer.alloc(4 + bytes.length);
+    out.writeUInt32BE(bytes.length);
+    bytes.copy(out, 4);
+    return out;
+  };
+  const packet = (body: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    return Buffer.concat([length, body]);
+  };
+  protocol.channelData = (id: number, data: Buffer) => {
+    if (data.length === 9 && data[4] === SSH_FXP_VERSION) {
+      protocol.channelData = channelData;
+      const version = Buffer.from([SSH_FXP_VERSION, 0, 0, 0, 3]);
+      return channelData(id, packet(Buffer.concat([version, sftpString("limits@openssh.com"), sftpString("1")])));
+    }
+    channelData(id, data);
+  };
+  sftp.on("EXTENDED", (reqid: number, name: string) => {
+    if (name !== "limits@openssh.com") return sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED);
+    const body = Buffer.alloc(1 + 4 + 4 * 8);
+    body[0] = SSH_FXP_EXTENDED_REPLY;
+    body.writeUInt32BE(reqid, 1);
+    body.writeBigUInt64BE(256n * 1024n, 5);
+    body.writeBigUInt64BE(BigInt(readWriteLength), 13);
+    body.writeBigUInt64BE(BigInt(readWriteLength), 21);
+    body.writeBigUInt64BE(64n, 29);
+    channelData(raw.outgoing.id, packet(body));
+  });
 }
 
 /** An unencrypted SSH_MSG_DISCONNECT packet (RFC 4253 §6, §11.1), as sent before key exchange. */
@@ -144,6 +202,7 @@ interface ServerState {
   requests: number;
   maxHandlesOpen: number;
   opensRefused: number;
+  maxOutstanding: number;
 }
 
 interface OpenFile {
@@ -170,9 +229,26 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
     state.maxHandlesOpen = Math.max(state.maxHandlesOpen, handles.size);
     return handle;
   };
+  // tiny-limits: replies are held until no request came for 50 ms, so the most held at once is
+  // how many requests the client sends before it waits for a reply.
+  const held: (() => void)[] = [];
+  let release: NodeJS.Timeout | undefined;
+  const holdReply = (reply: () => void) => {
+    held.push(reply);
+    state.maxOutstanding = Math.max(state.maxOutstanding, held.length);
+    clearTimeout(release);
+    release = setTimeout(() => {
+      for (const next of held.splice(0)) next();
+    }, 50);
+  };
   // Garbage: whatever was asked, the channel gets random bytes that do not parse as SFTP.
   const answer = (reply: () => void) => {
     state.requests++;
+    if (state.mode.startsWith("tiny-limits:") && !garbage) return holdReply(reply);
+    if (state.mode.startsWith("slow-replies:")) {
+      setTimeout(reply, Number(state.mode.slice("slow-replies:".length)));
+      return;
+    }
     if (garbage) {
       (sftp as unknown as { push?: unknown; _protocol?: { channelData(id: number, data: Buffer): void }; outgoing?: { id: number } })._protocol?.channelData(
         (sftp as unknown as { outgoing: { id: number } }).outgoing.id,
@@ -214,6 +290,7 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
       const file = handles.get(handle.toString("hex"));
       const content = file && files.get(file.path);
       if (!content) return sftp.status(reqid, STATUS_CODE.FAILURE, "bad handle");
+      if (state.mode === "sentinel-read-failure" && file.path.endsWith(".sentinel")) return sftp.status(reqid, STATUS_CODE.FAILURE, "Failure");
       if (offset >= content.length) return sftp.status(reqid, STATUS_CODE.EOF);
       const dribble = state.mode === "dribble-reads" && !file.path.startsWith("/Staging/");
       sftp.data(reqid, content.subarray(offset, offset + (dribble ? 1 : length)));
@@ -262,6 +339,13 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
       if (state.mode === "endless-listing" && dir.path === "/Staging") {
         const names = Array.from({ length: 400 }, () => {
           const filename = `x-${endless++}-${"n".repeat(200)}`;
+          return { filename, longname: `-rw-r----- 1 erp erp 0 Jan 1 00:00 ${filename}`, attrs: attrsOf(0, false) };
+        });
+        return sftp.name(reqid, names);
+      }
+      if (state.mode === "long-inbox-names" && dir.path === "/Inbox") {
+        const names = Array.from({ length: 5 }, () => {
+          const filename = `i-${endless++}-${"n".repeat(20_000)}`;
           return { filename, longname: `-rw-r----- 1 erp erp 0 Jan 1 00:00 ${filename}`, attrs: attrsOf(0, false) };
         });
         return sftp.name(reqid, names);

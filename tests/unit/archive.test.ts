@@ -150,6 +150,35 @@ describe("moving to another volume (quarantine or archive on a second file syste
     expect(JSON.parse(readFileSync(`${dest}.reason`, "utf8"))).toMatchObject({ file: "huge.json", originalName: "huge.json" });
   }, 60_000);
 
+  it("a symlink, fifo or socket to quarantine on another volume is set aside in the outbox, with its note in quarantine", async () => {
+    const quarantine = join(otherVolume, "quarantine-special");
+    symlinkSync("/etc/passwd", join(outbox, "evil.json"));
+    execFileSync("mkfifo", [join(outbox, "pipe.json")]);
+    const server = require("node:net").createServer();
+    await new Promise<void>((resolve) => server.listen(join(outbox, "sock.json"), resolve));
+    try {
+      for (const [name, kind] of [
+        ["evil.json", "symbolic link"],
+        ["pipe.json", "fifo"],
+        ["sock.json", "socket"],
+      ]) {
+        const keptAs = await quarantineFile(join(outbox, name), name, "not a regular file", quarantine);
+        expect(keptAs).toBe(join(outbox, `${name}.set-aside`));
+        expect(JSON.parse(readFileSync(join(quarantine, `${name}.set-aside.reason`), "utf8"))).toMatchObject({
+          file: null,
+          keptInOutboxAs: keptAs,
+          originalName: name,
+          reason: "not a regular file",
+          notMovedBecause: `cannot move a ${kind} across volumes`,
+        });
+      }
+      expect(readdirSync(outbox).sort()).toEqual(["evil.json.set-aside", "pipe.json.set-aside", "sock.json.set-aside"]);
+      expect(lstatSync(join(outbox, "evil.json.set-aside")).isSymbolicLink()).toBe(true);
+    } finally {
+      server.close();
+    }
+  });
+
   /** Replaces `source` (by rename, as the web shop's account could) right after the mover first looks at it. */
   function swapAfterFirstLook(source: string, swapIn: string): void {
     const promises = jest.requireActual<typeof import("node:fs")>("node:fs").promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
