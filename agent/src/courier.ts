@@ -41,6 +41,10 @@ const SENTINEL_CONTENT = /^[0-9a-f]{32}$/;
 /** A sentinel file larger than this is read as damaged without reading it. */
 const SENTINEL_MAX_BYTES = 1024;
 
+function cannotBeTold(name: string): string {
+  return `; whether the ERP got ${name} cannot be told: it stays in the outbox until an operator runs plutus-sync resolve`;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -194,7 +198,7 @@ export class Courier {
     const doubt = await this.stagingFolderDoubt(session, entry);
     if (doubt) {
       throw new InDoubtError(
-        `${seen}, but ${doubt}; whether the ERP got ${entry.name} cannot be told: it stays in the outbox until an operator runs plutus-sync resolve`,
+        `${seen}, but ${doubt}${cannotBeTold(entry.name)}`,
       );
     }
     this.log.warn("staging copy gone from the proven staging folder: presumed delivered", {
@@ -320,7 +324,9 @@ export class Courier {
    */
   async settle(entry: JournalEntry): Promise<Settlement> {
     if (entry.doubt !== undefined) {
-      throw new InDoubtError(`${entry.doubt}; whether the ERP got ${entry.name} cannot be told: it stays in the outbox until an operator runs plutus-sync resolve`);
+      // A pass's own report already ends with the verdict; repair's reason does not.
+      const verdict = cannotBeTold(entry.name);
+      throw new InDoubtError(entry.doubt.endsWith(verdict) ? entry.doubt : `${entry.doubt}${verdict}`);
     }
     const session: SftpSession = await this.link.session();
     if (await session.exists(this.stagingPath(entry))) return { entry: await this.publish(entry), presumed: false };

@@ -245,13 +245,14 @@ async function readRecords(path: string): Promise<{ records: JournalRecord[]; wh
   return { records, wholeBytes, tornTail: wholeBytes < content.length, existed: true };
 }
 
-const RECORD_TYPES = new Set(["commit", "published", "archived", "abandoned"]);
+const RECORD_TYPES = new Set(["commit", "published", "archived", "abandoned", "doubt"]);
 
 /** A parsed line that has the shape of a record: anything else is damage, even when it is JSON. */
 export function isJournalRecord(value: unknown): value is JournalRecord {
   if (typeof value !== "object" || value === null) return false;
   const record = value as Record<string, unknown>;
   if (typeof record.t !== "string" || !RECORD_TYPES.has(record.t) || typeof record.id !== "string") return false;
+  if (record.t === "doubt") return typeof record.reason === "string";
   if (record.t !== "commit") return true;
   return ["name", "sha256", "staging", "target"].every((k) => typeof record[k] === "string") && typeof record.size === "number";
 }

@@ -58,7 +58,7 @@ function describeInDoubt(files: string[], needResolve: string[]): string {
   const forResolve = files.filter((f) => waiting.has(f));
   const forNextRun = files.filter((f) => !waiting.has(f));
   return [
-    forResolve.length > 0 ? `${forResolve.join(", ")}: reported in doubt by a run, settle with plutus-sync resolve` : "",
+    forResolve.length > 0 ? `${forResolve.join(", ")}: held in doubt, settle with plutus-sync resolve` : "",
     forNextRun.length > 0 ? `${forNextRun.join(", ")}: being settled, the next run settles it` : "",
   ]
     .filter((part) => part !== "")

@@ -270,7 +270,7 @@ describe("an absent staging copy is only believed in the folder the upload went 
     const looked = runGuideBlock(look, "order-a.json");
     expect(looked.stderr).toBe("");
     expect(looked.status).toBe(0);
-    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: held in doubt, settle with plutus-sync resolve)\n");
     expect(looked.stdout).toContain(`"file":"order-a.json","reason":${JSON.stringify(IN_DOUBT_REASON("/Staging", sentinel))}`);
     expect(looked.stdout).toContain(`{"target":"order-a.json","inboxDir":"/Inbox","sha256":"${sha(sampleOrder(0))}"}`);
     expect(delivered).toContain("--delivered");
@@ -376,7 +376,7 @@ describe("an absent staging copy is only believed in the folder the upload went 
     const [look] = operationsGuideBlocks("### After the ERP volume was restored (checkpoint, backup)");
     const looked = runGuideBlock(look, "order-a.json");
     expect({ status: looked.status, stderr: looked.stderr }).toEqual({ status: 0, stderr: "" });
-    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: reported in doubt by a run, settle with plutus-sync resolve)\n");
+    expect(looked.stdout).toContain("in doubt: 1 (order-a.json: held in doubt, settle with plutus-sync resolve)\n");
 
     // The restored ERP does not have it: sent again, once.
     expect((await runAgent(["resolve", "--config", ctx.local.configPath, "order-a.json", "--resend"])).code).toBe(0);

@@ -179,7 +179,7 @@ describe("Damaged journal: plutus-sync repair", () => {
     );
     expect(repaired.stdout).toContain("plutus-sync: runs may go on; 2 in doubt (settle each with plutus-sync resolve), 0 left for the next run\n");
     const [, status] = operationsGuideBlocks("### Damaged journal");
-    expect(follow(status).stdout).toContain("\nin doubt: 2 (order-a.json, order-b.json; ");
+    expect(follow(status).stdout).toContain("\nin doubt: 2 (order-a.json, order-b.json: held in doubt, settle with plutus-sync resolve)\n");
 
     // Runs go on; nothing in doubt is sent.
     const held = run();

@@ -48,6 +48,21 @@ describe("Journal", () => {
     await reopened.close();
   });
 
+  it("a doubt record (a pass reported the entry in doubt) is read back, survives compaction, and is not taken for damage", async () => {
+    const journal = await Journal.open(dir);
+    await journal.record(commit("1", "a.json"));
+    await journal.record(commit("2", "b.json"));
+    await journal.record({ t: "doubt", id: "1", reason: "the staging folder was replaced", at: "x" });
+    await journal.close();
+    const reopened = await Journal.open(dir);
+    expect(reopened.entries().map((e) => [e.id, e.doubt])).toEqual([["1", "the staging folder was replaced"], ["2", undefined]]);
+    await reopened.compact();
+    await reopened.close();
+    const compacted = await Journal.open(dir);
+    expect(compacted.entries().map((e) => [e.id, e.state, e.doubt])).toEqual([["1", "committing", "the staging folder was replaced"], ["2", "committing", undefined]]);
+    await compacted.close();
+  });
+
   it("a later commit record for the same id moves the target (conflict name)", async () => {
     const journal = await Journal.open(dir);
     await journal.record(commit("1", "a.json"));
