@@ -4,6 +4,7 @@ import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { loadConfig, readPrivateKey } from "./config";
 import { createLogger, endLogger, Logger } from "./logger";
 import { runPass } from "./pass";
+import { runWatch } from "./watch";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
 import { resolveInDoubt, type Decision } from "./resolve";
@@ -15,6 +16,8 @@ const USAGE = `usage: plutus-sync <command> --config FILE [--json]
 
 commands:
   run      one delivery pass (what cron runs every 5 minutes)
+  watch    deliver each order as soon as it is complete, until SIGTERM/SIGINT (the systemd
+           service plutus-sync-watch); cron's run stays the safety net
   status   last run, files waiting in the outbox, quarantined and in-doubt files
   check    validate the configuration, key permissions, connection, host key, inbox and staging
   resolve  settle an in-doubt order after checking the ERP: --delivered (it arrived: archive it)
@@ -24,7 +27,7 @@ exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
             2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch`;
 
 type Invocation =
-  | { command: "run" | "status" | "check"; configPath: string; json: boolean }
+  | { command: "run" | "watch" | "status" | "check"; configPath: string; json: boolean }
   | { command: "resolve"; configPath: string; json: boolean; name: string; decision: Decision };
 
 function parseInvocation(argv: string[]): Invocation | "help" | "version" {
@@ -48,7 +51,7 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
   if (parsed.values.help) return "help";
   if (parsed.values.version) return "version";
   const [command, ...extra] = parsed.positionals;
-  if (command !== "run" && command !== "status" && command !== "check" && command !== "resolve") {
+  if (command !== "run" && command !== "watch" && command !== "status" && command !== "check" && command !== "resolve") {
     throw new UsageError(`${command === undefined ? "no command given" : `unknown command "${command}"`}\n${USAGE}`);
   }
   const { delivered, resend } = parsed.values;
@@ -95,6 +98,7 @@ async function run(invocation: Invocation): Promise<ExitCode> {
     process.stdout.write("OK\n");
     return ExitCode.Ok;
   }
+  if (invocation.command === "watch") return watch(config, privateKey);
   const log = await openLog(config);
   // A pass must end before the next cron tick whatever happens; this is the last line of defence.
   const watchdog = setTimeout(() => {
@@ -105,6 +109,26 @@ async function run(invocation: Invocation): Promise<ExitCode> {
   try {
     return await runAndReport(config.passDeadlineSeconds, invocation.json, () => runPass(config, privateKey, log), log);
   } finally {
+    await endLogger(log);
+  }
+}
+
+async function watch(config: AgentConfig, privateKey: Buffer): Promise<ExitCode> {
+  const log = await openLog(config);
+  try {
+    return await runWatch(config, privateKey, log, {
+      onHung: (message) => {
+        log.error(message, { event: "watch-hung" });
+        process.stderr.write(`plutus-sync: ${message}; exiting (systemd restarts the watcher)\n`);
+        process.exit(ExitCode.DeliveryFailed);
+      },
+    });
+  } catch (error) {
+    log.error("watch failed", { event: "watch-failed", error: errorMessage(error), exitCode: error instanceof AgentError ? error.exitCode : ExitCode.DeliveryFailed });
+    throw error;
+  } finally {
+    // SIGTERM to exit stays under 10 s even if the log cannot be flushed.
+    setTimeout(() => process.exit(ExitCode.DeliveryFailed), 2_500).unref();
     await endLogger(log);
   }
 }

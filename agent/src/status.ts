@@ -5,6 +5,7 @@ import { Journal } from "./journal";
 import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRun } from "./stateFiles";
+import { readWatcherStatus, describeWatcher } from "./heartbeat";
 import { StateError, errorMessage } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
@@ -22,6 +23,9 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
   const entries = await Journal.peek(config.stateDir).catch((error) => {
     throw new StateError(`cannot read the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
   });
+  const watcher = await readWatcherStatus(config.stateDir, now).catch((error) => {
+    throw new StateError(`cannot read the watcher heartbeat in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+  });
   return {
     lastRun,
     outbox: { waiting, oldestAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)) },
@@ -29,6 +33,7 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     inDoubt: entries.filter((e) => e.state === "committing").length,
     inDoubtFiles: entries.filter((e) => e.state === "committing").map((e) => e.name),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
+    ...(watcher ? { watcher } : {}),
   };
 }
 
@@ -44,6 +49,7 @@ export function formatStatus(report: StatusReport): string {
       ? `in doubt: ${report.inDoubt} (${report.inDoubtFiles.join(", ")}; the next run tries to settle them, see the run log; plutus-sync resolve settles what it cannot)`
       : `in doubt: ${report.inDoubt}`,
     `consecutive failed runs: ${report.consecutiveFailedRuns}`,
+    ...(report.watcher ? [describeWatcher(report.watcher)] : []),
   ];
   return lines.join("\n");
 }

@@ -51,6 +51,17 @@ export const remoteSchema = z.strictObject({
   staging: sftpFolder("staging folder"),
 });
 
+/** `plutus-sync watch`: the long-running, low-latency mode (cron keeps running as the safety net). */
+export const watchSchema = z.strictObject({
+  /**
+   * A file written in place (not renamed in) is taken once it parses as a JSON object and its size
+   * and modification time have not changed for this long.
+   */
+  settleMs: wholeNumber(0, 60_000, "milliseconds").default(200),
+  /** The outbox is listed again this often (and at start): events can be lost. */
+  rescanSeconds: wholeNumber(1, 3_600, "seconds").default(60),
+});
+
 export const agentConfigSchema = z
   .strictObject({
     /** Where the web shop writes order files. */
@@ -83,6 +94,7 @@ export const agentConfigSchema = z
     logLevel: z.enum(["error", "warn", "info", "debug"], { error: "must be one of error, warn, info, debug" }).default("info"),
     /** Days of logs kept. */
     logRetentionDays: wholeNumber(1, 3_650, "days").default(30),
+    watch: watchSchema.default({ settleMs: 200, rescanSeconds: 60 }),
   })
   .superRefine((config, ctx) => {
     const local = ["outbox", "archive", "quarantine", "stateDir"] as const;

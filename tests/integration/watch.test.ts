@@ -1,0 +1,139 @@
+import { spawn, ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
+import { FakeErp } from "../support/fakeErp";
+
+const ctx = useErpStandIn();
+
+interface WatchProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `plutus-sync watch` and resolves once it says it is watching. */
+async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<WatchProcess> {
+  const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+  await until(() => out.includes("plutus-sync: watching"), 20_000, () => `watch did not start: ${out} ${err}`);
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(what());
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Writes an order elsewhere and renames it into the outbox, as the web shop should. */
+function renameIn(outbox: string, name: string, content: string): void {
+  const temp = join(outbox, "..", "producer");
+  mkdirSync(temp, { recursive: true });
+  writeFileSync(join(temp, name), content);
+  renameSync(join(temp, name), join(outbox, name));
+}
+
+function configWith(overrides: Record<string, unknown>): string {
+  const config = { ...JSON.parse(readFileSync(ctx.local.configPath, "utf8")), ...overrides };
+  writeFileSync(ctx.local.configPath, JSON.stringify(config, null, 2));
+  return ctx.local.configPath;
+}
+
+async function stop(watch: WatchProcess): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
+  watch.child.kill("SIGTERM");
+  const { code } = await watch.exited;
+  return { code, ms: Date.now() - started };
+}
+
+const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
+
+describe("plutus-sync watch against a real sshd", () => {
+  let watch: WatchProcess | undefined;
+  afterEach(async () => {
+    if (watch && watch.child.exitCode === null && watch.child.signalCode === null) {
+      watch.child.kill("SIGKILL");
+      await watch.exited;
+    }
+    watch = undefined;
+  });
+
+  it("delivers orders renamed in and written in place, each once; a file still being written is not taken", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    renameIn(ctx.local.outbox, "renamed-1.json", sampleOrder(1));
+    await until(() => existsSync(join(ctx.erp.inboxDir, "renamed-1.json")), 10_000, () => "renamed-1.json not delivered");
+
+    // Written in place, slowly: the first half is on disk for a second before the rest.
+    const body = sampleOrder(2);
+    const fd = openSync(join(ctx.local.outbox, "in-place-2.json"), "w");
+    writeSync(fd, body.slice(0, 40));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(readdirSync(ctx.erp.inboxDir)).not.toContain("in-place-2.json");
+    expect(readdirSync(ctx.local.outbox)).toContain("in-place-2.json");
+    writeSync(fd, body.slice(40));
+    closeSync(fd);
+    await until(() => existsSync(join(ctx.erp.inboxDir, "in-place-2.json")), 10_000, () => "in-place-2.json not delivered");
+    expect(readFileSync(join(ctx.erp.inboxDir, "in-place-2.json"), "utf8")).toBe(body);
+    expect(readFileSync(join(ctx.erp.inboxDir, "renamed-1.json"), "utf8")).toBe(sampleOrder(1));
+
+    const status = await runAgent(["status", "--config", ctx.local.configPath]);
+    expect(status.stdout).toMatch(new RegExp(`^watcher: running \\(pid ${watch.child.pid}, since \\S+, last delivery \\S+, connection connected\\)$`, "m"));
+
+    // The cron pass still runs beside the watcher: it finds nothing left to do.
+    const cron = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(cron.code).toBe(0);
+    expect(lastJsonLine(cron.stdout)).toMatchObject({ found: 0, delivered: 0 });
+
+    const stopped = await stop(watch);
+    expect(stopped.code).toBe(0);
+    expect(watch.stdout()).toContain("plutus-sync: watch stopped on SIGTERM; 2 delivered");
+    expect(deliveredEvents().sort()).toEqual(["in-place-2.json", "renamed-1.json"]);
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual(["in-place-2.json", "renamed-1.json"]);
+    expect(readdirSync(ctx.local.outbox)).toEqual([]);
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
+    const after = await runAgent(["status", "--config", ctx.local.configPath]);
+    expect(after.stdout).toMatch(/^watcher: stopped at \S+ \(pid \d+, last delivery \S+\)$/m);
+  }, 60_000);
+
+  it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
+    for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));
+    await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 15_000, () => `rescan delivered ${readdirSync(ctx.erp.inboxDir).length}/20`);
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents()).toHaveLength(20);
+    expect(new Set(deliveredEvents()).size).toBe(20);
+  }, 60_000);
+
+  it("stops on SIGTERM mid-batch within 10 s; what it did not finish is delivered once by the next pass", async () => {
+    const erp = await FakeErp.start(ctx.erp.inboxDir);
+    try {
+      watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+      const names = Array.from({ length: 3_000 }, (_, i) => `burst-${i}.json`);
+      const temp = join(ctx.local.root, "producer");
+      mkdirSync(temp);
+      for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+      for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+      await until(() => erp.consumed.length >= 50, 30_000, () => `only ${erp.consumed.length} delivered before SIGTERM`);
+      const stopped = await stop(watch);
+      expect(stopped.code).toBe(0);
+      expect(stopped.ms).toBeLessThan(10_000);
+      const pass = await runAgent(["run", "--config", configWith({ minAgeSeconds: 0 }), "--json"]);
+      expect(pass.code).toBe(0);
+      await until(() => erp.consumed.length >= names.length, 20_000, () => `${erp.consumed.length}/${names.length} consumed`);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(erp.consumed.map((c) => c.name).sort()).toEqual([...names].sort());
+      expect(erp.temporarySeen).toEqual([]);
+      expect(readdirSync(ctx.local.outbox)).toEqual([]);
+    } finally {
+      await erp.stop();
+    }
+  }, 120_000);
+});
