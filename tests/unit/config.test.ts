@@ -42,7 +42,17 @@ describe("agent configuration schema", () => {
       retryBaseDelayMs: 500,
       logLevel: "info",
       logRetentionDays: 30,
+      watch: { settleMs: 200, rescanSeconds: 60 },
     });
+  });
+
+  it("fills the watch section's defaults key by key and rejects bad values by path", () => {
+    expect(parseAgentConfig({ ...valid, watch: { settleMs: 50 } }).watch).toEqual({ settleMs: 50, rescanSeconds: 60 });
+    expect(problemsOf({ ...valid, watch: { rescanSeconds: 0, settleMs: 1.5, delay: 1 } })).toEqual([
+      "watch.settleMs: must be a whole number of milliseconds from 0 to 60000",
+      "watch.rescanSeconds: must be at least 1 seconds",
+      'watch: unknown key(s) "delay"',
+    ]);
   });
 
   it("defaults the port to 22", () => {
