@@ -204,6 +204,7 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
     retryBaseDelayMs: 500,
     logLevel: "info",
     logRetentionDays: 30,
+    watch: { settleMs: 200, rescanSeconds: 60 },
   });
   expect(run.outputs.canary).toEqual({ ran: false, detail: "no canary result (preview, or the step has not run)" });
   expect(run.secretOutputs).toEqual([]);
@@ -305,7 +306,7 @@ test("agent deployment: the resources run exactly the exported commands; bundle,
   expect(run.byName("agent-wait").inputs.create).toBe(renderWaitCommand());
   const install = run.byName("agent-install").inputs;
   expect(install.create).toBe(renderInstallCommand(bundle));
-  expect(install.create).toMatch(new RegExp(`^sudo -n bash -c '[^']+' plutus-sync-install ${bundle.archiveSha256} ${bundle.archive.toString("base64").length + 1}$`));
+  expect(install.create).toMatch(new RegExp(`^sudo -n bash -c '[^']+' plutus-sync-install ${bundle.archiveSha256} ${bundle.archive.toString("base64").length + 1} cron$`));
   expect(install.delete).toBeUndefined();
   const stdin = install.stdin as string;
   const newline = stdin.indexOf("\n");
