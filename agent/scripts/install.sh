@@ -519,7 +519,7 @@ EOF
 
 systemd_running() { [ -d /run/systemd/system ]; }
 
-# Stops, disables and removes the watch service (cron only, or uninstall).
+# Stops, disables and removes the watch service (cron only, or uninstall); $1 is said after it.
 remove_watch_unit() {
   [ -e "${UNIT_FILE}" ] || [ -L "${UNIT_FILE}" ] || return 0
   if systemd_running; then
@@ -529,7 +529,7 @@ remove_watch_unit() {
   fi
   rm -f -- "${UNIT_FILE}"
   if systemd_running; then systemctl daemon-reload || true; fi
-  change "removed the watch service ${WATCH_UNIT} (cron delivers every 5 minutes)"
+  change "removed the watch service ${WATCH_UNIT}${1:-}"
 }
 
 # --- uninstall -------------------------------------------------------------------------------
@@ -743,7 +743,7 @@ install() {
     fi
     install_file "${work}/plutus-sync-watch.service" "${UNIT_FILE}" root root 0644
   else
-    remove_watch_unit
+    remove_watch_unit " (cron delivers every 5 minutes)"
   fi
 
   if [ "${mode}" = upgrade ]; then

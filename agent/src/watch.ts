@@ -42,6 +42,7 @@ export class Watcher {
   private lastDeliveryAt: string | null = null;
   private heartbeatFailing = false;
   private lastBeatAt = 0;
+  private beatTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -88,6 +89,7 @@ export class Watcher {
     this.stopping = true;
     this.log.info("watch stopping", { event: "watch-stopping", signal });
     for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.beatTimer);
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
     await this.fsWatcher?.close().catch(() => undefined);
@@ -167,7 +169,7 @@ export class Watcher {
     if (delivered > 0) {
       this.delivered += delivered;
       this.lastDeliveryAt = new Date().toISOString();
-      if (Date.now() - this.lastBeatAt >= 1_000) await this.beat();
+      this.beatSoon();
     }
     if (batch.rescan) await this.feedYoungFiles();
     const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);
@@ -183,6 +185,15 @@ export class Watcher {
       if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
       this.judge(names[i]);
     }
+  }
+
+  /** A heartbeat within a second (status shows the last delivery), at most one a second. */
+  private beatSoon(): void {
+    if (this.beatTimer || this.stopping) return;
+    this.beatTimer = setTimeout(() => {
+      this.beatTimer = undefined;
+      if (!this.stopping) void this.beat();
+    }, Math.max(0, this.lastBeatAt + 1_000 - Date.now()));
   }
 
   private async beat(stoppedAt?: string): Promise<void> {
