@@ -133,15 +133,19 @@ function startWatcher(fx, configFile) {
   };
 }
 
+function logEvents(logDir) {
+  return fs
+    .readdirSync(logDir)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) => fs.readFileSync(path.join(logDir, f), "utf8").split("\n").filter(Boolean))
+    .map((line) => JSON.parse(line));
+}
+
 /** Each produced name delivered exactly once: every name arrived, and the agent logged one delivery per name. */
 function exactlyOnce(logDir, names, inboxDir) {
   const delivered = new Map();
-  for (const f of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
-    for (const line of fs.readFileSync(path.join(logDir, f), "utf8").split("\n")) {
-      if (!line) continue;
-      const e = JSON.parse(line);
-      if (e.event === "delivered" || e.event === "presumed-delivered" || e.event === "recovered") delivered.set(e.file, (delivered.get(e.file) || 0) + 1);
-    }
+  for (const e of logEvents(logDir)) {
+    if (e.event === "delivered" || e.event === "presumed-delivered" || e.event === "recovered") delivered.set(e.file, (delivered.get(e.file) || 0) + 1);
   }
   const inbox = new Set(fs.readdirSync(inboxDir));
   return names.every((n) => inbox.has(n) && delivered.get(n) === 1);
@@ -198,7 +202,8 @@ async function plutusRows(fx, opts) {
     await restarting;
     r = await waitAll(observer, during, 60_000);
     all.push(...during.map((d) => d.name));
-    rows.push(summarise("plutus-sync watch, during an sshd restart (sessions killed, 1 s down)", r.latencies, { lost: r.lost }));
+    const disconnects = logEvents(config.logDir).filter((e) => e.event === "watch-disconnected").length;
+    rows.push(summarise(`plutus-sync watch, during an sshd restart (${fx.sessionsKilled} session processes killed, 1 s down; watcher saw ${disconnects} disconnect)`, r.latencies, { lost: r.lost }));
 
     // The watcher killed with -9 and restarted 5 s later (systemd's RestartSec=5): orders written meanwhile.
     log("latency: plutus-sync watch killed -9, restarted after 5 s");

@@ -360,9 +360,21 @@ class Fixture {
 
   /** Stops sshd and every session it forked (connections drop), waits `downMs`, starts it again. */
   async restartSshd(downMs) {
-    const pid = this.sshd.pid;
-    spawnSync("pkill", ["-KILL", "-P", String(pid)]);
+    // Every process below the listener (per connection: [priv] -> @notty -> internal-sftp).
+    const parents = new Map();
+    for (const line of sh("ps", ["-eo", "pid=,ppid="]).trim().split("\n")) {
+      const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+      parents.set(pid, ppid);
+    }
+    const below = (pid) => [...parents].filter(([, ppid]) => ppid === pid).flatMap(([child]) => [child, ...below(child)]);
+    const sessions = below(this.sshd.pid);
     await new Promise((r) => (this.sshd.once("exit", r), this.sshd.kill("SIGTERM")));
+    for (const pid of sessions) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    this.sessionsKilled = sessions.length;
     await sleep(downMs);
     await this.startSshd();
   }
