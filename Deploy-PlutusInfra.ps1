@@ -49,8 +49,23 @@ if (-not (Microsoft.PowerShell.Core\Get-Module -ListAvailable -Name 'Hyper-V')) 
 }
 foreach ($tool in @('node', 'npm', 'pulumi')) {
     if (-not (Microsoft.PowerShell.Core\Get-Command -Name $tool -ErrorAction SilentlyContinue)) {
-        $problems.Add("'$tool' is not on PATH: install it (Node.js 18 or later; Pulumi CLI from its Windows installer) and open a new PowerShell.")
+        $problems.Add("'$tool' is not on PATH: install it (Node.js 20.17 or later; Pulumi CLI from its Windows installer) and open a new PowerShell.")
     }
+}
+# The locked @pulumi/pulumi needs Node.js ^20.17 or >= 22.9 (the agent on the web VM runs on 18).
+if (Microsoft.PowerShell.Core\Get-Command -Name 'node' -ErrorAction SilentlyContinue) {
+    $nodeVersion = [string](& node --version)
+    $major = 0
+    $minor = 0
+    if ($nodeVersion -match '^v(\d+)\.(\d+)\.') { $major = [int]$Matches[1]; $minor = [int]$Matches[2] }
+    if (-not (($major -eq 20 -and $minor -ge 17) -or ($major -eq 22 -and $minor -ge 9) -or $major -ge 23)) {
+        $problems.Add("Node.js $nodeVersion is too old for the Pulumi program: it needs 20.17 or later (22.9 or later on 22). Install the current LTS from nodejs.org and open a new PowerShell.")
+    }
+}
+# npm is npm.ps1 in PowerShell: a policy that blocks unsigned scripts stops it (Windows clients default to Restricted).
+$policy = [string](Microsoft.PowerShell.Security\Get-ExecutionPolicy)
+if ($policy -eq 'Restricted' -or $policy -eq 'AllSigned') {
+    $problems.Add("The execution policy is $policy, which blocks npm.ps1 and this script: start it as  powershell -ExecutionPolicy Bypass -File .\Deploy-PlutusInfra.ps1")
 }
 
 $stackFile = Microsoft.PowerShell.Management\Join-Path -Path $root -ChildPath "Pulumi.$Stack.yaml"
@@ -118,7 +133,7 @@ if (-not $Destroy) {
         }
     }
     if ($vmFolder) {
-        $drive = [System.IO.Path]::GetPathRoot($vmFolder)
+        $drive = (Microsoft.PowerShell.Management\Split-Path -Path $vmFolder -Qualifier) + '\'
         $volume = Storage\Get-Volume -ErrorAction SilentlyContinue | Microsoft.PowerShell.Core\Where-Object { $_.DriveLetter -and ("$($_.DriveLetter):\" -eq $drive.ToUpperInvariant()) }
         $freeGB = 0
         if ($null -ne $volume) { $freeGB = $volume.SizeRemaining / 1073741824 }

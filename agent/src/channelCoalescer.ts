@@ -2,7 +2,8 @@ import type { Socket } from "node:net";
 import type { Client, SFTPWrapper } from "ssh2";
 
 /**
- * The parts of ssh2 1.x's internals this module relies on. They are not public API, so
+ * The parts of ssh2's internals this module relies on (ssh2 is pinned to an exact version in
+ * agent/package.json for this reason). They are not public API, so
  * `coalesceSftpRequests` checks them and leaves the connection alone when they are not there.
  */
 interface Ssh2Protocol {

@@ -5,6 +5,15 @@ import { SftpSession, sftpTarget } from "./sftpSession";
 import { ConfigError, errorMessage } from "./errors";
 
 /**
+ * OpenSSH and Win32-OpenSSH ("OpenSSH_9.2p1", "OpenSSH_for_Windows_8.1") publish by link + unlink,
+ * so a RENAME can never replace an order another writer put there first. Others (ProFTPD's
+ * mod_sftp checks, then renames) can.
+ */
+export function linksOnRename(serverSoftware: string): boolean {
+  return /^OpenSSH_/.test(serverSoftware);
+}
+
+/**
  * Proves the configuration end to end without sending an order: local folders, then the
  * connection and host key, then that staging and inbox exist and accept a probe file. The probe
  * is named `.plutus-check-<random>.probe` (never `*.json`) and removed at once.
@@ -22,7 +31,12 @@ export async function runCheck(config: AgentConfig, privateKey: Buffer, say: (li
   say(`OK local folders: ${config.outbox}, ${config.archive}, ${config.quarantine}, ${config.stateDir}, ${config.logDir}`);
   const session = await SftpSession.connect(sftpTarget(config, privateKey));
   try {
-    say(`OK connected to ${config.remote.username}@${config.remote.host}:${config.remote.port}, host key ${config.remote.hostKeySha256}`);
+    say(`OK connected to ${config.remote.username}@${config.remote.host}:${config.remote.port}, host key ${config.remote.hostKeySha256}, server software ${session.serverSoftware}`);
+    if (!linksOnRename(session.serverSoftware)) {
+      say(
+        `WARNING server software ${session.serverSoftware} is not OpenSSH or Win32-OpenSSH: exactly-once delivery is only guaranteed where RENAME never replaces a file (see README, "Supported ERP servers")`,
+      );
+    }
     for (const [what, folder] of [
       ["staging", config.remote.staging],
       ["inbox", config.remote.inbox],

@@ -9,7 +9,7 @@ import { archiveFile } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
 import { crashPoint, pausePoint } from "./crashHook";
-import { InDoubtError, OutcomeUnknownError, TransferError, errorCode, errorMessage } from "./errors";
+import { HostileReplyError, InDoubtError, OutcomeUnknownError, TransferError, errorCode, errorMessage, printable } from "./errors";
 import type { Logger } from "./logger";
 
 const posixJoin = (folder: string, name: string) => `${folder.replace(/\/+$/, "")}/${name}`;
@@ -40,12 +40,6 @@ type TargetContent = { kind: "absent" } | { kind: "ours" } | { kind: "other"; si
 const SENTINEL_CONTENT = /^[0-9a-f]{32}$/;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A server's free-text message, fit for a log line: no control characters, bounded length. */
-export function sanitizeServerText(text: string): string {
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
-  return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
-}
 
 /**
  * Moves one order through the delivery protocol: upload to a unique staging name, verify size and
@@ -247,7 +241,7 @@ export class Courier {
         file: entry.name,
         target: entry.target,
         attempt: refusals,
-        serverMessage: sanitizeServerText(errorMessage((refused as Error).cause ?? refused)),
+        serverMessage: printable(errorMessage((refused as Error).cause ?? refused), 200),
       });
       if (!retry) throw failed;
       await sleep(this.config.retryBaseDelayMs * 2 ** (refusals - 1));
@@ -273,7 +267,7 @@ export class Courier {
       existing = await session.hashRemote(targetPath, entry.size);
     } catch (error) {
       // Grown past our size between the stat and the read (readAll's limit): not ours either.
-      if (session.isOpen && errorCode(error) === undefined) return { kind: "other", size };
+      if (session.isOpen && errorCode(error) === undefined && !(error instanceof HostileReplyError)) return { kind: "other", size };
       throw error;
     }
     if (!existing) return { kind: "absent" };
@@ -297,7 +291,7 @@ export class Courier {
           event: "staging-link-left",
           file: entry.name,
           staging: stagingPath,
-          serverMessage: sanitizeServerText(errorMessage((error as Error).cause ?? error)),
+          serverMessage: printable(errorMessage((error as Error).cause ?? error), 200),
         });
       }
     }

@@ -38,6 +38,9 @@ export class HostKeyMismatchError extends ConnectError {
   }
 }
 
+/** The server refused our key: final for the pass (retrying would only repeat the refusal). */
+export class AuthenticationError extends ConnectError {}
+
 /** A remote operation failed; the file waits for a retry or the next pass. */
 export class TransferError extends AgentError {
   readonly exitCode = ExitCode.DeliveryFailed;
@@ -53,6 +56,12 @@ export class OutcomeUnknownError extends TransferError {}
  */
 export class InDoubtError extends TransferError {}
 
+/**
+ * The server sent more than any honest server would (an endless listing, a read answered a byte
+ * at a time): refused before it can exhaust the agent's memory or time.
+ */
+export class HostileReplyError extends TransferError {}
+
 /** The local state folder cannot be used: no journal, so nothing may be sent. */
 export class StateError extends AgentError {
   readonly exitCode = ExitCode.ConfigError;
@@ -65,4 +74,27 @@ export function errorMessage(error: unknown): string {
 /** The errno-style code of a Node or ssh2 error, if any. */
 export function errorCode(error: unknown): string | number | undefined {
   return typeof error === "object" && error !== null && "code" in error ? (error as { code: string | number }).code : undefined;
+}
+
+/** C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+export function hasControlCharacters(text: string): boolean {
+  CONTROL_CHARACTERS.lastIndex = 0;
+  return CONTROL_CHARACTERS.test(text);
+}
+
+/**
+ * Text that came from outside (a server's banner, version string, DISCONNECT or status message),
+ * made safe to print: control characters (newlines, ANSI/OSC escapes, C1 codes, bidi overrides)
+ * become visible `\xNN` / `\u{NNNN}` escapes, so it can neither forge log or syslog lines nor
+ * drive a terminal; long text is cut.
+ */
+export function printable(text: string, maxLength = 500): string {
+  const escaped = text.replace(CONTROL_CHARACTERS, (c) => {
+    const code = c.codePointAt(0)!;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
+  });
+  return escaped.length > maxLength ? `${escaped.slice(0, maxLength)}… (${escaped.length - maxLength} more characters)` : escaped;
 }

@@ -16,10 +16,13 @@ export interface PassLock {
 }
 
 /**
- * One pass at a time per state folder. A lock whose owner is dead (same host) or older than
- * `staleAfterMs` is broken; breaking is itself guarded by an exclusive file so two passes that
- * both see a stale lock cannot both take it. The pass watchdog guarantees no live pass is older
- * than `staleAfterMs`.
+ * One pass at a time per state folder. On this host, liveness decides: the lock is broken only
+ * when its owner process is gone or its PID now belongs to another process (start time in
+ * /proc/<pid>/stat). Its age does not matter here: a pass suspended past any age (SIGSTOP, a VM
+ * saved and restored, a clock step) is still the owner, and a second pass beside it would compact
+ * away its commit records. Age decides only when liveness cannot be known: an owner on another
+ * host, a lock without a start time, or an unreadable lock file. Breaking is itself guarded by an
+ * exclusive file so two passes that both see a stale lock cannot both take it.
  */
 export async function acquirePassLock(stateDir: string, staleAfterMs: number): Promise<PassLock | undefined> {
   const lockPath = join(stateDir, "pass.lock");
@@ -63,17 +66,20 @@ async function readOwner(lockPath: string): Promise<LockOwner | undefined> {
 }
 
 function isStale(owner: LockOwner, staleAfterMs: number): boolean {
-  if (Date.now() - owner.startedAt > staleAfterMs) return true;
-  if (owner.pid === -1) return Date.now() - owner.startedAt > 5_000;
-  if (owner.host !== hostname()) return false;
+  const age = Date.now() - owner.startedAt;
+  // Unreadable or torn: no owner to ask.
+  if (owner.pid === -1) return age > 5_000;
+  if (owner.host !== hostname()) return age > staleAfterMs;
   try {
     process.kill(owner.pid, 0);
   } catch (error) {
-    return errorCode(error) === "ESRCH";
+    if (errorCode(error) === "ESRCH") return true;
   }
   // Alive, but is it the owner? PIDs wrap around quickly (pid_max is often 32768): a pass killed
-  // with -9 may hand its PID to an unrelated process, which must not hold the lock for long.
-  return owner.procStart !== undefined && processStartTime(owner.pid) !== owner.procStart;
+  // with -9 may hand its PID to an unrelated process, which must not hold the lock.
+  const startedNow = processStartTime(owner.pid);
+  if (owner.procStart !== undefined && startedNow !== undefined) return startedNow !== owner.procStart;
+  return age > staleAfterMs;
 }
 
 /** Field 22 of /proc/<pid>/stat (start time since boot), or undefined where there is no /proc. */

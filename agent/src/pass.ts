@@ -11,7 +11,7 @@ import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { ByteBudget } from "./byteBudget";
-import { ConnectError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
+import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export interface PassResult {
@@ -71,7 +71,9 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   const startedAt = new Date();
   const deadlines = deadlinesFrom(config, startedAt.getTime());
   const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
+  let deadlineHit = false;
   const abortTimer = setTimeout(() => {
+    deadlineHit = true;
     log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
     link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
   }, Math.max(0, deadlines.abortAt - Date.now()));
@@ -79,6 +81,8 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   let result: PassResult;
   try {
     result = await deliverBatch(config, link, log, { minAgeMs: config.minAgeSeconds * 1000, recover: true, deadlines });
+    // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
+    if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");
@@ -167,6 +171,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 
 class PassWorker {
   private connectError: ConnectError | undefined;
+  private hostileReply: HostileReplyError | undefined;
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
   private readonly stagingMarker: StagingSweepMarker;
@@ -359,9 +364,10 @@ class PassWorker {
       this.log.info("deferred", { event: "deferred", file: inspection.name, reason: "pass deadline near; next pass" });
       return;
     }
-    if (this.connectError) {
+    const refusal = this.connectError ?? this.hostileReply;
+    if (refusal) {
       this.summary.failed++;
-      this.log.error("failed", { event: "failed", file: inspection.name, error: this.connectError.message });
+      this.log.error("failed", { event: "failed", file: inspection.name, error: refusal.message });
       return;
     }
     await this.deliver(inspection);
@@ -429,14 +435,20 @@ class PassWorker {
   /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */
   private mayRetry(error: unknown, attempt: number): boolean {
     if (attempt >= this.config.retries || Date.now() >= this.deadlines.stopStarting) return false;
-    if (this.connectError) return false;
+    if (this.connectError || this.hostileReply) return false;
     return error instanceof OutcomeUnknownError || (error instanceof ConnectError && !this.connectError);
   }
 
   private noteRemoteError(error: unknown): void {
+    // Refused before it could exhaust memory or time, but a server that sends such replies is
+    // broken or compromised: nothing more goes to it this pass, and the pass counts as failed.
+    if (error instanceof HostileReplyError && !this.hostileReply) {
+      this.hostileReply = error;
+      this.link.shutdown(`the server's replies were refused (${error.message}); nothing more is sent to it this pass`);
+    }
     if (error instanceof ConnectError && !(error instanceof OutcomeUnknownError)) {
       // One failed connect is final for this pass when it was the host key or the credentials.
-      if (/host key mismatch|authentication/.test(error.message) || this.link.connects === 0) this.connectError ??= error;
+      if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError || this.link.connects === 0) this.connectError ??= error;
     }
   }
 
@@ -472,7 +484,8 @@ class PassWorker {
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    return { summary: s, exitCode: s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply;
+    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok };
   }
 }
 

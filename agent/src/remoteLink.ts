@@ -1,5 +1,5 @@
 import { SftpSession, SftpTarget } from "./sftpSession";
-import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
+import { AuthenticationError, HostKeyMismatchError, OutcomeUnknownError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 /** What a connection attempt sees while sshd restarts: worth a quick retry, unlike a timeout. */
@@ -43,7 +43,7 @@ export class RemoteLink {
       try {
         session = await SftpSession.connect(this.target);
       } catch (error) {
-        if (error instanceof HostKeyMismatchError || (error instanceof ConnectError && /authentication/.test(error.message))) {
+        if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError) {
           this.finalError = error;
           throw error;
         }
@@ -59,7 +59,7 @@ export class RemoteLink {
       }
       this.current = session;
       this.connects++;
-      this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects, requestsCoalesced: session.requestsCoalesced });
+      this.log.info("connected", { event: "connected", host: this.target.host, port: this.target.port, user: this.target.username, ms: Date.now() - started, connection: this.connects, requestsCoalesced: session.requestsCoalesced, server: session.serverSoftware, maxOpenHandles: session.handleCap });
       return this.current;
     }
   }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Socket } from "node:net";
 import { Client, SFTPWrapper, Stats, utils } from "ssh2";
 import type { AgentConfig } from "@plutus/shared";
-import { ConnectError, HostKeyMismatchError, OutcomeUnknownError, errorCode, errorMessage } from "./errors";
+import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, OutcomeUnknownError, errorCode, errorMessage, hasControlCharacters, printable } from "./errors";
 import { coalesceSftpRequests } from "./channelCoalescer";
 
 export interface SftpTarget {
@@ -32,6 +32,28 @@ export function sftpTarget(config: AgentConfig, privateKey: Buffer): SftpTarget 
 export const SFTP_NO_SUCH_FILE = 2;
 export const SFTP_PERMISSION_DENIED = 3;
 export const SFTP_FAILURE = 4;
+const SFTP_EOF = 1;
+
+/**
+ * Remote handles open at once, at most: Win32-OpenSSH's descriptor table holds 256 in all (its
+ * own included), gesftpserver 128. Fewer when the server announces fewer (limits@openssh.com).
+ */
+export const MAX_OPEN_HANDLES = 100;
+/** An OPEN refused while others are open is taken as "out of handles" this many times, then as final. */
+const OPEN_RETRIES_FOR_HANDLES = 8;
+/**
+ * Below this many other handles open, a refused OPEN is the server's answer (disk full, a name
+ * it cannot store), not a shortage: no server holds so few.
+ */
+const FEWEST_HANDLES_A_SERVER_HOLDS = 8;
+
+/** A listing longer than this is not a staging folder but a server that never ends it. */
+export const MAX_LISTING_ENTRIES = 50_000;
+export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+/** READDIR replies without a single entry before the listing is refused (a server stalling in place). */
+const MAX_EMPTY_LISTING_REPLIES = 64;
+/** Short READ replies tolerated per file beyond the reads its size needs. */
+const SHORT_READS_ALLOWED = 16;
 
 const { OPEN_MODE } = utils.sftp;
 
@@ -47,16 +69,36 @@ export function openSshFingerprint(keyBlob: Buffer): string {
   return "SHA256:" + createHash("sha256").update(keyBlob).digest("base64").replace(/=+$/, "");
 }
 
+interface PendingRequest {
+  what: string;
+  fail: (error: Error) => void;
+}
+
 /**
- * One SSH connection with one SFTP channel. Requests are pipelined by ssh2 on the channel; every
- * request has its own deadline, and a request that misses it tears the whole connection down
- * (ssh2 would otherwise wait forever for a reply that never comes) and fails with
- * OutcomeUnknownError.
+ * One SSH connection with one SFTP channel. Requests are pipelined by ssh2 on the channel.
+ *
+ * A request has no deadline of its own: on a slow link a request can wait long behind the ones
+ * sent before it, and that is not a fault. What counts is progress: while requests are
+ * outstanding, some reply must arrive every `operationTimeoutMs`. When none does, the connection
+ * is dead (or the server hung); it is torn down (ssh2 would otherwise wait forever for replies
+ * that never come) and every outstanding request fails with OutcomeUnknownError.
+ *
+ * At most `handleCap` remote handles are open at once; further opens wait for a close.
  */
 export class SftpSession {
   private closedError: Error | undefined;
 
   private corked = false;
+
+  private readonly outstanding = new Set<PendingRequest>();
+  private lastProgressAt = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+
+  /** Handles open or being opened, and opens waiting for one to close. */
+  private handlesHeld = 0;
+  private readonly handleWaiters: (() => void)[] = [];
+  /** Opens the server refused while others were open (it holds fewer handles than allowed). */
+  handleShortages = 0;
 
   private constructor(
     private readonly client: Client,
@@ -65,12 +107,17 @@ export class SftpSession {
     private readonly operationTimeoutMs: number,
     /** Requests issued together share SSH packets (false: ssh2's internals were not as expected). */
     readonly requestsCoalesced: boolean,
+    /** The software part of the server's SSH version line (e.g. "OpenSSH_for_Windows_8.1"), made printable. */
+    readonly serverSoftware: string,
+    /** Remote handles this session keeps open at once, at most. */
+    public handleCap: number,
   ) {
     client.on("close", () => {
       this.closedError ??= new OutcomeUnknownError("the SSH connection closed");
+      this.failOutstanding(() => this.closedError!);
     });
     client.on("error", (error) => {
-      this.closedError ??= new OutcomeUnknownError(`the SSH connection failed: ${errorMessage(error)}`, { cause: error });
+      this.closedError ??= new OutcomeUnknownError(`the SSH connection failed: ${printable(errorMessage(error))}`, { cause: error });
     });
   }
 
@@ -83,6 +130,7 @@ export class SftpSession {
     const socket = new Socket();
     // Many small pipelined requests: Nagle's algorithm would hold each one back ~40 ms.
     socket.setNoDelay(true);
+    const versionLine = readVersionLine(socket);
     let presented: string | undefined;
     const where = `${target.username}@${target.host}:${target.port}`;
     const ready = new Promise<void>((resolve, reject) => {
@@ -110,9 +158,10 @@ export class SftpSession {
         if (presented !== undefined && presented !== target.hostKeySha256) {
           fail(new HostKeyMismatchError(target.hostKeySha256, presented, `${target.host}:${target.port}`));
         } else if (error.level === "client-authentication") {
-          fail(new ConnectError(`authentication as ${where} failed: the server did not accept the private key (only public-key authentication is attempted)`, { cause: error }));
+          fail(new AuthenticationError(`authentication as ${where} failed: the server did not accept the private key (only public-key authentication is attempted)`, { cause: error }));
         } else {
-          fail(new ConnectError(`cannot connect to ${where}: ${errorMessage(error)}`, { cause: error }));
+          // The server's own words (a DISCONNECT reason, a protocol complaint): printable only.
+          fail(new ConnectError(`cannot connect to ${where}: ${printable(errorMessage(error))}`, { cause: error }));
         }
       });
       client.on("close", () => fail(new ConnectError(`cannot connect to ${where}: the server closed the connection during the handshake`)));
@@ -152,15 +201,19 @@ export class SftpSession {
         clearTimeout(timer);
         if (error) {
           client.destroy();
-          reject(new ConnectError(`${where} refused the SFTP subsystem: ${errorMessage(error)}`, { cause: error }));
+          reject(new ConnectError(`${where} refused the SFTP subsystem: ${printable(errorMessage(error))}`, { cause: error }));
         } else resolve(channel);
       });
     });
-    return new SftpSession(client, socket, sftp, target.operationTimeoutMs, coalesceSftpRequests(client, sftp, socket));
+    // ssh2 sets maxOpenHandles from limits@openssh.com before the channel is handed over.
+    const announced = (sftp as unknown as { maxOpenHandles?: unknown }).maxOpenHandles;
+    const handleCap = typeof announced === "number" && announced > 0 ? Math.min(MAX_OPEN_HANDLES, announced) : MAX_OPEN_HANDLES;
+    return new SftpSession(client, socket, sftp, target.operationTimeoutMs, coalesceSftpRequests(client, sftp, socket), serverSoftwareOf(versionLine()), handleCap);
   }
 
   close(): void {
     this.closedError ??= new OutcomeUnknownError("the SSH connection was closed by the agent");
+    this.failOutstanding(() => this.closedError!);
     this.client.end();
     this.client.destroy();
   }
@@ -183,39 +236,61 @@ export class SftpSession {
     if (this.closedError) return Promise.reject(this.closedError);
     this.batchWrites();
     return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        const error = new OutcomeUnknownError(`${what}: no reply within ${this.operationTimeoutMs} ms; connection dropped`);
-        this.closedError ??= error;
-        this.client.destroy();
-        reject(error);
-      }, this.operationTimeoutMs);
+      const pending: PendingRequest = { what, fail: reject };
+      // Idle time before this request is nobody's fault: the progress clock starts now.
+      if (this.outstanding.size === 0) this.lastProgressAt = Date.now();
+      this.outstanding.add(pending);
+      this.armWatchdog();
+      const done = (error: Error | null | undefined, value?: T) => {
+        if (!this.outstanding.delete(pending)) return;
+        this.lastProgressAt = Date.now();
+        if (error) reject(this.describe(what, error));
+        else resolve(value as T);
+      };
       try {
-        start((error, value) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (error) reject(this.describe(what, error));
-          else resolve(value as T);
-        });
+        start(done);
       } catch (error) {
-        settled = true;
-        clearTimeout(timer);
-        reject(this.describe(what, error as Error));
+        done(error as Error);
       }
     });
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog) return;
+    this.watchdog = setTimeout(() => {
+      this.watchdog = undefined;
+      if (this.outstanding.size === 0) return;
+      const silentMs = Date.now() - this.lastProgressAt;
+      if (silentMs < this.operationTimeoutMs) {
+        this.armWatchdog();
+        return;
+      }
+      const outstanding = this.outstanding.size;
+      this.closedError ??= new OutcomeUnknownError(`no reply within ${this.operationTimeoutMs} ms with ${outstanding} request(s) outstanding; connection dropped`);
+      this.failOutstanding((what) => new OutcomeUnknownError(`${what}: no reply within ${this.operationTimeoutMs} ms (nothing came back on the connection for that long); connection dropped`));
+      this.client.destroy();
+    }, Math.max(0, this.lastProgressAt + this.operationTimeoutMs - Date.now()));
+  }
+
+  private failOutstanding(errorFor: (what: string) => Error): void {
+    const failing = [...this.outstanding];
+    this.outstanding.clear();
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    for (const pending of failing) pending.fail(errorFor(pending.what));
+    // Opens waiting for a handle find the session closed and fail too.
+    if (this.closedError) for (const wake of this.handleWaiters.splice(0)) wake();
   }
 
   /** A status reply is a definite answer; anything else (no reply, channel gone) is not. */
   private describe(what: string, error: Error): Error {
     const code = errorCode(error);
+    const said = printable(errorMessage(error));
     if (typeof code === "number") {
-      return Object.assign(new Error(`${what}: ${error.message}`, { cause: error }), { code });
+      return Object.assign(new Error(`${what}: ${said}`, { cause: error }), { code });
     }
-    this.closedError ??= new OutcomeUnknownError(`connection lost: ${errorMessage(error)}`);
-    return new OutcomeUnknownError(`${what}: ${errorMessage(error)}`, { cause: error });
+    this.closedError ??= new OutcomeUnknownError(`connection lost: ${said}`);
+    return new OutcomeUnknownError(`${what}: ${said}`, { cause: error });
   }
 
   /**
@@ -232,10 +307,44 @@ export class SftpSession {
     return chunk;
   }
 
+  private async takeHandleSlot(): Promise<void> {
+    while (this.handlesHeld >= this.handleCap) {
+      if (this.closedError) throw this.closedError;
+      await new Promise<void>((resolve) => this.handleWaiters.push(resolve));
+    }
+    this.handlesHeld++;
+  }
+
+  private giveHandleSlot(): void {
+    this.handlesHeld--;
+    this.handleWaiters.shift()?.();
+  }
+
+  /**
+   * Opens a remote handle within the cap. A FAILURE while many other handles are open is taken as the
+   * server running out of them (it holds fewer than the cap or what it announced): the cap drops
+   * to what is open now and the open waits for a close, then tries again. An exclusive create the
+   * server made before it ran out of handles is removed first (it is this upload's own name).
+   */
+  private async openCounted(path: string, mode: number, create: boolean): Promise<Buffer> {
+    for (let attempt = 0; ; attempt++) {
+      await this.takeHandleSlot();
+      try {
+        return await this.call<Buffer>(`open ${path}`, (done) => this.sftp.open(path, mode, { mode: 0o640 }, done));
+      } catch (error) {
+        this.giveHandleSlot();
+        const othersOpen = this.handlesHeld;
+        if (errorCode(error) !== SFTP_FAILURE || othersOpen < FEWEST_HANDLES_A_SERVER_HOLDS || attempt >= OPEN_RETRIES_FOR_HANDLES) throw error;
+        this.handleShortages++;
+        this.handleCap = Math.min(this.handleCap, othersOpen);
+        if (create) await this.unlink(path).catch(() => undefined);
+      }
+    }
+  }
+
   /** "r": read; "wx+": create exclusively (fail if it exists), read and write. */
   open(path: string, flags: "r" | "wx+"): Promise<Buffer> {
-    const mode = flags === "r" ? utils.sftp.OPEN_MODE.READ : CREATE_EXCLUSIVE_READ_WRITE;
-    return this.call(`open ${path}`, (done) => this.sftp.open(path, mode, { mode: 0o640 }, done));
+    return flags === "r" ? this.openCounted(path, OPEN_MODE.READ, false) : this.openCounted(path, CREATE_EXCLUSIVE_READ_WRITE, true);
   }
 
   write(handle: Buffer, data: Buffer): Promise<void> {
@@ -253,13 +362,23 @@ export class SftpSession {
   read(handle: Buffer, length: number, position: number): Promise<Buffer> {
     // Not zero-filled: only the bytesRead the server sent are ever looked at.
     const buffer = Buffer.allocUnsafe(length);
-    return this.call("read", (done) =>
-      this.sftp.read(handle, buffer, 0, length, position, (error, bytesRead) => done(error, buffer.subarray(0, bytesRead))),
+    return this.readInto(handle, buffer, 0, length, position).then((bytesRead) => buffer.subarray(0, bytesRead));
+  }
+
+  /** Reads into `buffer` at `offset`; resolves with the bytes the server sent (0 at end of file). */
+  private readInto(handle: Buffer, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return this.call<number>("read", (done) =>
+      this.sftp.read(handle, buffer, offset, length, position, (error, bytesRead) => {
+        // ssh2 reports end of file as a status error with code SFTP_EOF.
+        if (error && errorCode(error) === SFTP_EOF) done(undefined, 0);
+        else done(error, bytesRead);
+      }),
     );
   }
 
   closeHandle(handle: Buffer): Promise<void> {
-    return this.call("close", (done) => this.sftp.close(handle, (error) => done(error)));
+    // The slot is free once the close is sent: a close that fails leaves no handle we could use.
+    return this.call<void>("close", (done) => this.sftp.close(handle, (error) => done(error))).finally(() => this.giveHandleSlot());
   }
 
   stat(path: string): Promise<Stats> {
@@ -275,29 +394,73 @@ export class SftpSession {
     return this.call(`remove ${path}`, (done) => this.sftp.unlink(path, (error) => done(error)));
   }
 
-  readdir(path: string): Promise<string[]> {
-    return this.call(`list ${path}`, (done) =>
-      this.sftp.readdir(path, (error, list) => done(error, list?.map((entry) => entry.filename))),
-    );
+  /**
+   * The names in a remote folder (those without control characters), read one READDIR at a time so
+   * that a server which never ends the listing is caught: more than MAX_LISTING_ENTRIES names, MAX_LISTING_BYTES of listing text, or
+   * many replies without a name is refused with HostileReplyError.
+   */
+  async readdir(path: string): Promise<string[]> {
+    await this.takeHandleSlot();
+    let handle: Buffer;
+    try {
+      handle = await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
+    } catch (error) {
+      this.giveHandleSlot();
+      throw error;
+    }
+    const names: string[] = [];
+    let bytes = 0;
+    let emptyReplies = 0;
+    try {
+      for (;;) {
+        const entries = await this.call<{ filename: string; longname: string }[] | undefined>(`list ${path}`, (done) =>
+          this.sftp.readdir(handle, (error, list) => {
+            if (error && errorCode(error) === SFTP_EOF) done(undefined, undefined);
+            else done(error, list);
+          }),
+        );
+        if (entries === undefined) return names;
+        if (entries.length === 0 && ++emptyReplies > MAX_EMPTY_LISTING_REPLIES) {
+          throw new HostileReplyError(`the listing of ${path} was refused: the server sent ${emptyReplies} replies without a name and no end`);
+        }
+        for (const entry of entries) {
+          bytes += Buffer.byteLength(entry.filename) + Buffer.byteLength(entry.longname ?? "");
+          // No name of ours holds a control character (nor can any name on NTFS): such a name is
+          // left out, so it never reaches an error message or a log line.
+          if (!hasControlCharacters(entry.filename)) names.push(entry.filename);
+        }
+        if (names.length > MAX_LISTING_ENTRIES || bytes > MAX_LISTING_BYTES) {
+          throw new HostileReplyError(
+            `the listing of ${path} was refused after ${names.length} names (${bytes} bytes): more than the ${MAX_LISTING_ENTRIES} names or ${MAX_LISTING_BYTES} bytes a staging folder may hold`,
+          );
+        }
+      }
+    } finally {
+      await this.closeHandle(handle).catch(() => undefined);
+    }
   }
 
-  /** Reads a whole remote file through an open handle: its size from fstat, then its bytes. */
+  /**
+   * Reads a whole remote file through an open handle: its size from fstat, then its bytes into one
+   * buffer of that size. A server answering with pieces much shorter than asked (a byte at a time)
+   * is refused with HostileReplyError.
+   */
   async readAll(handle: Buffer, maxBytes: number): Promise<Buffer> {
     const { size } = await this.fstat(handle);
     if (size > maxBytes) throw new Error(`remote file is ${size} bytes, more than the ${maxBytes} expected`);
-    const chunks: Buffer[] = [];
+    const chunk = this.chunkBytes;
+    const buffer = Buffer.allocUnsafe(size);
+    const readsAllowed = Math.ceil(size / chunk) + SHORT_READS_ALLOWED;
     let position = 0;
-    while (position < size) {
-      const chunk = await this.read(handle, Math.min(size - position, 256 * 1024), position).catch((error) => {
-        // ssh2 reports end of file as a status error with code SFTP_EOF (1).
-        if (errorCode(error) === 1) return Buffer.alloc(0);
-        throw error;
-      });
-      if (chunk.length === 0) break;
-      chunks.push(chunk);
-      position += chunk.length;
+    for (let reads = 1; position < size; reads++) {
+      if (reads > readsAllowed) {
+        throw new HostileReplyError(`reading a ${size}-byte remote file was refused: ${reads - 1} reads returned only ${position} bytes (the server answers in pieces too short)`);
+      }
+      const bytesRead = await this.readInto(handle, buffer, position, Math.min(size - position, chunk), position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
     }
-    return Buffer.concat(chunks);
+    return buffer.subarray(0, position);
   }
 
   /**
@@ -363,4 +526,25 @@ export class SftpSession {
       throw error;
     }
   }
+}
+
+/** The first line starting "SSH-" the server sends (its version line), as soon as it is there. */
+function readVersionLine(socket: Socket): () => string | undefined {
+  let seen = "";
+  let line: string | undefined;
+  const onData = (data: Buffer) => {
+    seen += data.toString("latin1");
+    const match = /^SSH-[^\r\n]*(?=\r?\n)/m.exec(seen);
+    if (match) line = match[0];
+    // Enough for the lines RFC 4253 allows before it; the rest is the binary protocol.
+    if (line !== undefined || seen.length > 8192) socket.off("data", onData);
+  };
+  socket.on("data", onData);
+  return () => line;
+}
+
+/** "SSH-2.0-OpenSSH_for_Windows_8.1 comment" -> "OpenSSH_for_Windows_8.1", printable. */
+function serverSoftwareOf(versionLine: string | undefined): string {
+  const software = versionLine?.split(" ")[0].split("-").slice(2).join("-");
+  return software ? printable(software, 100) : "unknown";
 }

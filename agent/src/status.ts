@@ -6,7 +6,7 @@ import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRun } from "./stateFiles";
 import { readWatcherStatus, describeWatcher } from "./heartbeat";
-import { StateError, errorMessage } from "./errors";
+import { StateError, errorMessage, printable } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
 export async function readStatus(config: AgentConfig, now = Date.now()): Promise<StatusReport> {
@@ -41,7 +41,7 @@ export function formatStatus(report: StatusReport): string {
   const last = report.lastRun;
   const lines = [
     last
-      ? `last run: ${last.finishedAt} exit ${last.exitCode}: ${last.summary.delivered}/${last.summary.found} delivered, ${last.summary.failed} failed, ${last.summary.quarantined} quarantined, ${last.summary.deferred} deferred${last.error ? ` (${last.error})` : ""}`
+      ? `last run: ${last.finishedAt} exit ${last.exitCode}: ${last.summary.delivered}/${last.summary.found} delivered, ${last.summary.failed} failed, ${last.summary.quarantined} quarantined, ${last.summary.deferred} deferred${last.error ? ` (${printable(last.error)})` : ""}`
       : "last run: never",
     `outbox: ${report.outbox.waiting} waiting${report.outbox.oldestAgeSeconds === null ? "" : `, oldest ${report.outbox.oldestAgeSeconds} s old`}`,
     `quarantined: ${report.quarantined}`,

@@ -82,7 +82,7 @@ try {
             $service = Microsoft.PowerShell.Management\Get-Service -Name 'sshd'
         }
         $binary = (CimCmdlets\Get-CimInstance -ClassName Win32_Service -Filter "Name='sshd'").PathName.Trim('"')
-        $installDir = [System.IO.Path]::GetDirectoryName($binary)
+        $installDir = Microsoft.PowerShell.Management\Split-Path -Path $binary -Parent
 
         $system = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-18'
         $administrators = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'
@@ -90,14 +90,14 @@ try {
         # What matters in an ACL: owner, protection and the explicit rules (the SDDL text differs in
         # flags such as AI even when the rules are the same, so it cannot be compared).
         function Get-PlutusAclKey {
-            param([System.Security.AccessControl.FileSystemSecurity]$Acl)
+            param($Acl) # untyped: the Pester suites hand in the simulated guest's stand-ins (the .NET ACL types throw on Linux)
             $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {
                     '{0}|{1}|{2}|{3}|{4}' -f $_.IdentityReference.Value, ([int64]$_.FileSystemRights -bor 0x100000), [int]$_.InheritanceFlags, [int]$_.PropagationFlags, $_.AccessControlType
                 })
             return ('owner={0};protected={1};{2}' -f $Acl.GetOwner([System.Security.Principal.SecurityIdentifier]).Value, $Acl.AreAccessRulesProtected, (($rules | Microsoft.PowerShell.Utility\Sort-Object) -join ';'))
         }
         function Set-PlutusAcl {
-            param([string]$Path, [System.Security.AccessControl.FileSystemSecurity]$Acl)
+            param([string]$Path, $Acl)
             if ((Get-PlutusAclKey -Acl (Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path)) -eq (Get-PlutusAclKey -Acl $Acl)) { return $false }
             Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $Acl
             return $true

@@ -29,18 +29,30 @@ function Get-PlutusSeedVolume {
     param([string]$DiskPath)
     $disk = Hyper-V\Get-VHD -Path $DiskPath
     $partition = Storage\Get-Partition -DiskNumber $disk.DiskNumber | Microsoft.PowerShell.Core\Where-Object { $_.Type -ne 'Reserved' } | Microsoft.PowerShell.Utility\Select-Object -First 1
-    if (-not $partition.DriveLetter) {
+    # No letter reads as [char]0, which is not $null: compare the code.
+    if ([int][char]$partition.DriveLetter -eq 0) {
         $partition | Storage\Add-PartitionAccessPath -AssignDriveLetter
         $partition = Storage\Get-Partition -DiskNumber $disk.DiskNumber -PartitionNumber $partition.PartitionNumber
     }
     return "$($partition.DriveLetter):\"
 }
 
-$full = [System.IO.Path]::GetFullPath($Path)
+# As PowerShell's providers see the path (GetFullPath would resolve against the process folder).
+$full = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
 $changes = New-Object -TypeName System.Collections.Generic.List[string]
+# A seed attached to a VM cannot be mounted, and cloud-init reads it only at the first boot of a
+# new instance-id, whose change replaces the VM (and detaches the seed) before this step runs.
+$users = @(Hyper-V\Get-VM | Microsoft.PowerShell.Core\ForEach-Object {
+        $vm = $_
+        Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\Where-Object { $_.Path -and $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_.Path) -eq $full } | Microsoft.PowerShell.Core\ForEach-Object { $vm.Name }
+    })
+if ($users.Count -gt 0) {
+    [pscustomobject]@{ path = $full; changed = @(); note = "attached to VM '$($users -join "', '")'; left as it is (cloud-init reads it only at that VM's first boot)" } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
+    return
+}
 $created = $false
 if (-not (Microsoft.PowerShell.Management\Test-Path -LiteralPath $full -PathType Leaf)) {
-    $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path ([System.IO.Path]::GetDirectoryName($full)) -Force
+    $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path (Microsoft.PowerShell.Management\Split-Path -Path $full -Parent) -Force
     $null = Hyper-V\New-VHD -Path $full -SizeBytes 67108864 -Dynamic
     $created = $true
     $changes.Add("created seed disk '$full'")

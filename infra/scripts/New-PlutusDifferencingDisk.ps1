@@ -14,8 +14,9 @@ param(
 $ErrorActionPreference = 'Stop'
 $changes = New-Object -TypeName System.Collections.Generic.List[string]
 
-$masterFull = [System.IO.Path]::GetFullPath($MasterPath)
-$childFull = [System.IO.Path]::GetFullPath($Path)
+# As PowerShell's providers see the paths (GetFullPath would resolve against the process folder).
+$masterFull = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($MasterPath)
+$childFull = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
 if ($masterFull -eq $childFull) {
     throw "The child disk path '$Path' is the master itself; choose another vmFolder."
 }
@@ -29,11 +30,11 @@ if (-not $master.IsReadOnly) {
 }
 if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $childFull -PathType Leaf) {
     $vhd = Hyper-V\Get-VHD -Path $childFull
-    if ($vhd.VhdType -ne 'Differencing' -or [System.IO.Path]::GetFullPath($vhd.ParentPath) -ne $masterFull) {
+    if ($vhd.VhdType -ne 'Differencing' -or $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($vhd.ParentPath) -ne $masterFull) {
         throw "'$childFull' exists but is not a differencing child of '$masterFull' (type $($vhd.VhdType), parent '$($vhd.ParentPath)'). Move it away and run again."
     }
 } else {
-    $folder = [System.IO.Path]::GetDirectoryName($childFull)
+    $folder = Microsoft.PowerShell.Management\Split-Path -Path $childFull -Parent
     $null = Microsoft.PowerShell.Management\New-Item -ItemType Directory -Path $folder -Force
     $null = Hyper-V\New-VHD -Path $childFull -ParentPath $masterFull -Differencing
     $changes.Add("created differencing disk '$childFull'")

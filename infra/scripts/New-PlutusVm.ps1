@@ -43,7 +43,6 @@ if ($null -eq $vm) {
     Hyper-V\Set-VMMemory -VM $vm -DynamicMemoryEnabled $false -StartupBytes $memoryBytes
     Hyper-V\Set-VMProcessor -VM $vm -Count $Cpus
     Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $SecureBootTemplate -FirstBootDevice (Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Utility\Select-Object -First 1)
-    Hyper-V\Enable-VMIntegrationService -VM $vm -Name 'Guest Service Interface'
     $changes.Add("created VM '$Name'")
 } else {
     $needsOff = ($vm.MemoryStartup -ne $memoryBytes) -or ($vm.ProcessorCount -ne $Cpus) -or ((Hyper-V\Get-VMFirmware -VM $vm).SecureBootTemplate -ne $SecureBootTemplate)
@@ -80,6 +79,12 @@ if (($null -ne $automatic -and $automatic.Value) -or [string]$vm.CheckpointType 
         Hyper-V\Set-VM -VM $vm -CheckpointType Disabled
     }
     $changes.Add('checkpoints disabled (automatic and manual)')
+}
+# Guest Service Interface (Copy-VMFile), selected by its id: the display name is localised.
+$guestServiceInterface = Hyper-V\Get-VMIntegrationService -VM $vm | Microsoft.PowerShell.Core\Where-Object { $_.Id -like '*\6C09BB55-D683-4DA0-8931-C9BF705F6480' }
+if ($null -ne $guestServiceInterface -and -not $guestServiceInterface.Enabled) {
+    $guestServiceInterface | Hyper-V\Enable-VMIntegrationService
+    $changes.Add('Guest Service Interface enabled')
 }
 $attached = @(Hyper-V\Get-VMHardDiskDrive -VM $vm | Microsoft.PowerShell.Core\ForEach-Object { $_.Path })
 foreach ($disk in @($OsDiskPath, $SeedDiskPath)) {

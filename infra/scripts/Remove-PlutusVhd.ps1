@@ -16,9 +16,9 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-$full = [System.IO.Path]::GetFullPath($Path)
+$full = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)
 foreach ($protected in $ProtectedPath) {
-    if ([string]::Equals($full, [System.IO.Path]::GetFullPath($protected), [System.StringComparison]::OrdinalIgnoreCase)) {
+    if ([string]::Equals($full, $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($protected), [System.StringComparison]::OrdinalIgnoreCase)) {
         throw "Refusing to delete '$full': it is a protected master disk."
     }
 }

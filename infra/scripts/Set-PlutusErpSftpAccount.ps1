@@ -31,7 +31,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Mandatory = $true)][string]$VmName,
-    [Parameter(Mandatory = $true)][ValidatePattern('^[a-z0-9._-]{1,20}$')][string]$UserName,
+    [Parameter(Mandatory = $true)][ValidatePattern('(?-i)^[a-z0-9._-]{1,20}$')][string]$UserName,
     [Parameter(Mandatory = $true)][string]$ChrootDirectory,
     [Parameter(Mandatory = $true)][string]$InboxPath,
     [Parameter(Mandatory = $true)][string]$StagingPath,
@@ -65,7 +65,7 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
         $changes.Add("removed $UserName from Administrators")
     }
 
-    $volumes = @($InboxPath, $StagingPath, $ChrootDirectory) | Microsoft.PowerShell.Core\ForEach-Object { [System.IO.Path]::GetPathRoot($_).ToUpperInvariant() } | Microsoft.PowerShell.Utility\Select-Object -Unique
+    $volumes = @($InboxPath, $StagingPath, $ChrootDirectory) | Microsoft.PowerShell.Core\ForEach-Object { (Microsoft.PowerShell.Management\Split-Path -Path $_ -Qualifier).ToUpperInvariant() } | Microsoft.PowerShell.Utility\Select-Object -Unique
     if (@($volumes).Count -ne 1) { throw "chroot, inbox and staging must be on one volume, got $($volumes -join ', ')" }
     $fileSystem = (Storage\Get-Volume -DriveLetter ([string]$volumes).Substring(0, 1)).FileSystemType
     if ($fileSystem -ne 'NTFS') { throw "$volumes is $fileSystem; inbox and staging need NTFS (publishing is a hard link)" }
@@ -77,14 +77,14 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
     # What matters in an ACL: owner, protection and the explicit rules. The SDDL text read from disk
     # never equals that of a built object (flags such as AI differ), so it cannot be compared.
     function Get-PlutusAclKey {
-        param([System.Security.AccessControl.FileSystemSecurity]$Acl)
+        param($Acl) # untyped: the Pester suites hand in the simulated guest's stand-ins (the .NET ACL types throw on Linux)
         $rules = @($Acl.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Microsoft.PowerShell.Core\ForEach-Object {
                 '{0}|{1}|{2}|{3}|{4}' -f $_.IdentityReference.Value, ([int64]$_.FileSystemRights -bor 0x100000), [int]$_.InheritanceFlags, [int]$_.PropagationFlags, $_.AccessControlType
             })
         return ('owner={0};protected={1};{2}' -f $Acl.GetOwner([System.Security.Principal.SecurityIdentifier]).Value, $Acl.AreAccessRulesProtected, (($rules | Microsoft.PowerShell.Utility\Sort-Object) -join ';'))
     }
     function Set-PlutusAcl {
-        param([string]$Path, [System.Security.AccessControl.FileSystemSecurity]$Acl, [string]$What)
+        param([string]$Path, $Acl, [string]$What)
         if ((Get-PlutusAclKey -Acl (Microsoft.PowerShell.Security\Get-Acl -LiteralPath $Path)) -eq (Get-PlutusAclKey -Acl $Acl)) { return }
         Microsoft.PowerShell.Security\Set-Acl -LiteralPath $Path -AclObject $Acl
         $changes.Add("set ACL of $Path$What")

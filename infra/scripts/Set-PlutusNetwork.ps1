@@ -75,6 +75,8 @@ $nats = @(NetNat\Get-NetNat -ErrorAction SilentlyContinue)
 $ours = $nats | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $NatName }
 foreach ($nat in $nats) {
     if ($nat.Name -eq $NatName) { continue }
+    # A NAT made for an external prefix only (a VPN client, Docker) has no internal prefix to overlap.
+    if ([string]::IsNullOrEmpty($nat.InternalIPInterfaceAddressPrefix)) { continue }
     $other = ConvertTo-PlutusRange -Cidr $nat.InternalIPInterfaceAddressPrefix
     if ($other.Start -le $wanted.End -and $wanted.Start -le $other.End) {
         throw "The NAT '$($nat.Name)' ($($nat.InternalIPInterfaceAddressPrefix)) overlaps the lab subnet $SubnetCidr. Choose another subnet, or remove that NAT if it is unused."

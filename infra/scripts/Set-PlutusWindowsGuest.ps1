@@ -48,6 +48,8 @@ $result = Microsoft.PowerShell.Core\Invoke-Command -VMName $VmName -Credential $
     $current = @(NetTCPIP\Get-NetIPAddress -InterfaceIndex $index -AddressFamily IPv4 -ErrorAction SilentlyContinue)
     if (-not ($current | Microsoft.PowerShell.Core\Where-Object { $_.IPAddress -eq $IpAddress -and $_.PrefixLength -eq $PrefixLength })) {
         NetTCPIP\Set-NetIPInterface -InterfaceIndex $index -Dhcp Disabled
+        # Turning DHCP off drops the address DHCP (or APIPA) gave: remove only what is still there.
+        $current = @(NetTCPIP\Get-NetIPAddress -InterfaceIndex $index -AddressFamily IPv4 -ErrorAction SilentlyContinue)
         foreach ($address in $current) { NetTCPIP\Remove-NetIPAddress -InterfaceIndex $index -IPAddress $address.IPAddress -Confirm:$false }
         NetTCPIP\Get-NetRoute -InterfaceIndex $index -DestinationPrefix '0.0.0.0/0' -ErrorAction SilentlyContinue | NetTCPIP\Remove-NetRoute -Confirm:$false
         $null = NetTCPIP\New-NetIPAddress -InterfaceIndex $index -IPAddress $IpAddress -PrefixLength $PrefixLength -DefaultGateway $Gateway

@@ -22,6 +22,20 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
+# Windows Setup rejects a password that breaks these rules only at first boot, where the lab would
+# wait for PowerShell Direct until its deadline: say so now. 14+ is what docs/infra.md asks for.
+$advice = 'Set plutus:windowsAdminPassword again (pulumi config set --secret windowsAdminPassword).'
+if ($AdminPassword.Length -lt 14 -or $AdminPassword.Length -gt 127) {
+    throw "The Administrator password has $($AdminPassword.Length) characters; it needs at least 14 (and at most 127). $advice"
+}
+$kinds = @('[A-Z]', '[a-z]', '[0-9]', '[^A-Za-z0-9]' | Microsoft.PowerShell.Core\Where-Object { $AdminPassword -cmatch $_ }).Count
+if ($kinds -lt 3) {
+    throw "The Administrator password has characters of only $kinds of the kinds uppercase, lowercase, digits, symbols; Windows needs 3. $advice"
+}
+if ($AdminPassword -match 'Administrator') {
+    throw "The Administrator password contains the account name Administrator, which Windows refuses. $advice"
+}
+
 $existing = Hyper-V\Get-VM | Microsoft.PowerShell.Core\Where-Object { $_.Name -eq $VmName }
 if ($null -ne $existing) {
     [pscustomobject]@{ path = $DiskPath; changed = @(); note = "VM '$VmName' exists; unattend.xml applies only before its first boot" } | Microsoft.PowerShell.Utility\ConvertTo-Json -Compress
@@ -59,14 +73,21 @@ $bytes = (New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false).Ge
 $changes = @()
 $mounted = Hyper-V\Mount-VHD -Path $DiskPath -Passthru
 try {
+    # The lab's VMs are Generation 2 (UEFI): an MBR disk comes from a Generation 1 master and would
+    # never boot, which would only show as PowerShell Direct timing out half an hour later.
+    $style = (Storage\Get-Disk -Number $mounted.DiskNumber).PartitionStyle
+    if ($style -ne 'GPT') {
+        throw "'$DiskPath' has an $style partition table: its master '$($vhd.ParentPath)' is a Generation 1 (BIOS) disk, and the lab's VMs are Generation 2 (UEFI), which cannot boot it. Build a Generation 2 master (GPT; see docs/infra.md) and run again."
+    }
     $windowsRoot = $null
     foreach ($partition in @(Storage\Get-Partition -DiskNumber $mounted.DiskNumber)) {
-        if (-not $partition.DriveLetter) {
+        # No letter reads as [char]0, which is not $null: compare the code.
+        if ([int][char]$partition.DriveLetter -eq 0) {
             # Automount may be off on the host (mountvol /N): give the data partitions a letter.
             if ($partition.Type -ne 'Basic') { continue }
             $partition | Storage\Add-PartitionAccessPath -AssignDriveLetter
             $partition = Storage\Get-Partition -DiskNumber $mounted.DiskNumber -PartitionNumber $partition.PartitionNumber
-            if (-not $partition.DriveLetter) { continue }
+            if ([int][char]$partition.DriveLetter -eq 0) { continue }
         }
         $candidate = "$($partition.DriveLetter):\Windows"
         if (Microsoft.PowerShell.Management\Test-Path -LiteralPath $candidate -PathType Container) { $windowsRoot = $candidate }

@@ -1,7 +1,10 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, lchownSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, lchownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Rig, Row, newRow, sha256, sleep } from "./harness";
+import { Rig, Row, agentBundle, newRow, sha256, sleep } from "./harness";
+import { localFolders } from "../support/agent";
+import { HostileMode, startHostileErp } from "../support/hostileErp";
 import type { Scenario } from "./scenarios";
 
 type Outcome = "delivered" | "quarantined" | "deferred" | "ignored";
@@ -321,6 +324,145 @@ export const hostileInputs: Scenario = {
       row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
     } finally {
       await rig.destroy();
+    }
+    return row;
+  },
+};
+
+/** Peak resident memory a pass may reach against a hostile ERP (an idle pass takes 60–80 MiB). */
+const HOSTILE_PEAK_RSS_KIB = 250 * 1024;
+
+/** One agent pass as its own process, its peak resident memory (VmHWM) sampled until it exits. */
+function measuredPass(configPath: string, hardLimitMs: number): Promise<{ code: number | null; ms: number; peakRssKiB: number; stdout: string; stderr: string }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [agentBundle().path, "run", "--config", configPath, "--json"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let peakRssKiB = 0;
+    const sample = setInterval(() => {
+      try {
+        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (match) peakRssKiB = Math.max(peakRssKiB, Number(match[1]));
+      } catch {
+        /* exited */
+      }
+    }, 25);
+    const limit = setTimeout(() => child.kill("SIGKILL"), hardLimitMs);
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearInterval(sample);
+      clearTimeout(limit);
+      resolve({ code, ms: Date.now() - started, peakRssKiB, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * A compromised ERP (every SFTP reply is its own): an endless staging listing, one-byte READ
+ * replies, garbage instead of replies. Each pass against it must end by its deadline with bounded
+ * memory and count as failed (exit 1); when the server behaves again every order arrives once.
+ * The ERP here is an SFTP server built on ssh2's server API holding its files in memory; its
+ * inbox is the record of what was delivered.
+ */
+export const hostileErp: Scenario = {
+  name: "ERP: hostile server (endless listing, dribbled reads, garbage replies)",
+  async run(scale) {
+    const row = newRow(this.name);
+    const erp = await startHostileErp("honest");
+    const root = mkdtempSync(join(tmpdir(), "plutus-chaos-hostile-"));
+    const deadlineSeconds = 20;
+    try {
+      const dirs = localFolders(root);
+      for (const dir of Object.values(dirs)) mkdirSync(dir, { mode: 0o750 });
+      const keyPath = join(root, "id_ed25519");
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyPath]);
+      const configPath = join(root, "agent.json");
+      const remote = { host: erp.host, port: erp.port, username: "plutus-erp", privateKeyPath: keyPath, hostKeySha256: erp.hostKeySha256, inbox: "/Inbox", staging: "/Staging" };
+      writeFileSync(configPath, JSON.stringify({ ...dirs, minAgeSeconds: 1, passDeadlineSeconds: deadlineSeconds, operationTimeoutSeconds: 10, connectTimeoutSeconds: 5, retries: 2, retryBaseDelayMs: 200, maxFileBytes: 2 * 1024 * 1024, remote }));
+      const produced = new Map<string, string>();
+      const produce = (n: number, extra: number) => {
+        const content = order(`hostile-${n}`, "z".repeat(extra));
+        const path = join(dirs.outbox, `hostile-${n}.json`);
+        writeFileSync(path, content);
+        utimesSync(path, OLD, OLD);
+        produced.set(sha256(content), `hostile-${n}.json`);
+      };
+      // An order whose name is taken in the inbox by other content of its size: the agent reads
+      // that file to compare, which is where dribbled replies bite.
+      const squatters = new Set<Buffer>();
+      let next = 0;
+      const produceSquatted = () => {
+        const n = next++;
+        produce(n, 1_500_000);
+        const squatter = Buffer.alloc(readFileSync(join(dirs.outbox, `hostile-${n}.json`)).length, "q");
+        squatters.add(squatter);
+        erp.files.set(`/Inbox/hostile-${n}.json`, squatter);
+      };
+      const rounds = scale.long ? 5 : 1;
+      const modes: HostileMode[] = ["endless-listing", "dribble-reads", "garbage-replies"];
+      const seen: string[] = [];
+      let peakKiB = 0;
+      for (let round = 0; round < rounds; round++) {
+        for (const mode of modes) {
+          // Fresh work for every pass, so each one reaches the server's misbehaviour.
+          if (mode === "dribble-reads") produceSquatted();
+          for (let i = 0; i < 4; i++) produce(next++, (next % 7) * 700);
+          erp.mode = mode;
+          const pass = await measuredPass(configPath, (deadlineSeconds + 30) * 1000);
+          row.passes++;
+          row.faults++;
+          row.longestPassMs = Math.max(row.longestPassMs, pass.ms);
+          peakKiB = Math.max(peakKiB, pass.peakRssKiB);
+          if (pass.code !== 1) row.problems.push(`${mode}: exit ${pass.code}, expected 1 (a failed run); ${pass.stderr.trim().slice(0, 200)}`);
+          if (pass.ms > deadlineSeconds * 1000 + 3_000) row.problems.push(`${mode}: the pass took ${pass.ms} ms, past its ${deadlineSeconds} s deadline`);
+          if (pass.peakRssKiB > HOSTILE_PEAK_RSS_KIB) row.problems.push(`${mode}: peak RSS ${Math.round(pass.peakRssKiB / 1024)} MiB, more than ${HOSTILE_PEAK_RSS_KIB / 1024} MiB`);
+          if (pass.stderr.includes("unexpected error")) row.problems.push(`${mode}: ${pass.stderr.trim().slice(0, 300)}`);
+          const lastRun = JSON.parse(readFileSync(join(dirs.stateDir, "last-run.json"), "utf8")) as { consecutiveFailedRuns: number };
+          if (lastRun.consecutiveFailedRuns < 1) row.problems.push(`${mode}: the failed run was not counted in last-run.json`);
+          seen.push(`${mode} exit ${pass.code} in ${(pass.ms / 1000).toFixed(1)} s, peak RSS ${Math.round(pass.peakRssKiB / 1024)} MiB`);
+        }
+      }
+      row.notes.push(seen.slice(0, modes.length).join("; "));
+      row.notes.push(`highest peak RSS over ${row.passes} hostile passes: ${Math.round(peakKiB / 1024)} MiB (bound ${HOSTILE_PEAK_RSS_KIB / 1024} MiB)`);
+
+      // The server behaves again: everything arrives, once.
+      erp.mode = "honest";
+      let clean: Awaited<ReturnType<typeof measuredPass>> | undefined;
+      for (let i = 0; i < 4; i++) {
+        clean = await measuredPass(configPath, (deadlineSeconds + 30) * 1000);
+        row.passes++;
+        if (clean.code === 0 && readdirSync(dirs.outbox).filter((n) => n.endsWith(".json")).length === 0) break;
+      }
+      if (clean?.code !== 0) row.problems.push(`final pass against the honest server exited ${clean?.code}: ${clean?.stderr.trim().slice(0, 300)}`);
+      const arrived = new Map<string, string[]>();
+      for (const [path, content] of erp.files) {
+        if (!path.startsWith("/Inbox/")) continue;
+        if (squatters.has(content)) continue;
+        const name = path.slice("/Inbox/".length);
+        if (!/\.json$/.test(name)) row.partial++;
+        const h = sha256(content);
+        if (!produced.has(h)) {
+          row.partial++;
+          row.problems.push(`the inbox holds ${name}, whose content was never produced`);
+        }
+        arrived.set(h, [...(arrived.get(h) ?? []), name]);
+      }
+      row.produced = produced.size;
+      row.delivered = [...produced.keys()].filter((h) => arrived.has(h)).length;
+      row.duplicated = [...arrived.values()].reduce((sum, names) => sum + names.length - 1, 0);
+      row.lost = produced.size - row.delivered;
+      for (const [h, name] of produced) if (!arrived.has(h)) row.problems.push(`${name} never arrived`);
+      if (row.duplicated > 0) row.problems.push(`${row.duplicated} order(s) arrived twice`);
+      const staging = [...erp.files.keys()].filter((p) => p.startsWith("/Staging/"));
+      if (staging.length > 0) row.problems.push(`staging not empty: ${staging.slice(0, 3).join(", ")}`);
+    } catch (error) {
+      row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);
+    } finally {
+      await erp.stop();
+      rmSync(root, { recursive: true, force: true });
     }
     return row;
   },

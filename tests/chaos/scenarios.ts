@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 import { ERP_USER, uidOf, startErpServer } from "../support/sshd";
 import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord, afterStagingEvents } from "./harness";
-import { hostileInputs } from "./hostile";
+import { hostileErp, hostileInputs } from "./hostile";
+import { fewHandles, slowLink, suspendedPass } from "./erpLimits";
 import { stagingFiles } from "../support/agent";
 import { erpHoldsInboxFilesOpen, stagingReplacedAfterCrash } from "./windowsServer";
 
@@ -562,6 +563,10 @@ export const SCENARIOS: Scenario[] = [
   localStateUnwritable,
   localStateFull,
   hostileInputs,
+  hostileErp,
+  slowLink,
+  fewHandles,
+  suspendedPass,
   securityHostKey,
   securityPasswordOnly,
   securityKeyPermissions,

@@ -61,9 +61,14 @@ export const SECRETS = {
   "plutus:hostSshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRETHOSTKEYMATERIALxyz123\n-----END OPENSSH PRIVATE KEY-----\n",
 };
 
-/** Writes a bundle like `npm run build` does, in a fresh temporary folder. */
+const fixtureBundles: string[] = [];
+// Every test file that imports the harness removes the bundles it made.
+if (typeof afterAll === "function") afterAll(() => { for (const dir of fixtureBundles.splice(0)) fs.rmSync(dir, { recursive: true, force: true }); });
+
+/** Writes a bundle like `npm run build` does, in a fresh temporary folder (removed after the test file). */
 export function makeFixtureBundle(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-bundle-"));
+  fixtureBundles.push(dir);
   const files: Record<string, string> = {
     "plutus-sync.cjs": "#!/usr/bin/env node\nconsole.log('plutus-sync fixture');\n",
     "sync_plutus.sh": "#!/bin/sh\nexec node /opt/plutus-sync/plutus-sync.cjs run\n",

@@ -7,6 +7,7 @@ import { parseJsonResult, renderBootstrap, renderCommandLine } from "../../infra
 const scriptsDir = path.join(REPO, "infra", "scripts");
 const scripts = fs.readdirSync(scriptsDir).filter((f) => f.endsWith(".ps1")).map((f) => path.join(scriptsDir, f));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "plutus-ps-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test("every script and Deploy-PlutusInfra.ps1 parses with no ERROR or MISSING node", () => {
   expect(scripts.length).toBe(11);

@@ -95,7 +95,8 @@ describe("check", () => {
     expect(result.code).toBe(0);
     expect(result.stdout.split("\n")).toEqual([
       `OK local folders: ${ctx.local.outbox}, ${ctx.local.archive}, ${ctx.local.quarantine}, ${ctx.local.stateDir}, ${ctx.local.logDir}`,
-      `OK connected to plutus-erp@127.0.0.1:${ctx.erp.port}, host key ${ctx.erp.hostKeySha256}`,
+      // OpenSSH: named, and no WARNING line follows.
+      expect.stringMatching(new RegExp(`^OK connected to plutus-erp@127\\.0\\.0\\.1:${ctx.erp.port}, host key ${ctx.erp.hostKeySha256.replace(/[+/]/g, "\\$&")}, server software OpenSSH_\\d[\\w.]*$`)),
       "OK remote staging /Staging and inbox /Inbox exist and are writable",
       "OK",
       "",

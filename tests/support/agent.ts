@@ -5,7 +5,8 @@ import { join, resolve } from "node:path";
 import type { AgentConfigInput } from "@plutus/shared";
 import { startErpServer, type ErpServer, type SshdOptions } from "./sshd";
 
-export const BUNDLE = resolve(__dirname, "../../agent/dist/plutus-sync.cjs");
+/** The bundled agent; PLUTUS_TEST_BUNDLE runs the tests against another build (e.g. the code before a fix). */
+export const BUNDLE = process.env.PLUTUS_TEST_BUNDLE ?? resolve(__dirname, "../../agent/dist/plutus-sync.cjs");
 
 export interface LocalSide {
   readonly root: string;

@@ -14,6 +14,8 @@ import { createServer, connect, Server, Socket } from "node:net";
  *                       back by `delayDownMs` is discarded, i.e. those replies are lost
  *   delayDownMs         server-to-client bytes are held this long, so a reply can be dropped
  *                       after the server acted on the request
+ *   bytesPerSecond      a slow link: each direction of each connection carries at most this many
+ *                       bytes a second; the sender is paused (TCP backpressure) while 64 KiB wait
  */
 export interface Upstream {
   host: string;
@@ -38,7 +40,20 @@ interface Link {
   doomed: boolean;
   /** Client bytes that arrived before the upstream connection was open. */
   pendingUp: Buffer[];
+  /** Bytes waiting for the bandwidth limit, per direction. */
+  lanes: { up: Lane; down: Lane };
 }
+
+interface Lane {
+  queue: Buffer[];
+  queued: number;
+  timer: NodeJS.Timeout | undefined;
+  lastTick: number;
+}
+
+const newLane = (): Lane => ({ queue: [], queued: 0, timer: undefined, lastTick: 0 });
+/** Queued bytes per direction above which the sending socket is paused. */
+const LANE_HIGH_WATER = 64 * 1024;
 
 export class TcpProxy {
   private readonly links = new Set<Link>();
@@ -46,6 +61,8 @@ export class TcpProxy {
   private nextId = 0;
   /** Hold server-to-client data this long (ms) before forwarding it. */
   delayDownMs = 0;
+  /** Bandwidth of each direction of each connection (bytes a second); 0: unlimited. */
+  bytesPerSecond = 0;
   /** Decides, for each new connection, whether and where it will be cut. */
   planFor: ((connection: number) => CutPlan | undefined) | undefined;
   /** Connections accepted so far. */
@@ -141,10 +158,10 @@ export class TcpProxy {
   private accept(client: Socket): void {
     const id = this.nextId++;
     this.connections++;
-    const link: Link = { id, client, server: undefined, bytes: 0, plan: this.planFor?.(id), closed: false, doomed: false, pendingUp: [] };
+    const link: Link = { id, client, server: undefined, bytes: 0, plan: this.planFor?.(id), closed: false, doomed: false, pendingUp: [], lanes: { up: newLane(), down: newLane() } };
     this.links.add(link);
     client.setNoDelay(true);
-    client.on("data", (chunk: Buffer) => this.forward(link, chunk, "up"));
+    client.on("data", (chunk: Buffer) => this.carry(link, chunk, "up"));
     client.on("error", () => this.kill(link, "close"));
     client.on("close", () => this.kill(link, "close"));
     if (this.blackholed) client.pause();
@@ -160,12 +177,52 @@ export class TcpProxy {
     });
     server.on("data", (chunk: Buffer) => {
       if (this.delayDownMs > 0) {
-        setTimeout(() => this.forward(link, chunk, "down"), this.delayDownMs);
-      } else this.forward(link, chunk, "down");
+        setTimeout(() => this.carry(link, chunk, "down"), this.delayDownMs);
+      } else this.carry(link, chunk, "down");
     });
     server.on("error", () => this.kill(link, "close"));
     server.on("close", () => this.kill(link, "close"));
     if (this.blackholed) server.pause();
+  }
+
+  /** Forwards at once, or through the bandwidth limit. */
+  private carry(link: Link, chunk: Buffer, direction: "up" | "down"): void {
+    const lane = link.lanes[direction];
+    if (this.bytesPerSecond <= 0 && lane.queued === 0) {
+      this.forward(link, chunk, direction);
+      return;
+    }
+    lane.queue.push(chunk);
+    lane.queued += chunk.length;
+    const source = direction === "up" ? link.client : link.server;
+    if (lane.queued > LANE_HIGH_WATER) source?.pause();
+    if (!lane.timer) {
+      lane.lastTick = Date.now();
+      lane.timer = setTimeout(() => this.drainLane(link, direction), 10);
+    }
+  }
+
+  private drainLane(link: Link, direction: "up" | "down"): void {
+    const lane = link.lanes[direction];
+    lane.timer = undefined;
+    if (link.closed) return;
+    const now = Date.now();
+    // Elapsed time, not the timer's nominal 10 ms: a loaded machine must not slow the link further.
+    let allowance = this.bytesPerSecond > 0 ? Math.floor(((now - lane.lastTick) * this.bytesPerSecond) / 1000) : lane.queued;
+    if (this.blackholed) allowance = 0;
+    lane.lastTick = now;
+    while (allowance > 0 && lane.queue.length > 0) {
+      const head = lane.queue[0];
+      const piece = head.length <= allowance ? head : head.subarray(0, allowance);
+      if (piece === head) lane.queue.shift();
+      else lane.queue[0] = head.subarray(allowance);
+      lane.queued -= piece.length;
+      allowance -= piece.length;
+      this.forward(link, piece, direction);
+    }
+    const source = direction === "up" ? link.client : link.server;
+    if (lane.queued <= LANE_HIGH_WATER && !this.blackholed) source?.resume();
+    if (lane.queue.length > 0) lane.timer = setTimeout(() => this.drainLane(link, direction), 10);
   }
 
   private forward(link: Link, chunk: Buffer, direction: "up" | "down"): void {
@@ -196,6 +253,7 @@ export class TcpProxy {
   private kill(link: Link, style: CutStyle): void {
     if (link.closed) return;
     link.closed = true;
+    for (const lane of [link.lanes.up, link.lanes.down]) clearTimeout(lane.timer);
     this.links.delete(link);
     for (const socket of [link.client, link.server]) {
       if (!socket || socket.destroyed) continue;

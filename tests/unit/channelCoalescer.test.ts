@@ -72,3 +72,12 @@ describe("coalesceSftpRequests", () => {
     expect(coalesceSftpRequests({} as Client, { outgoing: { id: 1, packetSize: 100 } } as unknown as SFTPWrapper, socket)).toBe(false);
   });
 });
+
+describe("the ssh2 this relies on", () => {
+  it("is pinned to one exact version, and that version is the one installed", () => {
+    const manifest = JSON.parse(require("node:fs").readFileSync(require("node:path").join(__dirname, "../../agent/package.json"), "utf8"));
+    const pinned: string = manifest.dependencies.ssh2;
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(require("ssh2/package.json").version).toBe(pinned);
+  });
+});

@@ -96,6 +96,23 @@ describe("acquirePassLock", () => {
     await lock!.release();
   });
 
+  it("on this host a live owner keeps its lock however old it is (suspended, clock stepped)", async () => {
+    const parentStat = readFileSync(`/proc/${process.ppid}/stat`, "utf8");
+    const procStart = parentStat.slice(parentStat.lastIndexOf(")") + 2).split(" ")[19];
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: Date.now() - 86_400_000, procStart }));
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(dir, "pass.lock"), "utf8")).pid).toBe(process.ppid);
+  });
+
+  it("an owner on another host is judged by age only", async () => {
+    const other = { pid: process.ppid, host: `${hostname()}-elsewhere`, startedAt: Date.now() - 5_000 };
+    writeFileSync(join(dir, "pass.lock"), JSON.stringify(other));
+    expect(await acquirePassLock(dir, 60_000)).toBeUndefined();
+    const lock = await acquirePassLock(dir, 4_000);
+    expect(lock).toBeDefined();
+    await lock!.release();
+  });
+
   it("a break guard left by a pass killed while breaking does not block the next passes", async () => {
     writeFileSync(join(dir, "pass.lock"), JSON.stringify({ pid: deadPid(), host: hostname(), startedAt: Date.now() }));
     writeFileSync(join(dir, "pass.lock.break"), "");
