@@ -90,7 +90,8 @@ describe("plutus-sync watch against a real sshd", () => {
     // The cron pass still runs beside the watcher: it finds nothing left to do.
     const cron = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
     expect(cron.code).toBe(0);
-    expect(lastJsonLine(cron.stdout)).toMatchObject({ found: 0, delivered: 0 });
+    expect(lastJsonLine(cron.stdout)).toEqual(expect.objectContaining({ found: 0, delivered: 0 }));
+    expect(lastJsonLine(cron.stdout).skippedLocked).toBeUndefined();
 
     const stopped = await stop(watch);
     expect(stopped.code).toBe(0);
@@ -122,6 +123,19 @@ describe("plutus-sync watch against a real sshd", () => {
       for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
       for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
       await until(() => erp.consumed.length >= 50, 30_000, () => `only ${erp.consumed.length} delivered before SIGTERM`);
+      // Frozen while a batch holds the pass lock: the cron pass finds it held, does nothing, exits 0.
+      const lockPath = join(ctx.local.stateDir, "pass.lock");
+      for (let attempt = 0; ; attempt++) {
+        await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
+        watch.child.kill("SIGSTOP");
+        if (existsSync(lockPath)) break;
+        watch.child.kill("SIGCONT");
+        if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
+      }
+      const locked = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+      watch.child.kill("SIGCONT");
+      expect(locked).toMatchObject({ code: 0, stderr: "plutus-sync: another pass holds the lock; nothing done\n" });
+      expect(lastJsonLine(locked.stdout)).toMatchObject({ found: 0, delivered: 0, skippedLocked: true });
       const stopped = await stop(watch);
       expect(stopped.code).toBe(0);
       expect(stopped.ms).toBeLessThan(10_000);
