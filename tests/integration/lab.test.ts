@@ -6,9 +6,9 @@ import { stagingFiles } from "../support/agent";
 
 const repo = resolve(__dirname, "../..");
 
-function runLab(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runLab(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [join(repo, "lab", "run.js")], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [join(repo, "lab", "run.js"), ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -41,4 +41,25 @@ describe.each([
     expect(readdirSync(join(dir, "web", "outbox"))).toEqual([]);
     expect(result.stdout).toMatch(/^last run: \S+ exit 0: 4\/5 delivered, 0 failed, 1 quarantined, 0 deferred$/m);
   });
+});
+
+describe("npm run lab -- --watch", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "plutus-lab-watch-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs plutus-sync watch live: five orders dropped one by one reach the inbox, each with its latency", async () => {
+    const result = await runLab({ PLUTUS_LAB_DIR: dir }, ["--watch"]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^plutus-sync: watching \S+\/web\/outbox$/m);
+    const lines = result.stdout.split("\n").filter((l) => l.includes("renamed into the outbox"));
+    expect(lines).toHaveLength(5);
+    lines.forEach((line, i) => expect(line).toMatch(new RegExp(`^  order-2000${i + 1}\\.json renamed into the outbox -> in the ERP inbox after \\d+ ms$`)));
+    expect(result.stdout).toMatch(/^watcher: running \(pid \d+, since \S+, last delivery \S+, connection connected\)$/m);
+    expect(result.stdout).toContain("plutus-sync: watch stopped on SIGTERM; 5 delivered\n");
+    expect(readdirSync(join(dir, "erp", "Inbox")).filter((n) => n.startsWith("order-2000")).sort()).toEqual([1, 2, 3, 4, 5].map((i) => `order-2000${i}.json`));
+  }, 60_000);
 });
