@@ -78,7 +78,7 @@ export const agentConfigSchema = z
     minAgeSeconds: wholeNumber(0, 86_400, "seconds"),
     remote: remoteSchema,
     /** Files uploaded at the same time over the one SFTP channel. */
-    concurrency: wholeNumber(1, 256, "files").default(64),
+    concurrency: wholeNumber(1, 256, "files").default(256),
     /** Larger files are quarantined. */
     maxFileBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").default(10 * 1024 * 1024),
     /** A pass stops starting new work at this point and ends; keep it under the cron interval. */

@@ -195,7 +195,7 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
       inbox: "/Inbox",
       staging: "/Staging",
     },
-    concurrency: 64,
+    concurrency: 256,
     maxFileBytes: 10485760,
     passDeadlineSeconds: 240,
     operationTimeoutSeconds: 30,

@@ -33,7 +33,7 @@ describe("agent configuration schema", () => {
     const config = parseAgentConfig(valid);
     expect(config).toEqual({
       ...valid,
-      concurrency: 64,
+      concurrency: 256,
       maxFileBytes: 10 * 1024 * 1024,
       passDeadlineSeconds: 240,
       operationTimeoutSeconds: 30,
