@@ -53,8 +53,32 @@ const SAMPLE_ORDERS: Record<string, unknown> = {
   "order-100234.json": { orderId: "100234", customer: "Hotel Aurora", lines: [{ sku: "WALL-SCONCE-OAK", qty: 24, price: 89.9 }] },
 };
 
+const USAGE = `usage: npm run lab [-- --keep] [-- --embedded]
+  --keep      leave the ERP stand-in running afterwards, to try check, status and health on .lab/agent.json
+  --embedded  use the embedded SFTP server (ssh2) even when OpenSSH's sshd is installed (also PLUTUS_LAB_EMBEDDED=1)`;
+
+/** Resolves on Ctrl-C or SIGTERM: how a kept stand-in is stopped. */
+function untilStopped(): Promise<void> {
+  return new Promise((resolvePromise) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolvePromise();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+}
+
 async function main(): Promise<number> {
-  const forceEmbedded = process.env.PLUTUS_LAB_EMBEDDED === "1";
+  const args = process.argv.slice(2);
+  const unknown = args.find((a) => a !== "--keep" && a !== "--embedded");
+  if (unknown !== undefined) {
+    process.stderr.write(`lab: unknown option ${unknown}\n${USAGE}\n`);
+    return 2;
+  }
+  const keep = args.includes("--keep");
+  const forceEmbedded = args.includes("--embedded") || process.env.PLUTUS_LAB_EMBEDDED === "1";
   rmSync(labDir, { recursive: true, force: true });
   mkdirSync(labDir, { recursive: true, mode: 0o700 });
   const keysDir = join(labDir, "keys");
@@ -135,7 +159,20 @@ async function main(): Promise<number> {
       const watched = await watchLive(configPath, config.outbox, erp.inboxDir, say);
       if (watched !== 0) return watched;
     }
-    say("Run it again with `npm run lab`; everything lives under .lab/ and is recreated each time.");
+    say(`$ node ${relative(repo, agent)} health --config ${relative(repo, configPath)}`);
+    const health = await runAgent(["health", "--config", configPath]);
+    process.stdout.write(health.stdout);
+    say();
+    if (keep) {
+      say(`ERP stand-in kept running on 127.0.0.1:${erp.port}. In another terminal, try:`);
+      for (const command of ["check", "status", "health", "run"]) say(`  node ${relative(repo, agent)} ${command} --config ${relative(repo, configPath)}`);
+      say(`Stop it with Ctrl-C, or: kill ${process.pid}`);
+      await untilStopped();
+      say("ERP stand-in stopped.");
+    } else {
+      say("Run it again with `npm run lab`; everything lives under .lab/ and is recreated each time.");
+      say("`npm run lab -- --keep` leaves the ERP stand-in running to try check, status and health.");
+    }
     return run.status ?? 1;
   } finally {
     await erp.stop();

@@ -8,29 +8,43 @@ import { runWatch } from "./watch";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
 import { resolveInDoubt, type Decision } from "./resolve";
-import { AgentError, ConfigError, UsageError, errorMessage } from "./errors";
+import { AgentError, ConfigError, StateError, UsageError, errorMessage } from "./errors";
+import { assessHealth, healthJson, unknownHealth, type HealthReport } from "./health";
+import { acknowledgeQuarantine } from "./quarantineAck";
+import { superviseAfterPass } from "./supervise";
 
 const VERSION = "0.1.0";
-const USAGE = `usage: plutus-sync <command> --config FILE [--json]
-       plutus-sync resolve --config FILE NAME --delivered|--resend
+const USAGE = `plutus-sync ${VERSION}: delivers order files from the outbox to the ERP inbox over SFTP, exactly once
+
+usage: plutus-sync <command> --config FILE [--json]
+       plutus-sync resolve --config FILE NAME --delivered|--resend [--json]
 
 commands:
-  run      one delivery pass (what cron runs every 5 minutes)
-  watch    deliver each order as soon as it is complete, until SIGTERM/SIGINT (the systemd
-           service plutus-sync-watch); cron's run stays the safety net
-  status   last run, files waiting in the outbox, quarantined and in-doubt files
-  check    validate the configuration, key permissions, connection, host key, inbox and staging
-  resolve  settle an in-doubt order after checking the ERP: --delivered (it arrived: archive it)
-           or --resend (it never arrived: the next run sends it again)
+  run             one delivery pass (what cron runs every 5 minutes)
+  watch           deliver each order as soon as it is complete, until SIGTERM/SIGINT (the systemd
+                  service plutus-sync-watch); cron's run stays the safety net
+  status          last run, files waiting in the outbox, quarantined and in-doubt files
+  check           validate the configuration, key permissions, connection, host key, inbox and staging
+  health          one-line verdict for Nagios/Icinga: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+  ack-quarantine  mark the files now in quarantine as seen, so health stops warning about them
+  resolve         settle an in-doubt order after checking the ERP: --delivered (it arrived: archive it)
+                  or --resend (it never arrived: the next run sends it again)
+  help            this text (also -h, --help)
+  version         the version (also -V, --version)
+
+--json prints the result as JSON (run: as its last line).
 
 exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
-            2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch`;
+            2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch
+            (health: the Nagios states above)`;
+
+const COMMANDS = ["run", "watch", "status", "check", "health", "ack-quarantine", "resolve"] as const;
 
 type Invocation =
-  | { command: "run" | "watch" | "status" | "check"; configPath: string; json: boolean }
+  | { command: Exclude<(typeof COMMANDS)[number], "resolve">; configPath: string; json: boolean }
   | { command: "resolve"; configPath: string; json: boolean; name: string; decision: Decision };
 
-function parseInvocation(argv: string[]): Invocation | "help" | "version" {
+function parseInvocation(argv: string[]): Invocation | { command: "help" | "version"; json: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -39,8 +53,8 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
       options: {
         config: { type: "string" },
         json: { type: "boolean" },
-        help: { type: "boolean" },
-        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
         delivered: { type: "boolean" },
         resend: { type: "boolean" },
       },
@@ -48,10 +62,11 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
   } catch (error) {
     throw new UsageError(`${errorMessage(error)}\n${USAGE}`);
   }
-  if (parsed.values.help) return "help";
-  if (parsed.values.version) return "version";
+  const json = parsed.values.json === true;
   const [command, ...extra] = parsed.positionals;
-  if (command !== "run" && command !== "watch" && command !== "status" && command !== "check" && command !== "resolve") {
+  if (parsed.values.help || command === "help") return { command: "help", json };
+  if (parsed.values.version || command === "version") return { command: "version", json };
+  if (!(COMMANDS as readonly string[]).includes(command ?? "")) {
     throw new UsageError(`${command === undefined ? "no command given" : `unknown command "${command}"`}\n${USAGE}`);
   }
   const { delivered, resend } = parsed.values;
@@ -59,8 +74,8 @@ function parseInvocation(argv: string[]): Invocation | "help" | "version" {
   const names = command === "resolve" ? extra.slice(0, 1) : [];
   if (extra.length > names.length) throw new UsageError(`unexpected argument "${extra[names.length]}"\n${USAGE}`);
   if (!parsed.values.config) throw new UsageError(`--config FILE is required\n${USAGE}`);
-  const base = { configPath: parsed.values.config, json: parsed.values.json === true };
-  if (command !== "resolve") return { command, ...base };
+  const base = { configPath: parsed.values.config, json };
+  if (command !== "resolve") return { command: command as Exclude<Invocation["command"], "resolve">, ...base };
   if (names.length === 0) throw new UsageError(`resolve needs the name of the in-doubt order (plutus-sync status lists them)\n${USAGE}`);
   if (delivered === resend) throw new UsageError(`resolve needs exactly one of --delivered or --resend\n${USAGE}`);
   return { command, ...base, name: names[0], decision: delivered ? "delivered" : "resend" };
@@ -76,17 +91,26 @@ export function describeSummary(summary: RunSummary): string {
   return `plutus-sync: ${summary.delivered}/${summary.found} delivered, ${summary.failed} failed, ${summary.quarantined} quarantined, ${summary.deferred} deferred${extra} in ${(summary.durationMs / 1000).toFixed(1)} s`;
 }
 
-async function run(invocation: Invocation): Promise<ExitCode> {
+async function run(invocation: Invocation): Promise<number> {
   const config = await loadConfig(invocation.configPath);
   if (invocation.command === "status") {
     const report = await readStatus(config);
     process.stdout.write((invocation.json ? JSON.stringify(report) : formatStatus(report)) + "\n");
     return ExitCode.Ok;
   }
+  if (invocation.command === "health") return printHealth(await assessHealth(config), invocation.json);
+  if (invocation.command === "ack-quarantine") {
+    const ack = await acknowledgeQuarantine(config.quarantine, config.stateDir).catch((error) => {
+      throw new StateError(`cannot record the acknowledgement in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+    });
+    process.stdout.write(invocation.json ? JSON.stringify(ack) + "\n" : `acknowledged ${ack.acknowledged} quarantined file(s), ${ack.newlyAcknowledged} of them new\n`);
+    return ExitCode.Ok;
+  }
   if (invocation.command === "resolve") {
     const log = await openLog(config);
     try {
-      process.stdout.write(`plutus-sync: ${await resolveInDoubt(config, invocation.name, invocation.decision, log)}\n`);
+      const outcome = await resolveInDoubt(config, invocation.name, invocation.decision, log);
+      process.stdout.write(invocation.json ? JSON.stringify({ file: invocation.name, decision: invocation.decision, outcome }) + "\n" : `plutus-sync: ${outcome}\n`);
     } finally {
       await endLogger(log);
     }
@@ -94,8 +118,9 @@ async function run(invocation: Invocation): Promise<ExitCode> {
   }
   const privateKey = await readPrivateKey(config.remote.privateKeyPath);
   if (invocation.command === "check") {
-    await runCheck(config, privateKey, (line) => process.stdout.write(line + "\n"));
-    process.stdout.write("OK\n");
+    const checks: string[] = [];
+    await runCheck(config, privateKey, (line) => (invocation.json ? checks.push(line) : process.stdout.write(line + "\n")));
+    process.stdout.write(invocation.json ? JSON.stringify({ ok: true, checks }) + "\n" : "OK\n");
     return ExitCode.Ok;
   }
   if (invocation.command === "watch") return watch(config, privateKey);
@@ -107,7 +132,7 @@ async function run(invocation: Invocation): Promise<ExitCode> {
   }, (config.passDeadlineSeconds + 15) * 1000);
   watchdog.unref();
   try {
-    return await runAndReport(config.passDeadlineSeconds, invocation.json, () => runPass(config, privateKey, log), log);
+    return await runAndReport(invocation.json, () => runPass(config, privateKey, log), log, (result) => superviseAfterPass(config, result, log));
   } finally {
     await endLogger(log);
   }
@@ -138,14 +163,14 @@ async function openLog(config: AgentConfig): Promise<Logger> {
   await fs.access(config.logDir, constants.W_OK).catch((error) => {
     throw new ConfigError(`log folder ${config.logDir} is not writable: ${errorMessage(error)}`);
   });
-  return createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays });
+  return createLogger({ logDir: config.logDir, level: config.logLevel, retentionDays: config.logRetentionDays, ...(config.log.syslog ? { syslogSocket: config.log.syslogSocket } : {}) });
 }
 
 async function runAndReport(
-  _deadlineSeconds: number,
   json: boolean,
   pass: () => ReturnType<typeof runPass>,
   log: Logger,
+  supervise: (result: Awaited<ReturnType<typeof runPass>>) => Promise<unknown>,
 ): Promise<ExitCode> {
   let result;
   try {
@@ -156,6 +181,7 @@ async function runAndReport(
   }
   const { summary, exitCode, connectError } = result;
   log.info("pass finished", { event: "pass", exitCode, ...summary, ...(connectError ? { error: connectError.message } : {}) });
+  await supervise(result);
   if (connectError) process.stderr.write(`plutus-sync: ${connectError.message}\n`);
   if (summary.skippedLocked) process.stderr.write("plutus-sync: another pass holds the lock; nothing done\n");
   process.stdout.write(describeSummary(summary) + "\n");
@@ -166,20 +192,28 @@ async function runAndReport(
   return exitCode;
 }
 
+function printHealth(report: HealthReport, json: boolean): number {
+  process.stdout.write((json ? JSON.stringify(healthJson(report)) : report.line) + "\n");
+  return report.exitCode;
+}
+
 /** The one place where errors become exit codes. */
-export async function main(argv: string[]): Promise<ExitCode> {
+export async function main(argv: string[]): Promise<number> {
+  let invocation: ReturnType<typeof parseInvocation> | undefined;
   try {
-    const invocation = parseInvocation(argv);
-    if (invocation === "help") {
+    invocation = parseInvocation(argv);
+    if (invocation.command === "help") {
       process.stdout.write(USAGE + "\n");
       return ExitCode.Ok;
     }
-    if (invocation === "version") {
-      process.stdout.write(`plutus-sync ${VERSION}\n`);
+    if (invocation.command === "version") {
+      process.stdout.write(invocation.json ? JSON.stringify({ name: "plutus-sync", version: VERSION }) + "\n" : `plutus-sync ${VERSION}\n`);
       return ExitCode.Ok;
     }
-    return await run(invocation);
+    return await run(invocation as Invocation);
   } catch (error) {
+    // A monitoring system reads any failure of the check itself as UNKNOWN (3), with the reason.
+    if (invocation?.command === "health") return printHealth(unknownHealth(errorMessage(error)), invocation.json);
     if (error instanceof AgentError) {
       process.stderr.write(`plutus-sync: ${error.message}\n`);
       return error.exitCode;

@@ -1,5 +1,6 @@
 import winston from "winston";
 import DailyRotateFile from "winston-daily-rotate-file";
+import { SyslogTransport } from "./syslogTransport";
 
 export type Logger = winston.Logger;
 
@@ -7,6 +8,8 @@ export interface LoggerOptions {
   logDir: string;
   level: string;
   retentionDays: number;
+  /** Also send every line to the syslog socket at this path (`log.syslog`). */
+  syslogSocket?: string;
 }
 
 /**
@@ -26,7 +29,7 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level,
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
     defaultMeta: { pid: process.pid },
-    transports: [transport],
+    transports: options.syslogSocket ? [transport, new SyslogTransport(options.syslogSocket)] : [transport],
   });
 }
 
@@ -53,7 +56,23 @@ export async function closeLogger(logger: Logger): Promise<void> {
 }
 
 export async function endLogger(logger: Logger): Promise<void> {
+  const transports = [...logger.transports];
   const closing = closeLogger(logger);
   logger.end();
   await closing;
+  // A transport's "finish" can come before its file stream has written the last lines, and the
+  // process exits right after this: wait for the file stream itself (bounded).
+  await Promise.all(
+    transports.map((transport) => {
+      const stream = (transport as unknown as { logStream?: { end(callback: () => void): void } }).logStream;
+      if (!stream) return undefined;
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5_000);
+        stream.end(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }),
+  );
 }

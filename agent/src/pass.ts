@@ -10,6 +10,7 @@ import { quarantineFile } from "./localMoves";
 import { acquirePassLock } from "./lock";
 import { agentId, readLastRun, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
+import { observeAndRecordErpInbox } from "./erpInbox";
 import { ByteBudget } from "./byteBudget";
 import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -19,6 +20,8 @@ export interface PassResult {
   exitCode: ExitCode;
   /** The reason no file could be sent, when the pass could not connect. */
   connectError?: ConnectError;
+  /** The server's replies were refused as hostile: nothing more was sent to it. */
+  remoteRefused?: boolean;
 }
 
 export interface Deadlines {
@@ -83,6 +86,9 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     result = await deliverBatch(config, link, log, { minAgeMs: config.minAgeSeconds * 1000, recover: true, deadlines });
     // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
     if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
+    if (!result.summary.skippedLocked && !result.connectError && !result.remoteRefused && !deadlineHit && Date.now() < deadlines.stopStarting) {
+      await observeAndRecordErpInbox(config, () => link.session(), log);
+    }
   } finally {
     clearTimeout(abortTimer);
     link.shutdown("pass finished");
@@ -120,7 +126,7 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
     else await worker.leaveRecoveryForLater();
     await worker.deliverOutbox(request.names);
     await worker.finish();
-    result = worker.result();
+    result = worker.remoteRefused ? { ...worker.result(), remoteRefused: true } : worker.result();
   } finally {
     if (journal) {
       await journal.compact().catch((error) => log.error("could not compact the journal", { event: "journal-compact-failed", error: errorMessage(error) }));
@@ -430,6 +436,11 @@ class PassWorker {
         await sleep(Math.min(this.config.retryBaseDelayMs * 2 ** attempt, Math.max(0, this.deadlines.stopStarting - Date.now())));
       }
     }
+  }
+
+  /** The server's replies were refused as hostile: nothing more is sent to it this pass. */
+  get remoteRefused(): boolean {
+    return this.hostileReply !== undefined;
   }
 
   /** Only a lost connection or a missing reply is transient; a server's definite "no" is not. */

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Socket } from "node:net";
-import { Client, SFTPWrapper, Stats, utils } from "ssh2";
+import { Client, FileEntryWithStats, SFTPWrapper, Stats, utils } from "ssh2";
 import type { AgentConfig } from "@plutus/shared";
 import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, OutcomeUnknownError, errorCode, errorMessage, hasControlCharacters, printable } from "./errors";
 import { coalesceSftpRequests } from "./channelCoalescer";
@@ -526,6 +526,59 @@ export class SftpSession {
       throw error;
     }
   }
+
+  /**
+   * One folder's entries with their attributes, read one READDIR reply at a time and never more
+   * than `maxEntries` of them: the server is not trusted to end its listing. `complete` is false
+   * when the cap cut the listing short.
+   */
+  async listEntries(path: string, maxEntries: number): Promise<{ entries: RemoteEntry[]; complete: boolean }> {
+    await this.takeHandleSlot();
+    let handle: Buffer;
+    try {
+      handle = await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
+    } catch (error) {
+      this.giveHandleSlot();
+      throw error;
+    }
+    const entries: RemoteEntry[] = [];
+    let emptyReplies = 0;
+    try {
+      while (entries.length < maxEntries) {
+        const batch = await this.call<FileEntryWithStats[] | false>(`list ${path}`, (done) =>
+          this.sftp.readdir(handle, (error, list) => (error && errorCode(error) === 1 ? done(undefined, false) : done(error, list ?? false))),
+        );
+        if (batch === false) return { entries, complete: true };
+        const before = entries.length;
+        for (const entry of batch.slice(0, maxEntries - entries.length)) {
+          if (entry.filename === "." || entry.filename === "..") continue;
+          const mtime = entry.attrs?.mtime;
+          const type = typeof entry.attrs?.mode === "number" ? entry.attrs.mode & 0o170000 : 0;
+          entries.push({
+            name: entry.filename,
+            // No file type at all (mode 0): a server that sends no attributes; count the entry as a file.
+            isFile: type === 0o100000 || type === 0,
+            // 0 is what servers send when they do not say.
+            mtimeSeconds: typeof mtime === "number" && Number.isFinite(mtime) && mtime > 0 ? mtime : undefined,
+          });
+        }
+        if (entries.length === before && ++emptyReplies > MAX_EMPTY_LISTING_REPLIES) {
+          throw new HostileReplyError(`the listing of ${path} was refused: the server sent ${emptyReplies} replies without a new name and no end`);
+        }
+      }
+      return { entries, complete: false };
+    } finally {
+      await this.closeHandle(handle).catch(() => undefined);
+    }
+  }
+}
+
+/** A remote folder entry as `listEntries` reports it. */
+export interface RemoteEntry {
+  name: string;
+  isFile: boolean;
+  /** Last modification, seconds since the epoch, when the server said. */
+  mtimeSeconds: number | undefined;
 }
 
 /** The first line starting "SSH-" the server sends (its version line), as soon as it is there. */

@@ -1,4 +1,5 @@
 import { existsSync, promises as fs } from "node:fs";
+import type { Server } from "node:http";
 import { basename } from "node:path";
 import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
@@ -9,6 +10,8 @@ import { WarmLink } from "./warmLink";
 import { HEARTBEAT_INTERVAL_MS, writeHeartbeat } from "./heartbeat";
 import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFile";
 import { ignoreWatchEvents } from "./crashHook";
+import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
+import { assessHealth } from "./health";
 import { StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
@@ -35,6 +38,10 @@ export class Watcher {
   private readonly queue: BatchQueue;
   private readonly startedAt = new Date().toISOString();
   private fsWatcher: FSWatcher | undefined;
+  private metricsServer: Server | undefined;
+  /** Delivery latencies for /metrics: from the moment a file was judged complete to its delivery. */
+  private readonly latency = new LatencyHistogram();
+  private readonly takenAt = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
   private batchDeadlines: Deadlines | undefined;
   private stopping = false;
@@ -73,6 +80,12 @@ export class Watcher {
     watcher.on("add", onEvent).on("change", onEvent);
     watcher.on("error", (error) => this.log.warn("watch: file event error; the rescan still finds every file", { event: "watch-error", error: errorMessage(error) }));
     await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    const listen = this.config.metrics.listen;
+    if (listen) {
+      this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
+        throw new StateError(`cannot serve metrics on ${listen}: ${errorMessage(error)}`, { cause: error });
+      });
+    }
     // Only now: an order written between the listing and the watch start is seen by one of them.
     this.queue.requestRescan();
     this.timers.push(setInterval(() => this.queue.requestRescan(), this.config.watch.rescanSeconds * 1000));
@@ -93,6 +106,7 @@ export class Watcher {
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
     await this.fsWatcher?.close().catch(() => undefined);
+    this.metricsServer?.close();
     if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
     const finished = this.queue.stop();
     if (!(await within(finished, GRACE_MS))) {
@@ -127,7 +141,10 @@ export class Watcher {
       return;
     }
     const verdict = this.rule.judge(name, look, Date.now());
-    if (verdict.take) this.queue.add(name);
+    if (verdict.take) {
+      if (!this.takenAt.has(name)) this.takenAt.set(name, Date.now());
+      this.queue.add(name);
+    }
     else if (verdict.recheckAt !== undefined) {
       const timer = setTimeout(() => this.judge(name), Math.max(0, verdict.recheckAt - Date.now()));
       this.rechecks.set(name, timer);
@@ -170,6 +187,11 @@ export class Watcher {
       this.delivered += delivered;
       this.lastDeliveryAt = new Date().toISOString();
       this.beatSoon();
+    }
+    for (const name of batch.names) {
+      const at = this.takenAt.get(name);
+      this.takenAt.delete(name);
+      if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
     }
     if (batch.rescan) await this.feedYoungFiles();
     const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);

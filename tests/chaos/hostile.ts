@@ -3,7 +3,7 @@ import { existsSync, lchownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Rig, Row, agentBundle, newRow, sha256, sleep } from "./harness";
-import { localFolders } from "../support/agent";
+import { STAGING_SENTINEL, localFolders } from "../support/agent";
 import { HostileMode, startHostileErp } from "../support/hostileErp";
 import type { Scenario } from "./scenarios";
 
@@ -456,7 +456,7 @@ export const hostileErp: Scenario = {
       row.lost = produced.size - row.delivered;
       for (const [h, name] of produced) if (!arrived.has(h)) row.problems.push(`${name} never arrived`);
       if (row.duplicated > 0) row.problems.push(`${row.duplicated} order(s) arrived twice`);
-      const staging = [...erp.files.keys()].filter((p) => p.startsWith("/Staging/"));
+      const staging = [...erp.files.keys()].filter((p) => p.startsWith("/Staging/") && !STAGING_SENTINEL.test(p.slice("/Staging/".length)));
       if (staging.length > 0) row.problems.push(`staging not empty: ${staging.slice(0, 3).join(", ")}`);
     } catch (error) {
       row.problems.push(`scenario error: ${error instanceof Error ? error.stack : String(error)}`);

@@ -152,6 +152,33 @@ describe("release scripts", () => {
     });
   });
 
+  test("with no Node.js, install.sh asks apt-get for the distribution's package and waits for the dpkg lock (first boot)", () => {
+    // A private mount namespace lays an overlay on /usr/bin: node whited out (gone, not merely not
+    // executable: bash's command -v would still name it) and a recording apt-get. The system is untouched.
+    const overlay = mkdtempSync(join(tmpdir(), "plutus-no-node-"));
+    try {
+      const upper = join(overlay, "upper");
+      mkdirSync(upper);
+      mkdirSync(join(overlay, "work"));
+      execFileSync("mknod", [join(upper, "node"), "c", "0", "0"]);
+      const record = join(overlay, "apt-get.calls");
+      writeFileSync(join(upper, "apt-get"), `#!/bin/sh\nprintf '%s\\n' "$*" >>'${record}'\nexit 100\n`, { mode: 0o755 });
+      const r = run(
+        "unshare",
+        ["--mount", "--propagation", "private", "sh", "-c", 'mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$1/upper,workdir=$1/work" /usr/bin && exec bash "$2" --stdin', "sh", overlay, join(bundle, "install.sh")],
+        JSON.stringify({ agentConfig: validConfig, privateKey: key }),
+      );
+      expect(r).toEqual({
+        code: 1,
+        stdout: "install.sh: Node.js not found: installing the distribution's nodejs package\n",
+        stderr: "install.sh: error: Node.js is not installed and 'apt-get install nodejs' failed; install Node.js 18 or later and re-run\n",
+      });
+      expect(readFileSync(record, "utf8")).toBe("-o DPkg::Lock::Timeout=600 update -qq\n");
+    } finally {
+      rmSync(overlay, { recursive: true, force: true });
+    }
+  });
+
   test("an unexpected failure still ends with one install.sh: error: line", () => {
     const r = spawnSync("bash", [join(bundle, "install.sh"), "--uninstall"], { env: { ...process.env, TMPDIR: "/nonexistent" }, encoding: "utf8" });
     expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 1, stdout: "" });

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import { mkdtempSync, rmSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -40,7 +41,54 @@ describe.each([
     expect(stagingFiles(join(dir, "erp", "Staging"))).toEqual([]);
     expect(readdirSync(join(dir, "web", "outbox"))).toEqual([]);
     expect(result.stdout).toMatch(/^last run: \S+ exit 0: 4\/5 delivered, 0 failed, 1 quarantined, 0 deferred$/m);
+    expect(result.stdout).toMatch(/^PLUTUS-SYNC WARNING - 1 file\(s\) quarantined since last acknowledged \(plutus-sync ack-quarantine\); the ERP inbox has|^PLUTUS-SYNC WARNING - 1 file\(s\) quarantined since last acknowledged \(plutus-sync ack-quarantine\) \| /m);
   });
+
+  it("--keep leaves the stand-in running for check, status and health, and stops it on SIGTERM", async () => {
+    const child = spawn(process.execPath, [join(repo, "lab", "run.js"), "--keep"], { env: { PATH: process.env.PATH, ...env, PLUTUS_LAB_DIR: dir }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    const exited = new Promise<number | null>((done) => child.on("close", (code) => done(code)));
+    try {
+      await keptStandIn();
+    } finally {
+      child.kill("SIGKILL");
+    }
+
+    async function keptStandIn(): Promise<void> {
+    const deadline = Date.now() + 100_000;
+    while (!/Stop it with Ctrl-C, or: kill \d+\n/.test(stdout)) {
+      if (Date.now() > deadline) throw new Error(`the lab did not say it kept the stand-in:\n${stdout}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(stdout).toContain(`Stop it with Ctrl-C, or: kill ${child.pid}\n`);
+    const port = Number(/kept running on 127\.0\.0\.1:(\d+)\./.exec(stdout)![1]);
+    const config = join(dir, "agent.json");
+    const agent = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string }>((done) => {
+        const c = spawn(process.execPath, [join(repo, "agent", "dist", "plutus-sync.cjs"), ...args, "--config", config], { stdio: ["ignore", "pipe", "ignore"] });
+        let out = "";
+        c.stdout.on("data", (d) => (out += d));
+        c.on("close", (code) => done({ code, stdout: out }));
+      });
+    const check = await agent(["check"]);
+    expect(check.code).toBe(0);
+    expect(check.stdout.endsWith("OK\n")).toBe(true);
+    expect((await agent(["ack-quarantine"])).code).toBe(0);
+    const health = await agent(["health"]);
+    expect(health.code).toBe(0);
+    expect(health.stdout).toMatch(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 4 in the ERP inbox \| /);
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(stdout.endsWith("ERP stand-in stopped.\n")).toBe(true);
+    const refused = await new Promise<boolean>((done) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("connect", () => { socket.destroy(); done(false); });
+      socket.once("error", () => done(true));
+    });
+    expect(refused).toBe(true);
+    }
+  }, 150_000);
 });
 
 describe("npm run lab -- --watch", () => {

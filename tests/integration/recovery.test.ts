@@ -133,9 +133,9 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(lastJsonLine(next.stdout)).toMatchObject({ found: 0, delivered: 0 });
     expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
     // The marker stays until a sweep finds nothing more (late requests could still land).
-    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json", "staging-sweep"]);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "counters.json", "erp-inbox.json", "journal.jsonl", "last-run.json", "staging-sweep"]);
     expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
-    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "counters.json", "erp-inbox.json", "journal.jsonl", "last-run.json"]);
   });
 
   it("a sweep that found orphans keeps the marker even when no marker asked for it", async () => {
@@ -184,7 +184,7 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
     expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
     expect(readdirSync(ctx.local.stateDir)).toContain("staging-sweep");
     expect((await runAgent(["run", "--config", ctx.local.configPath])).code).toBe(0);
-    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "journal.jsonl", "last-run.json"]);
+    expect(readdirSync(ctx.local.stateDir).sort()).toEqual(["agent-id", "counters.json", "erp-inbox.json", "journal.jsonl", "last-run.json"]);
     expectExactlyOnce(sums);
   });
 });

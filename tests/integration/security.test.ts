@@ -118,8 +118,8 @@ describe("check", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       `plutus-sync: invalid configuration in ${ctx.local.configPath}:\n` +
-        "  - minAgeSeconds: must be a whole number of seconds from 0 to 86400\n" +
-        "  - remote.port: must be at least 1 port\n",
+        "  - minAgeSeconds: must be a whole number of seconds from 0 to 86400, not a string (\"10\")\n" +
+        "  - remote.port: must be at least 1\n",
     );
     rmSync(ctx.local.configPath);
     const missing = await runAgent(["run", "--config", ctx.local.configPath]);

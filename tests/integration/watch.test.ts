@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
+import { freePort } from "../support/sshd";
 
 const ctx = useErpStandIn();
 
@@ -67,7 +68,8 @@ describe("plutus-sync watch against a real sshd", () => {
   });
 
   it("delivers orders renamed in and written in place, each once; a file still being written is not taken", async () => {
-    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    const metricsPort = await freePort();
+    watch = await startWatch(configWith({ minAgeSeconds: 60, metrics: { listen: `127.0.0.1:${metricsPort}` } }));
     renameIn(ctx.local.outbox, "renamed-1.json", sampleOrder(1));
     await until(() => existsSync(join(ctx.erp.inboxDir, "renamed-1.json")), 10_000, () => "renamed-1.json not delivered");
 
@@ -84,6 +86,17 @@ describe("plutus-sync watch against a real sshd", () => {
     expect(readFileSync(join(ctx.erp.inboxDir, "in-place-2.json"), "utf8")).toBe(body);
     expect(readFileSync(join(ctx.erp.inboxDir, "renamed-1.json"), "utf8")).toBe(sampleOrder(1));
 
+    // The latency histogram on /metrics counts both deliveries.
+    let metrics = "";
+    async function scrape(): Promise<void> {
+      metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    }
+    for (let i = 0; i < 50 && !/^plutus_sync_delivery_latency_seconds_count 2$/m.test(metrics); i++) {
+      await scrape();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(metrics).toMatch(/^plutus_sync_delivery_latency_seconds_count 2$/m);
+    expect(metrics).toMatch(/^plutus_sync_delivery_latency_seconds_bucket\{le="\+Inf"\} 2$/m);
     const status = await runAgent(["status", "--config", ctx.local.configPath]);
     expect(status.stdout).toMatch(new RegExp(`^watcher: running \\(pid ${watch.child.pid}, since \\S+, last delivery \\S+, connection connected\\)$`, "m"));
 

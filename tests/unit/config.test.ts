@@ -43,6 +43,17 @@ describe("agent configuration schema", () => {
       logLevel: "info",
       logRetentionDays: 30,
       watch: { settleMs: 200, rescanSeconds: 60 },
+      log: { syslog: false, syslogSocket: "/dev/log" },
+      health: {
+        lastSuccessCriticalMinutes: 15,
+        failedRunsWarning: 2,
+        failedRunsCritical: 3,
+        oldestWaitingWarningMinutes: 10,
+        oldestWaitingCriticalMinutes: 30,
+        erpInboxMaxAgeMinutes: 30,
+      },
+      metrics: {},
+      alertTimeoutSeconds: 30,
     });
   });
 
@@ -85,6 +96,48 @@ describe("agent configuration schema", () => {
     expect(problemsOf({ ...valid, quarantine: "/var/lib/plutus/outbox/" })).toEqual([
       "quarantine: must differ from outbox (/var/lib/plutus/outbox)",
     ]);
+  });
+
+  it("says what type was given when a value has the wrong type, and reads right for the port", () => {
+    expect(
+      problemsOf({ ...valid, minAgeSeconds: "30", concurrency: 2.5, logLevel: 3, remote: { ...valid.remote, port: "22", host: null, inbox: 7 } }),
+    ).toEqual([
+      'minAgeSeconds: must be a whole number of seconds from 0 to 86400, not a string ("30")',
+      "remote.host: must be the ERP server's host name or IP address, not null",
+      'remote.port: must be a port number, a whole number from 1 to 65535, not a string ("22")',
+      "remote.inbox: must be the SFTP path of the ERP inbox, e.g. /C:/Plutus/Inbox or /Inbox inside a chroot, not 7",
+      "concurrency: must be a whole number of files from 1 to 256, not a fraction (2.5)",
+      "logLevel: must be one of error, warn, info, debug",
+    ]);
+    expect(problemsOf({ ...valid, remote: { ...valid.remote, port: 70000 } })).toEqual(["remote.port: must be at most 65535"]);
+  });
+
+  it("checks the supervision sections: health thresholds, metrics, syslog, alertCommand", () => {
+    expect(
+      problemsOf({
+        ...valid,
+        health: { failedRunsWarning: 3, failedRunsCritical: 2, erpInboxMaxAgeMinutes: 0, oldestWaitingCriticalMinutes: 5 },
+        metrics: { textfileDir: "metrics", listen: "9787" },
+        log: { syslog: "yes" },
+        alertCommand: "mail -s alert root",
+      }),
+    ).toEqual([
+      "log.syslog: must be true or false, not a string (\"yes\")",
+      "health.erpInboxMaxAgeMinutes: must be at least 1 minutes",
+      "health.failedRunsCritical: must be at least failedRunsWarning (3)",
+      "health.oldestWaitingCriticalMinutes: must be at least oldestWaitingWarningMinutes (10)",
+      "metrics.textfileDir: must be an absolute path (starting with /) for the node_exporter textfile folder",
+      "metrics.listen: must be HOST:PORT, e.g. 127.0.0.1:9787",
+      'alertCommand: must be a list of strings, the program and its arguments (no shell), not a string ("mail -s alert root")',
+    ]);
+    expect(problemsOf({ ...valid, alertCommand: ["mail", "root"], metrics: { listen: "127.0.0.1:99999" } })).toEqual([
+      "metrics.listen: must have a port from 1 to 65535",
+      "alertCommand: must start with the absolute path of the program (cron's PATH is short)",
+    ]);
+    const config = parseAgentConfig({ ...valid, health: { erpInboxMaxAgeMinutes: 60 }, metrics: { listen: "[::1]:9787" }, alertCommand: ["/usr/bin/logger", "-t", "x"] });
+    expect(config.health).toMatchObject({ erpInboxMaxAgeMinutes: 60, lastSuccessCriticalMinutes: 15 });
+    expect(config.metrics).toEqual({ listen: "[::1]:9787" });
+    expect(config.alertCommand).toEqual(["/usr/bin/logger", "-t", "x"]);
   });
 
   it("names the source in the error message", () => {

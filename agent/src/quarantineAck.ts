@@ -1,0 +1,42 @@
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "./durableFs";
+
+const FILE_NAME = "quarantine-ack.json";
+
+/** Files in the quarantine folder (their `.reason` companions and temporary files left out). */
+export async function listQuarantined(quarantineDir: string): Promise<string[]> {
+  try {
+    return (await fs.readdir(quarantineDir)).filter((n) => !n.endsWith(".reason") && !n.endsWith(".tmp")).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
+/** The quarantined files the operator has not acknowledged with `plutus-sync ack-quarantine`. */
+export async function unacknowledgedQuarantined(quarantineDir: string, stateDir: string): Promise<string[]> {
+  const acknowledged = new Set(await readAcknowledged(stateDir));
+  return (await listQuarantined(quarantineDir)).filter((name) => !acknowledged.has(name));
+}
+
+/** Records every file now in quarantine as seen; returns how many were new. */
+export async function acknowledgeQuarantine(quarantineDir: string, stateDir: string, now = new Date()): Promise<{ acknowledged: number; newlyAcknowledged: number }> {
+  const before = new Set(await readAcknowledged(stateDir));
+  const names = await listQuarantined(quarantineDir);
+  await writeFileAtomic(join(stateDir, FILE_NAME), JSON.stringify({ acknowledgedAt: now.toISOString(), names }) + "\n", 0o640);
+  return { acknowledged: names.length, newlyAcknowledged: names.filter((n) => !before.has(n)).length };
+}
+
+async function readAcknowledged(stateDir: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(join(stateDir, FILE_NAME), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+  const value = JSON.parse(text) as { names?: unknown };
+  if (!Array.isArray(value.names) || !value.names.every((n) => typeof n === "string")) throw new Error(`${FILE_NAME} holds no list of names`);
+  return value.names as string[];
+}
