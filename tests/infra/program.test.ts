@@ -205,6 +205,10 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
     logLevel: "info",
     logRetentionDays: 30,
     watch: { settleMs: 200, rescanSeconds: 60 },
+    log: { syslog: false, syslogSocket: "/dev/log" },
+    health: { lastSuccessCriticalMinutes: 15, failedRunsWarning: 2, failedRunsCritical: 3, oldestWaitingWarningMinutes: 10, oldestWaitingCriticalMinutes: 30, erpInboxMaxAgeMinutes: 30 },
+    metrics: {},
+    alertTimeoutSeconds: 30,
   });
   expect(run.outputs.canary).toEqual({ ran: false, detail: "no canary result (preview, or the step has not run)" });
   expect(run.secretOutputs).toEqual([]);

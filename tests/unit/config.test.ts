@@ -60,7 +60,7 @@ describe("agent configuration schema", () => {
   it("fills the watch section's defaults key by key and rejects bad values by path", () => {
     expect(parseAgentConfig({ ...valid, watch: { settleMs: 50 } }).watch).toEqual({ settleMs: 50, rescanSeconds: 60 });
     expect(problemsOf({ ...valid, watch: { rescanSeconds: 0, settleMs: 1.5, delay: 1 } })).toEqual([
-      "watch.settleMs: must be a whole number of milliseconds from 0 to 60000",
+      "watch.settleMs: must be a whole number of milliseconds from 0 to 60000, not a fraction (1.5)",
       "watch.rescanSeconds: must be at least 1 seconds",
       'watch: unknown key(s) "delay"',
     ]);
