@@ -53,9 +53,10 @@ const SAMPLE_ORDERS: Record<string, unknown> = {
   "order-100234.json": { orderId: "100234", customer: "Hotel Aurora", lines: [{ sku: "WALL-SCONCE-OAK", qty: 24, price: 89.9 }] },
 };
 
-const USAGE = `usage: npm run lab [-- --keep] [-- --embedded]
+const USAGE = `usage: npm run lab [-- --keep] [-- --embedded] [-- --watch]
   --keep      leave the ERP stand-in running afterwards, to try check, status and health on .lab/agent.json
-  --embedded  use the embedded SFTP server (ssh2) even when OpenSSH's sshd is installed (also PLUTUS_LAB_EMBEDDED=1)`;
+  --embedded  use the embedded SFTP server (ssh2) even when OpenSSH's sshd is installed (also PLUTUS_LAB_EMBEDDED=1)
+  --watch     then run plutus-sync watch live: orders dropped one by one, each with its time to the ERP inbox`;
 
 /** Resolves on Ctrl-C or SIGTERM: how a kept stand-in is stopped. */
 function untilStopped(): Promise<void> {
@@ -72,7 +73,7 @@ function untilStopped(): Promise<void> {
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const unknown = args.find((a) => a !== "--keep" && a !== "--embedded");
+  const unknown = args.find((a) => a !== "--keep" && a !== "--embedded" && a !== "--watch");
   if (unknown !== undefined) {
     process.stderr.write(`lab: unknown option ${unknown}\n${USAGE}\n`);
     return 2;
@@ -155,7 +156,7 @@ async function main(): Promise<number> {
     const status = await runAgent(["status", "--config", configPath]);
     process.stdout.write(status.stdout);
     say();
-    if (process.argv.includes("--watch")) {
+    if (args.includes("--watch")) {
       const watched = await watchLive(configPath, config.outbox, erp.inboxDir, say);
       if (watched !== 0) return watched;
     }
