@@ -8,6 +8,9 @@ import { runWatch } from "./watch";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
 import { resolveInDoubt, type Decision } from "./resolve";
+import { repairJournal } from "./repair";
+import { writeCanary, locateCanary, describeCanary } from "./canary";
+import { recordFailedRun } from "./stateFiles";
 import { AgentError, ConfigError, StateError, UsageError, errorMessage } from "./errors";
 import { assessHealth, healthJson, unknownHealth, type HealthReport } from "./health";
 import { acknowledgeQuarantine } from "./quarantineAck";
@@ -29,6 +32,9 @@ commands:
   ack-quarantine  mark the files now in quarantine as seen, so health stops warning about them
   resolve         settle an in-doubt order after checking the ERP: --delivered (it arrived: archive it)
                   or --resend (it never arrived: the next run sends it again)
+  repair          make a damaged journal usable: read what can be read, check each order it may have
+                  recorded against the ERP, hold in doubt what cannot be decided; then runs go on
+  canary          write a test order into the outbox as the web shop would, run one pass, say where it went
   help            this text (also -h, --help)
   version         the version (also -V, --version)
 
@@ -38,7 +44,7 @@ exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
             2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch
             (health: the Nagios states above)`;
 
-const COMMANDS = ["run", "watch", "status", "check", "health", "ack-quarantine", "resolve"] as const;
+const COMMANDS = ["run", "watch", "status", "check", "health", "ack-quarantine", "resolve", "repair", "canary"] as const;
 
 type Invocation =
   | { command: Exclude<(typeof COMMANDS)[number], "resolve">; configPath: string; json: boolean }
@@ -116,25 +122,63 @@ async function run(invocation: Invocation): Promise<number> {
     }
     return ExitCode.Ok;
   }
-  const privateKey = await readPrivateKey(config.remote.privateKeyPath);
   if (invocation.command === "check") {
+    const privateKey = await readPrivateKey(config.remote.privateKeyPath);
     const checks: string[] = [];
     await runCheck(config, privateKey, (line) => (invocation.json ? checks.push(line) : process.stdout.write(line + "\n")));
     process.stdout.write(invocation.json ? JSON.stringify({ ok: true, checks }) + "\n" : "OK\n");
     return ExitCode.Ok;
   }
-  if (invocation.command === "watch") return watch(config, privateKey);
-  const log = await openLog(config);
-  // A pass must end before the next cron tick whatever happens; this is the last line of defence.
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`plutus-sync: pass exceeded its deadline of ${config.passDeadlineSeconds} s; exiting\n`);
-    process.exit(ExitCode.DeliveryFailed);
-  }, (config.passDeadlineSeconds + 15) * 1000);
-  watchdog.unref();
+  if (invocation.command === "watch") return watch(config, await readPrivateKey(config.remote.privateKeyPath));
+  if (invocation.command === "repair") {
+    const privateKey = await readPrivateKey(config.remote.privateKeyPath);
+    const log = await openLog(config);
+    try {
+      const report = await repairJournal(config, privateKey, log);
+      for (const line of report.lines) process.stdout.write(`plutus-sync: ${line}\n`);
+      if (report.inDoubt + report.failed === 0) return ExitCode.Ok;
+      process.stdout.write(`plutus-sync: runs may go on; ${report.inDoubt} in doubt (settle each with plutus-sync resolve), ${report.failed} left for the next run\n`);
+      return ExitCode.DeliveryFailed;
+    } finally {
+      await endLogger(log);
+    }
+  }
+  return runOnePass(config, invocation);
+}
+
+/** `run` and `canary`: one pass; an error that stops it before it ends is recorded for `status`. */
+async function runOnePass(config: AgentConfig, invocation: Invocation): Promise<ExitCode> {
+  const startedAt = new Date();
+  let log: Logger | undefined;
+  let inPass = false;
   try {
-    return await runAndReport(invocation.json, () => runPass(config, privateKey, log), log, (result) => superviseAfterPass(config, result, log));
+    log = await openLog(config);
+    const privateKey = await readPrivateKey(config.remote.privateKeyPath);
+    // A pass must end before the next cron tick whatever happens; this is the last line of defence.
+    const watchdog = setTimeout(() => {
+      process.stderr.write(`plutus-sync: pass exceeded its deadline of ${config.passDeadlineSeconds} s; exiting\n`);
+      process.exit(ExitCode.DeliveryFailed);
+    }, (config.passDeadlineSeconds + 15) * 1000);
+    watchdog.unref();
+    const passLog = log;
+    inPass = true;
+    if (invocation.command !== "canary") return await runAndReport(invocation.json, () => runPass(config, privateKey, passLog), passLog, (result) => superviseAfterPass(config, result, passLog));
+    const name = await writeCanary(config);
+    const code = await runAndReport(false, () => runPass(config, privateKey, passLog), passLog, (result) => superviseAfterPass(config, result, passLog));
+    const location = await locateCanary(config, name, startedAt);
+    passLog.info("canary", { event: "canary", file: name, ...location, exitCode: code });
+    process.stdout.write(`plutus-sync: ${describeCanary(name, location, code)}\n`);
+    if (invocation.json) process.stdout.write(JSON.stringify({ canary: name, ...location, runExitCode: code }) + "\n");
+    return location.where === "delivered" ? ExitCode.Ok : code === ExitCode.Ok ? ExitCode.DeliveryFailed : code;
+  } catch (error) {
+    if (error instanceof AgentError) {
+      // runAndReport logged what went wrong inside the pass.
+      if (!inPass) log?.error("run failed before its pass could start", { event: "run-failed", error: error.message, exitCode: error.exitCode });
+      await recordFailedRun(config.stateDir, startedAt, error.exitCode, error.message);
+    }
+    throw error;
   } finally {
-    await endLogger(log);
+    if (log) await endLogger(log);
   }
 }
 

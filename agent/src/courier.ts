@@ -5,7 +5,7 @@ import type { AgentConfig } from "@plutus/shared";
 import { Journal, JournalEntry, JournalRecord } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { SftpSession, SFTP_NO_SUCH_FILE } from "./sftpSession";
-import { archiveFile } from "./localMoves";
+import { archiveFile, explainMoveError } from "./localMoves";
 import { moveWithoutOverwrite } from "./durableFs";
 import { FileIdentity, hashLocalFile, sameIdentity } from "./orderFile";
 import { crashPoint, pausePoint } from "./crashHook";
@@ -224,7 +224,7 @@ export class Courier {
         refused = error;
       }
       pausePoint("after-rename-refused");
-      const target = await this.targetContent(session, targetPath, entry);
+      const target = await targetContent(session, targetPath, entry);
       if (target.kind === "ours") return this.publishedBesideStagingLink(session, entry, stagingPath);
       if (target.kind === "other") return this.publishUnderConflictName(entry, target);
       if (!(await session.exists(stagingPath))) return this.presumePublished(session, entry, "the rename reported failure and the staging copy is gone");
@@ -246,32 +246,6 @@ export class Courier {
       if (!retry) throw failed;
       await sleep(this.config.retryBaseDelayMs * 2 ** (refusals - 1));
     }
-  }
-
-  /**
-   * Sizes first: a target of another size is someone else's without reading a byte. A target of
-   * our size is read (at most entry.size bytes, inside the byte budget share the caller holds for
-   * this file: its read-back copy is gone by then).
-   */
-  private async targetContent(session: SftpSession, targetPath: string, entry: JournalEntry): Promise<TargetContent> {
-    let size: number;
-    try {
-      size = (await session.stat(targetPath)).size;
-    } catch (error) {
-      if (errorCode(error) === SFTP_NO_SUCH_FILE) return { kind: "absent" };
-      throw error;
-    }
-    if (size !== entry.size) return { kind: "other", size };
-    let existing: { sha256: string; size: number } | undefined;
-    try {
-      existing = await session.hashRemote(targetPath, entry.size);
-    } catch (error) {
-      // Grown past our size between the stat and the read (readAll's limit): not ours either.
-      if (session.isOpen && errorCode(error) === undefined && !(error instanceof HostileReplyError)) return { kind: "other", size };
-      throw error;
-    }
-    if (!existing) return { kind: "absent" };
-    return existing.sha256 === entry.sha256 ? { kind: "ours" } : { kind: "other", size: existing.size, sha256: existing.sha256 };
   }
 
   /**
@@ -337,9 +311,26 @@ export class Courier {
    *   staging gone, folder not proven   -> InDoubtError: an operator decides (resolve)
    */
   async settle(entry: JournalEntry): Promise<Settlement> {
+    if (entry.doubt !== undefined) {
+      throw new InDoubtError(`${entry.doubt}; whether the ERP got ${entry.name} cannot be told: it stays in the outbox until an operator runs plutus-sync resolve`);
+    }
     const session: SftpSession = await this.link.session();
     if (await session.exists(this.stagingPath(entry))) return { entry: await this.publish(entry), presumed: false };
     return { entry: await this.presumePublished(session, entry, "the staging copy is gone"), presumed: true };
+  }
+
+  /**
+   * For a pass that had nothing to send: proves the connection, the staging folder (its sentinel,
+   * read or created) and the inbox, once, so an outage or a changed host key shows while idle.
+   */
+  async verifyRemote(): Promise<void> {
+    await this.stagingSentinel();
+    const session = await this.link.session();
+    const inbox = await session.stat(this.config.remote.inbox).catch((error) => {
+      if (!session.isOpen) throw error;
+      throw new TransferError(`remote inbox ${this.config.remote.inbox} cannot be used: ${errorMessage(error)}`, { cause: error });
+    });
+    if (!inbox.isDirectory()) throw new TransferError(`remote inbox ${this.config.remote.inbox} is not a folder`);
   }
 
   /** Moves the delivered local file to the archive (see archiveDelivered). */
@@ -381,6 +372,55 @@ export class Courier {
     }
     return removed;
   }
+}
+
+/**
+ * Sizes first: a target of another size is someone else's without reading a byte. A target of
+ * our size is read (at most entry.size bytes, inside the byte budget share the caller holds for
+ * this file: its read-back copy is gone by then).
+ */
+async function targetContent(session: SftpSession, targetPath: string, entry: Pick<JournalEntry, "size" | "sha256">): Promise<TargetContent> {
+  let size: number;
+  try {
+    size = (await session.stat(targetPath)).size;
+  } catch (error) {
+    if (errorCode(error) === SFTP_NO_SUCH_FILE) return { kind: "absent" };
+    throw error;
+  }
+  if (size !== entry.size) return { kind: "other", size };
+  let existing: { sha256: string; size: number } | undefined;
+  try {
+    existing = await session.hashRemote(targetPath, entry.size);
+  } catch (error) {
+    // Grown past our size between the stat and the read (readAll's limit): not ours either.
+    if (session.isOpen && errorCode(error) === undefined && !(error instanceof HostileReplyError)) return { kind: "other", size };
+    throw error;
+  }
+  if (!existing) return { kind: "absent" };
+  return existing.sha256 === entry.sha256 ? { kind: "ours" } : { kind: "other", size: existing.size, sha256: existing.sha256 };
+}
+
+/**
+ * What the server shows of an order whose commit record was lost (`plutus-sync repair`): the
+ * inbox holding these very bytes under its name (delivered), or a staging upload of ours with
+ * them (uploaded, never renamed), or neither (undecidable: the ERP may have taken it).
+ */
+export async function traceOrder(session: SftpSession, config: AgentConfig, agentId: string, name: string, content: Buffer, sha256: string): Promise<"in-inbox" | "in-staging" | "not-found"> {
+  const stagingPrefix = `plutus-${agentId}-`;
+  const inInbox = await targetContent(session, posixJoin(config.remote.inbox, name), { size: content.length, sha256 });
+  if (inInbox.kind === "ours") return "in-inbox";
+  for (const staged of await session.readdir(config.remote.staging)) {
+    if (!staged.startsWith(stagingPrefix) || !staged.endsWith(".part")) continue;
+    const path = posixJoin(config.remote.staging, staged);
+    try {
+      if ((await session.stat(path)).size !== content.length) continue;
+      if ((await session.hashRemote(path, content.length))?.sha256 === sha256) return "in-staging";
+    } catch (error) {
+      // Gone or grown meanwhile: not the copy looked for.
+      if (!session.isOpen) throw error;
+    }
+  }
+  return "not-found";
 }
 
 /**
@@ -427,11 +467,12 @@ export async function archiveDelivered(config: AgentConfig, journal: Journal, lo
     journal.note({ t: "archived", id: entry.id, archivedAs: dest, at: new Date().toISOString() });
     return { archived: true, path: dest };
   } catch (error) {
+    const reason = explainMoveError(error);
     log.error("delivered but could not be archived; it stays in the outbox and will not be sent again", {
       event: "archive-failed",
       file: entry.name,
-      error: errorMessage(error),
+      error: reason,
     });
-    return { archived: false, error: errorMessage(error) };
+    return { archived: false, error: reason };
   }
 }

@@ -33,6 +33,11 @@ export interface RemoteFolders {
   inboxDir?: string;
   /** Content of the staging folder's sentinel when the upload was made there. */
   sentinel?: string;
+  /**
+   * Set by `plutus-sync repair` on an entry rebuilt from a damaged journal that nothing on the
+   * server could decide: why only an operator can (`resolve`). The agent never acts on it alone.
+   */
+  doubt?: string;
 }
 
 export interface JournalEntry extends RemoteFolders {
@@ -48,7 +53,7 @@ export interface JournalEntry extends RemoteFolders {
   target: string;
 }
 
-const JOURNAL_FILE = "journal.jsonl";
+export const JOURNAL_FILE = "journal.jsonl";
 
 export class Journal {
   private readonly open = new Map<string, JournalEntry>();
@@ -217,13 +222,28 @@ async function readRecords(path: string): Promise<{ records: JournalRecord[]; wh
   const wholeBytes = content.lastIndexOf(0x0a) + 1;
   const records: JournalRecord[] = [];
   const lines = content.subarray(0, wholeBytes).toString("utf8").split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() === "") continue;
+  // The split leaves one empty string after the final newline; the journal never writes an empty
+  // line, so any other blank line is a record overwritten (e.g. by spaces), not nothing.
+  for (let i = 0; i < lines.length - 1; i++) {
+    let record: unknown;
     try {
-      records.push(JSON.parse(lines[i]) as JournalRecord);
+      record = JSON.parse(lines[i]);
     } catch {
-      throw new JournalCorruptError(`journal ${path} is damaged at line ${i + 1}`);
+      record = undefined;
     }
+    if (!isJournalRecord(record)) throw new JournalCorruptError(`journal ${path} is damaged at line ${i + 1}`);
+    records.push(record);
   }
   return { records, wholeBytes, tornTail: wholeBytes < content.length, existed: true };
+}
+
+const RECORD_TYPES = new Set(["commit", "published", "archived", "abandoned"]);
+
+/** A parsed line that has the shape of a record: anything else is damage, even when it is JSON. */
+export function isJournalRecord(value: unknown): value is JournalRecord {
+  if (typeof value !== "object" || value === null) return false;
+  const record = value as Record<string, unknown>;
+  if (typeof record.t !== "string" || !RECORD_TYPES.has(record.t) || typeof record.id !== "string") return false;
+  if (record.t !== "commit") return true;
+  return ["name", "sha256", "staging", "target"].every((k) => typeof record[k] === "string") && typeof record.size === "number";
 }

@@ -1,6 +1,7 @@
-import { promises as fs, lstatSync, renameSync } from "node:fs";
-import { basename, join } from "node:path";
+import { promises as fs, lstatSync, readFileSync, renameSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { moveWithoutOverwrite, writeFileAtomic } from "./durableFs";
+import { errorCode, errorMessage } from "./errors";
 
 /**
  * Moves an outbox entry into the quarantine folder and writes `<name>.reason` (JSON) beside it.
@@ -73,5 +74,37 @@ export async function countQuarantined(quarantineDir: string): Promise<number> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw error;
+  }
+}
+
+/**
+ * A move refused by permissions, said with what to do: the usual cause is a folder someone made
+ * as root (an archive day folder created by hand), which the agent's account cannot write.
+ */
+export function explainMoveError(error: unknown): string {
+  const code = errorCode(error);
+  const { dest, path } = error as { dest?: string; path?: string };
+  if ((code !== "EACCES" && code !== "EPERM") || (dest ?? path) === undefined) return errorMessage(error);
+  const folder = dest !== undefined ? dirname(dest) : dirname(path!);
+  const stat = statSync(folder, { throwIfNoEntry: false });
+  if (!stat) return errorMessage(error);
+  const owner = `${accountName(stat.uid)}:${groupName(stat.gid)} ${(stat.mode & 0o7777).toString(8).padStart(4, "0")}`;
+  const me = accountName(process.getuid?.() ?? -1);
+  return `${errorMessage(error)}: the folder ${folder} is ${owner}, not writable by ${me}; give it back to the agent (chown ${me}:${me} ${folder}, see "Moving an order to the archive by hand" in the operations guide); the file waits and is archived by the next run`;
+}
+
+function accountName(uid: number): string {
+  return lookup("/etc/passwd", uid) ?? String(uid);
+}
+
+function groupName(gid: number): string {
+  return lookup("/etc/group", gid) ?? String(gid);
+}
+
+function lookup(file: string, id: number): string | undefined {
+  try {
+    return readFileSync(file, "utf8").split("\n").map((l) => l.split(":")).find((f) => f[2] === String(id))?.[0];
+  } catch {
+    return undefined;
   }
 }

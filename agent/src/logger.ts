@@ -13,7 +13,7 @@ export interface LoggerOptions {
 }
 
 /**
- * JSON lines with ISO timestamps in `<logDir>/plutus-sync-YYYY-MM-DD.log`, rotated daily and
+ * JSON lines with ISO (UTC) timestamps in `<logDir>/plutus-sync-YYYY-MM-DD.log` (the UTC date), rotated daily and
  * kept `retentionDays`. Call `closeLogger` before exiting: winston writes asynchronously.
  */
 export function createLogger(options: LoggerOptions): Logger {
@@ -23,7 +23,7 @@ export function createLogger(options: LoggerOptions): Logger {
     datePattern: "YYYY-MM-DD",
     maxFiles: `${options.retentionDays}d`,
     auditFile: `${options.logDir}/.plutus-sync-audit.json`,
-    utc: false,
+    utc: true,
   });
   return winston.createLogger({
     level: options.level,

@@ -22,6 +22,8 @@ export interface PassResult {
   connectError?: ConnectError;
   /** The server's replies were refused as hostile: nothing more was sent to it. */
   remoteRefused?: boolean;
+  /** Why the ERP side could not be shown to work, when a pass with nothing to send looked (exit 1). */
+  remoteError?: string;
 }
 
 export interface Deadlines {
@@ -117,7 +119,7 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
   let result: PassResult;
   try {
     journal = await Journal.open(config.stateDir).catch((error) => {
-      throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent (see "Damaged journal" in the operations guide)`, { cause: error });
+      throw new StateError(`cannot use the journal in ${config.stateDir}: ${errorMessage(error)}; nothing was sent; run plutus-sync repair (see "Damaged journal" in the operations guide)`, { cause: error });
     });
     if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
@@ -125,6 +127,7 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
     if (request.recover) await worker.recover();
     else await worker.leaveRecoveryForLater();
     await worker.deliverOutbox(request.names);
+    await worker.verifyRemoteIfUnused();
     await worker.finish();
     result = worker.remoteRefused ? { ...worker.result(), remoteRefused: true } : worker.result();
   } finally {
@@ -167,7 +170,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
       finishedAt: new Date().toISOString(),
       exitCode: result.exitCode,
       summary: result.summary,
-      ...(result.connectError ? { error: result.connectError.message } : {}),
+      ...(result.connectError ? { error: result.connectError.message } : result.remoteError ? { error: result.remoteError } : {}),
       consecutiveFailedRuns: failedRun ? (previous?.consecutiveFailedRuns ?? 0) + 1 : 0,
     });
   } catch (error) {
@@ -177,6 +180,7 @@ async function recordRun(config: AgentConfig, startedAt: Date, result: PassResul
 
 class PassWorker {
   private connectError: ConnectError | undefined;
+  private remoteError: string | undefined;
   private hostileReply: HostileReplyError | undefined;
   /** Uploads that failed before their commit point; each may have left a staging copy. */
   private uploadsAbandoned = 0;
@@ -484,6 +488,23 @@ class PassWorker {
     }
   }
 
+  /**
+   * A pass that had no reason to connect still proves the ERP side once (connection, host key,
+   * staging sentinel, inbox): otherwise an outage or a changed host key would stay invisible
+   * (exit 0) until an order waits.
+   */
+  async verifyRemoteIfUnused(): Promise<void> {
+    if (this.link.connects > 0 || this.connectError || Date.now() >= this.deadlines.stopStarting) return;
+    try {
+      await this.courier.verifyRemote();
+    } catch (error) {
+      this.noteRemoteError(error);
+      if (this.connectError) return;
+      this.remoteError = errorMessage(error);
+      this.log.error("the ERP side could not be checked", { event: "remote-check-failed", error: this.remoteError });
+    }
+  }
+
   private async outboxHasOrders(): Promise<boolean> {
     const names = await fs.readdir(this.config.outbox);
     return names.some(isOrderFileName);
@@ -495,8 +516,8 @@ class PassWorker {
     if (this.connectError && s.delivered === 0 && s.recovered === 0) {
       return { summary: s, exitCode: ExitCode.ConnectFailed, connectError: this.connectError };
     }
-    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply;
-    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok };
+    const failed = s.failed > 0 || s.archivePending > 0 || (s.inDoubt ?? 0) > 0 || this.hostileReply !== undefined || this.remoteError !== undefined;
+    return { summary: s, exitCode: failed ? ExitCode.DeliveryFailed : ExitCode.Ok, ...(this.remoteError ? { remoteError: this.remoteError } : {}) };
   }
 }
 

@@ -32,6 +32,8 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     quarantined: await countQuarantined(config.quarantine),
     inDoubt: entries.filter((e) => e.state === "committing").length,
     inDoubtFiles: entries.filter((e) => e.state === "committing").map((e) => e.name),
+    awaitingArchive: entries.filter((e) => e.state === "published").length,
+    awaitingArchiveFiles: entries.filter((e) => e.state === "published").map((e) => e.name),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
     ...(watcher ? { watcher } : {}),
   };
@@ -48,6 +50,9 @@ export function formatStatus(report: StatusReport): string {
     report.inDoubt > 0 && report.inDoubtFiles
       ? `in doubt: ${report.inDoubt} (${report.inDoubtFiles.join(", ")}; the next run tries to settle them, see the run log; plutus-sync resolve settles what it cannot)`
       : `in doubt: ${report.inDoubt}`,
+    ...((report.awaitingArchive ?? 0) > 0
+      ? [`delivered, awaiting archive: ${report.awaitingArchive} (${(report.awaitingArchiveFiles ?? []).join(", ")}; never sent again; the next run moves them; archive-failed in the log says why)`]
+      : []),
     `consecutive failed runs: ${report.consecutiveFailedRuns}`,
     ...(report.watcher ? [describeWatcher(report.watcher)] : []),
   ];

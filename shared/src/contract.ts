@@ -52,6 +52,14 @@ export interface StatusReport {
   inDoubt: number;
   /** Outbox names of the in-doubt entries. */
   inDoubtFiles?: string[];
+  /**
+   * Orders delivered to the ERP whose move into the local archive has not happened yet (it failed,
+   * e.g. an archive folder the agent cannot write): they wait in the outbox, often as
+   * `.plutus-claim-<id>`, and are never sent again.
+   */
+  awaitingArchive?: number;
+  /** Outbox names of the orders awaiting archiving. */
+  awaitingArchiveFiles?: string[];
   consecutiveFailedRuns: number;
   /** The `plutus-sync watch` process, from its heartbeat; absent when it never ran here. */
   watcher?: WatcherStatus;

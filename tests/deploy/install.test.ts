@@ -262,8 +262,13 @@ function todayLocal(): string {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 }
 
+/** Log files are named by the UTC date (their timestamps are UTC too); archive day folders by the local date. */
+function todayUtc(): string {
+  return new Date().toISOString().slice(0, 10);
+}
+
 function logEvents(): Array<Record<string, unknown>> {
-  const file = join(FOLDERS.logDir, `plutus-sync-${todayLocal()}.log`);
+  const file = join(FOLDERS.logDir, `plutus-sync-${todayUtc()}.log`);
   return readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
@@ -433,7 +438,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(readdirSync(FOLDERS.outbox)).toEqual([]);
     expect(stagingFiles(erp.stagingDir)).toEqual([]);
 
-    const logFile = join(FOLDERS.logDir, `plutus-sync-${todayLocal()}.log`);
+    const logFile = join(FOLDERS.logDir, `plutus-sync-${todayUtc()}.log`);
     const st = statSync(logFile);
     expect([st.uid, st.mode & 0o777]).toEqual([Number(sh("id", ["-u", "plutus"]).stdout), 0o600]);
     const events = logEvents();
@@ -667,7 +672,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const day = todayLocal();
     const moved = await asRootShell([
       "sudo -u plutus mkdir -p /var/lib/plutus/archive/$(date +%F)",
-      "sudo -u plutus mv /var/lib/plutus/outbox/order-1950.json /var/lib/plutus/archive/$(date +%F)/",
+      "sudo -u plutus mv -n /var/lib/plutus/outbox/order-1950.json /var/lib/plutus/archive/$(date +%F)/",
     ].join("\n"));
     expect(moved).toMatchObject({ code: 0, stderr: "" });
     const dayDir = join(FOLDERS.archive, day);

@@ -1,11 +1,11 @@
 import { readdirSync, readFileSync, rmSync, linkSync, writeFileSync, chownSync, statSync, mkdirSync, renameSync, chmodSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { join, resolve } from "node:path";
-import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { watch } from "node:fs";
 import { TcpProxy } from "../support/tcpProxy";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE, STAGING_SENTINEL } from "../support/agent";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
+import { operationsGuideBlocks, runGuideBlock as runBlock } from "../support/guide";
 
 const ctx = useErpStandIn();
 
@@ -189,28 +189,18 @@ describe("kill -9 at every step of a delivery, then recovery", () => {
   });
 });
 
-/** The `sh` blocks of one section of the operations guide, in order. */
-function operationsGuideBlocks(heading: string): string[] {
-  const guide = readFileSync(resolve(__dirname, "../../docs/operations.md"), "utf8");
-  const start = guide.indexOf(`\n${heading}\n`);
-  if (start < 0) throw new Error(`operations guide has no section "${heading}"`);
-  const section = guide.slice(start + heading.length + 2).split(/\n#{2,3} /)[0];
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
-}
-
 /** Runs a block of the guide as written, on this test's agent: paths of a real install mapped to the test's. */
-function runGuideBlock(block: string, orderName: string): { status: number | null; stdout: string; stderr: string } {
-  const script = block
-    .replaceAll("/etc/plutus/agent.json", ctx.local.configPath)
-    .replaceAll("/var/log/plutus", ctx.local.logDir)
-    .replaceAll("/var/lib/plutus/state", ctx.local.stateDir)
-    .replaceAll("order-123.json", orderName);
-  const result = spawnSync("bash", ["--norc", "--noprofile", "-euo", "pipefail", "-c", script], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { PATH: process.env.PATH, AGENT: `${process.execPath} ${BUNDLE}` },
-    encoding: "utf8",
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+function runGuideBlock(block: string, orderName: string) {
+  return runBlock(
+    block,
+    [
+      ["/etc/plutus/agent.json", ctx.local.configPath],
+      ["/var/log/plutus", ctx.local.logDir],
+      ["/var/lib/plutus/state", ctx.local.stateDir],
+      ["order-123.json", orderName],
+    ],
+    { AGENT: `${process.execPath} ${BUNDLE}` },
+  );
 }
 
 /** The ERP's staging folder replaced by an empty one (restored from a template, recreated by a script). */

@@ -82,6 +82,19 @@ describe("Journal", () => {
     await expect(Journal.peek(dir)).rejects.toThrow(`journal ${join(dir, "journal.jsonl")} is damaged at line 2`);
   });
 
+  it.each([
+    ["overwritten by spaces", " ".repeat(40)],
+    ["that is empty", ""],
+    ["of JSON that is no record", "{}"],
+    ["holding a commit record without its hash", JSON.stringify({ t: "commit", id: "2", name: "b.json", size: 10, staging: "s", target: "b.json" })],
+  ])("a line %s is damage, not nothing: a lost commit record must not go unnoticed", async (_what, line) => {
+    const journal = await Journal.open(dir);
+    await journal.record(commit("1", "a.json"));
+    await journal.close();
+    appendFileSync(join(dir, "journal.jsonl"), `${line}\n{"t":"archived","id":"1","archivedAs":null,"at":"x"}\n`);
+    await expect(Journal.open(dir)).rejects.toThrow(`journal ${join(dir, "journal.jsonl")} is damaged at line 2`);
+  });
+
   it("a record that does not fit on a full disk is rejected and cut back: the journal stays readable", async () => {
     const mount = mkdtempSync(join(tmpdir(), "plutus-journal-full-"));
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mount]);
