@@ -4,6 +4,11 @@
  *
  *   node bench/run.js [--quick] [--runs N] [--only plutus,rsync,rclone,scp,scp-loop,floor,scaling]
  *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
+ *   node bench/run.js --latency [--quick] [--json] [--no-lsyncd]
+ *
+ * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
+ * bursts, during an sshd restart, killed and restarted; cron only (computed); lsyncd + rsync.
+ * --json prints one JSON object per measured row as the last lines.
  *
  * --rtt MS puts a proxy in front of sshd that delays each direction by MS/2, for every tool.
  *
@@ -76,6 +81,7 @@ function ensurePackages() {
     ["/usr/bin/rsync", "rsync"],
     ["/usr/bin/rclone", "rclone"],
     ["/usr/bin/time", "time"],
+    ...(flag("--latency") && !flag("--no-lsyncd") ? [["/usr/bin/lsyncd", "lsyncd"]] : []),
   ];
   const missing = [...new Set(wanted.filter(([file]) => !fs.existsSync(file)).map(([, pkg]) => pkg))];
   if (missing.length === 0) return;
@@ -322,10 +328,11 @@ class Fixture {
       { mode: 0o600 },
     );
     sh(SSHD, ["-t", "-f", config]);
-    this.sshd = spawn(SSHD, ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+    this.sshdConfig = config;
     this.sshdLog = path.join(this.root, "sshd.log");
-    this.sshd.stderr.on("data", (d) => fs.appendFileSync(this.sshdLog, d));
-    await waitForBanner(this.sshdPort);
+    this.erpUser = ERP_USER;
+    this.shellUser = SHELL_USER;
+    await this.startSshd();
     this.cpuMeter = serverCpuMeter(this.sshd.pid);
 
     // Local side: one master copy of every order; each measured run gets a fresh copy.
@@ -343,6 +350,33 @@ class Fixture {
     }
     this.meanBytes = bytes / maxFiles;
     this.runCount = 0;
+  }
+
+  async startSshd() {
+    this.sshd = spawn(SSHD, ["-D", "-e", "-f", this.sshdConfig], { stdio: ["ignore", "ignore", "pipe"] });
+    this.sshd.stderr.on("data", (d) => fs.appendFileSync(this.sshdLog, d));
+    await waitForBanner(this.sshdPort);
+  }
+
+  /** Stops sshd and every session it forked (connections drop), waits `downMs`, starts it again. */
+  async restartSshd(downMs) {
+    // Every process below the listener (per connection: [priv] -> @notty -> internal-sftp).
+    const parents = new Map();
+    for (const line of sh("ps", ["-eo", "pid=,ppid="]).trim().split("\n")) {
+      const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+      parents.set(pid, ppid);
+    }
+    const below = (pid) => [...parents].filter(([, ppid]) => ppid === pid).flatMap(([child]) => [child, ...below(child)]);
+    const sessions = below(this.sshd.pid);
+    await new Promise((r) => (this.sshd.once("exit", r), this.sshd.kill("SIGTERM")));
+    for (const pid of sessions) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    this.sessionsKilled = sessions.length;
+    await sleep(downMs);
+    await this.startSshd();
   }
 
   /** Empty Inbox/Staging in the jail and an empty target folder for the shell account. */
@@ -589,7 +623,7 @@ async function main() {
     log(`${BUNDLE_SRC} missing: building (npm run build)`);
     execFileSync("npm", ["run", "build"], { cwd: REPO, stdio: "inherit" });
   }
-  const maxFiles = Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
+  const maxFiles = flag("--latency") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
   const fx = new Fixture();
   fx.loopSubset = PLAN.loopSubset;
   const cleanup = () => fx.destroy(flag("--keep"));
@@ -621,6 +655,21 @@ async function main() {
     log(`ready: port ${fx.port}, mean file ${Math.round(fx.meanBytes)} B, load ${startedLoad}`);
 
     if (flag("--tune-rclone")) return await tuneRclone(fx);
+    if (flag("--latency")) {
+      const quick = QUICK || process.env.CI === "true";
+      return await require("./latency").latencyBench(fx, {
+        quick,
+        json: flag("--json"),
+        bundleSha,
+        idle: quick ? 40 : 200,
+        idleGapMs: 300,
+        bursts: quick ? 3 : 10,
+        restartOrders: 40,
+        lsyncd: !flag("--no-lsyncd"),
+        lsyncdOrders: quick ? 10 : 30,
+        lsyncdDefaultOrders: quick ? 4 : 12,
+      });
+    }
     if (option("--ab")) return await compareBundles(fx, option("--ab").split(","), Number(option("--ab-files", PLAN.compare)));
 
     /** results[key] = list of runs */

@@ -22,6 +22,7 @@ import * as command from "@pulumi/command";
 import { CANARY_PREFIX, type AgentConfig } from "@plutus/shared";
 import type { AgentBundle } from "./bundle";
 import { parseJsonResult } from "./powershell";
+import type { AgentMode } from "./config";
 
 export const AGENT_CONFIG_PATH = "/etc/plutus/agent.json";
 export const AGENT_HOME = "/opt/plutus-sync";
@@ -53,16 +54,17 @@ export function renderWaitCommand(): string {
 export const BUNDLE_REFUSED_EXIT_CODE = 2;
 
 /**
- * What root runs on the VM, as `bash -c <this> plutus-sync-install <sha256> <bytes>`. It never trusts
+ * What root runs on the VM, as `bash -c <this> plutus-sync-install <sha256> <bytes> <mode>`. It never trusts
  * a folder that already exists: it makes a fresh one (mktemp -d: random name, root-owned, 0700),
  * reads exactly <bytes> of stdin (the bundle archive as one base64 line), refuses the archive
- * unless its SHA-256 is <sha256>, unpacks it there and runs its install.sh, which reads the rest of
- * stdin (configuration and private key). The folder is removed however the step ends.
+ * unless its SHA-256 is <sha256>, unpacks it there and runs its install.sh --stdin --<mode> (mode:
+ * cron or watch, the third argument), which reads the rest of stdin (configuration and private key). The folder is removed however the step ends.
  */
 const INSTALL_AS_ROOT = [
   "set -euo pipefail",
   'expected="$1"',
   'length="$2"',
+  'case "$3" in cron | watch) ;; *) echo "agent mode must be cron or watch, got: $3" >&2; exit 2 ;; esac',
   'work="$(mktemp -d --tmpdir plutus-sync-bundle.XXXXXXXXXX)"',
   'cleanup() { rm -rf -- "$work"; }',
   "trap cleanup EXIT",
@@ -76,7 +78,7 @@ const INSTALL_AS_ROOT = [
   '[ "$actual" = "$expected" ] || refuse "its SHA-256 is $actual, but the Pulumi program sent $expected"',
   'mkdir "$work/bundle"',
   'tar -x --no-same-owner -f "$work/bundle.tar" -C "$work/bundle"',
-  'bash "$work/bundle/install.sh" --stdin',
+  'bash "$work/bundle/install.sh" --stdin "--$3"',
 ].join("\n");
 
 /** The number of stdin bytes the bundle takes: its base64 line, newline included. */
@@ -94,9 +96,10 @@ export function renderBundleStdin(bundle: Pick<AgentBundle, "archive">): string 
  * against the digest computed here, runs its install.sh --stdin and removes the folder — all in one
  * command, so a re-run never depends on what a previous step or a reboot left in /tmp.
  */
-export function renderInstallCommand(bundle: Pick<AgentBundle, "archive" | "archiveSha256">): string {
+export function renderInstallCommand(bundle: Pick<AgentBundle, "archive" | "archiveSha256">, agentMode: AgentMode = "cron"): string {
   if (!/^[0-9a-f]{64}$/.test(bundle.archiveSha256)) throw new Error(`bundle archive digest must be 64 hex digits, got ${JSON.stringify(bundle.archiveSha256)}`);
-  return `sudo -n bash -c ${shQuote(INSTALL_AS_ROOT)} plutus-sync-install ${bundle.archiveSha256} ${bundleStdinBytes(bundle)}`;
+  if (agentMode !== "cron" && agentMode !== "watch") throw new Error(`agent mode must be "cron" or "watch", got ${JSON.stringify(agentMode)}`);
+  return `sudo -n bash -c ${shQuote(INSTALL_AS_ROOT)} plutus-sync-install ${bundle.archiveSha256} ${bundleStdinBytes(bundle)} ${agentMode}`;
 }
 
 /** install.sh --stdin reads exactly this document: the agent configuration and the sync private key. */
@@ -221,6 +224,8 @@ export interface AgentDeploymentArgs {
   readonly syncPrivateKey: pulumi.Input<string>;
   /** Outputs of the web VM (UbuntuVm.instance): a rebuilt VM gets the agent again. */
   readonly vmTriggers?: pulumi.Input<unknown>[];
+  /** `watch` also installs and starts the plutus-sync-watch service (install.sh --watch); default cron. */
+  readonly agentMode?: AgentMode;
 }
 
 /**
@@ -244,7 +249,7 @@ export class AgentDeployment extends pulumi.ComponentResource {
     super("plutus:agentDeployment:AgentDeployment", name, {}, opts);
     let create: string;
     try {
-      create = renderInstallCommand(args.bundle);
+      create = renderInstallCommand(args.bundle, args.agentMode ?? "cron");
     } catch (err) {
       throw new pulumi.ResourceError(`${(err as Error).message}; run npm run build first`, this);
     }

@@ -58,7 +58,11 @@ export interface LabConfig {
   readonly agentMinAgeSeconds: number;
   /** Where `npm run build` leaves the agent bundle; undefined = agent/dist/bundle in this repository. */
   readonly agentBundleDir: string | undefined;
+  /** `watch`: also the systemd service plutus-sync-watch (orders within a second); cron runs in both modes. */
+  readonly agentMode: AgentMode;
 }
+
+export type AgentMode = "cron" | "watch";
 
 /** The configuration values as read from the stack, before validation (secrets stay Outputs). */
 export interface RawLabConfig {
@@ -91,6 +95,7 @@ export const CONFIG_KEYS = {
   erpStagingFolder: { secret: false },
   agentMinAgeSeconds: { secret: false },
   agentBundleDir: { secret: false },
+  agentMode: { secret: false },
 } as const;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
@@ -371,6 +376,11 @@ export function parseLabConfig(raw: RawLabConfig): LabConfig {
 
   const minAge = raw.agentMinAgeSeconds === undefined ? 30 : whole("agentMinAgeSeconds", raw.agentMinAgeSeconds, 0, 3600, "seconds");
   const agentBundleDir = str("agentBundleDir", "/path/to/agent/dist/bundle", { optional: true });
+  let agentMode: AgentMode = "cron";
+  if (raw.agentMode !== undefined) {
+    if (raw.agentMode === "cron" || raw.agentMode === "watch") agentMode = raw.agentMode;
+    else problem("agentMode", `must be "cron" or "watch", got ${JSON.stringify(raw.agentMode)}`, "pulumi config set plutus:agentMode watch (or cron, the default)");
+  }
 
   if (problems.length > 0) throw new LabConfigError(problems);
   return {
@@ -391,5 +401,6 @@ export function parseLabConfig(raw: RawLabConfig): LabConfig {
     erpFolders: erpFolders!,
     agentMinAgeSeconds: minAge!,
     agentBundleDir,
+    agentMode,
   };
 }

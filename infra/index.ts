@@ -156,7 +156,7 @@ const webConnection: WebVmConnection = {
 
 const agent = new AgentDeployment(
   "agent",
-  { connection: webConnection, bundle, agentConfig: config, syncPrivateKey: syncKey.privateKeyOpenssh, vmTriggers: [webVm.instance] },
+  { connection: webConnection, bundle, agentConfig: config, syncPrivateKey: syncKey.privateKeyOpenssh, vmTriggers: [webVm.instance], agentMode: lab.agentMode },
   { dependsOn: [webVm, erpSsh] },
 );
 

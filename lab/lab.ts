@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync, utimesSync, chmodSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync, utimesSync, chmodSync, renameSync, existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative, resolve } from "node:path";
 import { utils } from "ssh2";
@@ -9,7 +9,8 @@ import { startEmbeddedStandIn, startOpenSshStandIn, systemSshdAvailable, ErpStan
 /**
  * `npm run lab`: a real delivery on this machine with nothing to configure. Keys are generated,
  * an ERP stand-in listens on 127.0.0.1, sample orders (one invalid) are written to an outbox,
- * the bundled agent runs one pass as cron would, and the result is shown.
+ * the bundled agent runs one pass as cron would, and the result is shown. With --watch it then runs
+ * `plutus-sync watch` and drops orders one by one, printing how long each took to reach the inbox.
  */
 const repo = resolve(__dirname, "..", "..");
 const labDir = process.env.PLUTUS_LAB_DIR ? resolve(process.env.PLUTUS_LAB_DIR) : join(repo, ".lab");
@@ -52,9 +53,10 @@ const SAMPLE_ORDERS: Record<string, unknown> = {
   "order-100234.json": { orderId: "100234", customer: "Hotel Aurora", lines: [{ sku: "WALL-SCONCE-OAK", qty: 24, price: 89.9 }] },
 };
 
-const USAGE = `usage: npm run lab [-- --keep] [-- --embedded]
+const USAGE = `usage: npm run lab [-- --keep] [-- --embedded] [-- --watch]
   --keep      leave the ERP stand-in running afterwards, to try check, status and health on .lab/agent.json
-  --embedded  use the embedded SFTP server (ssh2) even when OpenSSH's sshd is installed (also PLUTUS_LAB_EMBEDDED=1)`;
+  --embedded  use the embedded SFTP server (ssh2) even when OpenSSH's sshd is installed (also PLUTUS_LAB_EMBEDDED=1)
+  --watch     then run plutus-sync watch live: orders dropped one by one, each with its time to the ERP inbox`;
 
 /** Resolves on Ctrl-C or SIGTERM: how a kept stand-in is stopped. */
 function untilStopped(): Promise<void> {
@@ -71,7 +73,7 @@ function untilStopped(): Promise<void> {
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const unknown = args.find((a) => a !== "--keep" && a !== "--embedded");
+  const unknown = args.find((a) => a !== "--keep" && a !== "--embedded" && a !== "--watch");
   if (unknown !== undefined) {
     process.stderr.write(`lab: unknown option ${unknown}\n${USAGE}\n`);
     return 2;
@@ -154,6 +156,10 @@ async function main(): Promise<number> {
     const status = await runAgent(["status", "--config", configPath]);
     process.stdout.write(status.stdout);
     say();
+    if (args.includes("--watch")) {
+      const watched = await watchLive(configPath, config.outbox, erp.inboxDir, say);
+      if (watched !== 0) return watched;
+    }
     say(`$ node ${relative(repo, agent)} health --config ${relative(repo, configPath)}`);
     const health = await runAgent(["health", "--config", configPath]);
     process.stdout.write(health.stdout);
@@ -172,6 +178,43 @@ async function main(): Promise<number> {
   } finally {
     await erp.stop();
   }
+}
+
+/** `--watch`: the watcher live, orders dropped one by one (written aside, renamed in), latency printed. */
+async function watchLive(configPath: string, outbox: string, inboxDir: string, say: (line?: string) => void): Promise<number> {
+  say();
+  say(`$ node ${relative(repo, agent)} watch --config ${relative(repo, configPath)}`);
+  const child = spawn(process.execPath, [agent, "watch", "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  for (let i = 0; i < 500 && !output.includes("plutus-sync: watching"); i++) await sleep(20);
+  process.stdout.write(output);
+  if (!output.includes("plutus-sync: watching")) return 1;
+  await sleep(1_000);
+  const aside = join(labDir, "web", "writing");
+  mkdirSync(aside, { recursive: true });
+  for (let i = 1; i <= 5; i++) {
+    const name = `order-2000${i}.json`;
+    writeFileSync(join(aside, name), JSON.stringify({ orderId: `2000${i}`, customer: "Live Kunde", lines: [{ sku: "ARC-FLOOR-BRASS", qty: i, price: 389.0 }] }) + "\n");
+    renameSync(join(aside, name), join(outbox, name));
+    const t0 = performance.now();
+    while (!existsSync(join(inboxDir, name)) && performance.now() - t0 < 10_000) await sleep(2);
+    const ms = performance.now() - t0;
+    say(existsSync(join(inboxDir, name)) ? `  ${name} renamed into the outbox -> in the ERP inbox after ${ms.toFixed(0)} ms` : `  ${name}: not in the inbox after 10 s`);
+    await sleep(400 + Math.random() * 800);
+  }
+  await sleep(1_200);
+  say(`$ node ${relative(repo, agent)} status --config ${relative(repo, configPath)}`);
+  process.stdout.write((await runAgent(["status", "--config", configPath])).stdout.split("\n").filter((l) => l.startsWith("watcher:")).join("\n") + "\n");
+  const before = output.length;
+  child.kill("SIGTERM");
+  const code = await exited;
+  process.stdout.write(output.slice(before));
+  say();
+  return code ?? 1;
 }
 
 main().then(

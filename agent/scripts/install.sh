@@ -13,14 +13,20 @@
 #   install.sh --upgrade [--outbox-group GROUP]
 #       replaces the program with this bundle's; keeps /etc/plutus (configuration and key) as installed
 #   install.sh --uninstall
-#       removes the cron entry, /opt/plutus-sync, /etc/plutus and the account; keeps every
-#       order folder (outbox, archive, quarantine) and the state and log folders
+#       removes the cron entry, the watch service, /opt/plutus-sync, /etc/plutus and the account;
+#       keeps every order folder (outbox, archive, quarantine) and the state and log folders
+#
+#   --watch  (with --stdin, --config/--key or --upgrade) also installs, enables and starts the
+#       systemd service plutus-sync-watch (plutus-sync watch: each order within a second); the cron
+#       entry stays as the safety net. --cron removes the service again (cron only). Without
+#       either, --stdin and --config/--key install cron only, and --upgrade keeps the mode installed.
 #
 # Idempotent: everything is compared before it is written; a second run with the same input
 # changes nothing and says so. Files are written atomically (temporary file, then rename).
 #
 # Exit status: 0 installed (or removed) and `plutus-sync check` passed; 1 installation failed;
-# 2 usage or input error (nothing changed); 4 installed, but `plutus-sync check` failed.
+# 2 usage or input error (nothing changed); 4 installed, but `plutus-sync check` failed;
+# 5 installed and `check` passed, but the watch service could not be started (see its message).
 set -euo pipefail
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -34,10 +40,12 @@ readonly ETC_DIR=/etc/plutus
 readonly CONFIG_FILE=/etc/plutus/agent.json
 readonly KEY_FILE=/etc/plutus/id_ed25519
 readonly CRON_FILE=/etc/cron.d/plutus-sync
+readonly WATCH_UNIT=plutus-sync-watch.service
+readonly UNIT_FILE=/etc/systemd/system/plutus-sync-watch.service
 readonly PROGRAM_FILES=(plutus-sync.cjs sync_plutus.sh install.sh SHA256SUMS)
 readonly NOLOGIN=/usr/sbin/nologin
 readonly MIN_NODE_MAJOR=18
-readonly USAGE='usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --upgrade [--outbox-group GROUP] | --uninstall'
+readonly USAGE='usage: install.sh --stdin [--outbox-group GROUP] [--watch|--cron] | --config FILE --key FILE [--outbox-group GROUP] [--watch|--cron] | --upgrade [--outbox-group GROUP] [--watch|--cron] | --uninstall'
 
 changes=0
 work=""
@@ -88,6 +96,7 @@ mode=""
 config_arg=""
 key_arg=""
 outbox_group=""
+agent_mode=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --stdin | --upgrade | --uninstall)
@@ -96,6 +105,9 @@ while [ $# -gt 0 ]; do
     --config) [ $# -ge 2 ] || usage_error "--config needs a file"; config_arg="$2"; shift ;;
     --key) [ $# -ge 2 ] || usage_error "--key needs a file"; key_arg="$2"; shift ;;
     --outbox-group) [ $# -ge 2 ] || usage_error "--outbox-group needs a group name"; outbox_group="$2"; shift ;;
+    --watch | --cron)
+      [ -z "${agent_mode}" ] || [ "${agent_mode}" = "${1#--}" ] || usage_error "--watch and --cron exclude each other"
+      agent_mode="${1#--}" ;;
     -h | --help) sed -n '2,23p' "${bundle}/$(basename -- "${BASH_SOURCE[0]}")" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -109,6 +121,7 @@ if [ -n "${config_arg}" ] || [ -n "${key_arg}" ]; then
   make_absolute key_arg
 fi
 [ -n "${mode}" ] || usage_error "say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall"
+[ "${mode}" != uninstall ] || [ -z "${agent_mode}" ] || usage_error "--${agent_mode} does not go with --uninstall (it removes both)"
 [ -z "${outbox_group}" ] || [[ "${outbox_group}" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || usage_error "--outbox-group: not a valid group name: ${outbox_group}"
 [ "$(id -u)" -eq 0 ] || die "must run as root (it creates an account, /opt/plutus-sync, /etc/plutus and /etc/cron.d/plutus-sync)"
 cd /
@@ -499,6 +512,86 @@ HOME=/
 EOF
 }
 
+# A folder path as one systemd unit-file word: quoted, "%" escaped. Paths with a quote, a backslash
+# or a control character are refused (the configuration schema allows them; systemd would misread them).
+unit_path_word() {
+  local p="$1"
+  if [[ "${p}" == *[\"\\]* ]] || [[ "${p}" =~ [[:cntrl:]] ]]; then
+    die "watch mode: the folder ${p} has a quote, backslash or control character, which a systemd unit cannot name; choose another folder or install without --watch" 2
+  fi
+  printf '"%s"' "${p//%/%%}"
+}
+
+# watch_unit_text NODE OUTBOX ARCHIVE QUARANTINE STATE LOGS
+watch_unit_text() {
+  local node_bin="$1"
+  shift
+  local rw="" p
+  for p in "$@"; do rw="${rw} $(unit_path_word "${p}")"; done
+  cat <<EOF
+# ${UNIT_FILE} - installed by ${PREFIX}/install.sh --watch; re-run it rather than editing.
+# plutus-sync watch: delivers each order as soon as it is complete. The cron entry
+# (${CRON_FILE}) keeps running as the safety net; the two take turns through the pass lock.
+[Unit]
+Description=plutus-sync watch (PLUTUS orders to the ERP inbox within a second)
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=300
+StartLimitBurst=10
+
+[Service]
+Type=simple
+User=${ACCOUNT}
+Group=${ACCOUNT}
+ExecStart=${node_bin} ${PREFIX}/plutus-sync.cjs watch --config ${CONFIG_FILE}
+Restart=on-failure
+RestartSec=5
+# The watcher settles in-flight work and exits within 10 s of SIGTERM.
+KillSignal=SIGTERM
+TimeoutStopSec=15
+UMask=0027
+SyslogIdentifier=plutus-sync-watch
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+RemoveIPC=yes
+CapabilityBoundingSet=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+ReadWritePaths=${rw# }
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+systemd_running() { [ -d /run/systemd/system ]; }
+
+# Stops, disables and removes the watch service (cron only, or uninstall); $1 is said after it.
+remove_watch_unit() {
+  [ -e "${UNIT_FILE}" ] || [ -L "${UNIT_FILE}" ] || return 0
+  if systemd_running; then
+    systemctl disable --now "${WATCH_UNIT}" >/dev/null 2>&1 || warn "could not stop ${WATCH_UNIT}"
+  else
+    systemctl disable "${WATCH_UNIT}" >/dev/null 2>&1 || true
+  fi
+  rm -f -- "${UNIT_FILE}"
+  if systemd_running; then systemctl daemon-reload || true; fi
+  change "removed the watch service ${WATCH_UNIT}${1:-}"
+}
+
 # --- uninstall -------------------------------------------------------------------------------
 
 uninstall() {
@@ -508,6 +601,7 @@ uninstall() {
     node_bin="$(find_node)"
     if [ -n "${node_bin}" ]; then kept="$("${node_bin}" -e "${PARSER}" folders "${CONFIG_FILE}" "" "${work}" || true)"; fi
   fi
+  remove_watch_unit
   if [ -e "${CRON_FILE}" ] || [ -L "${CRON_FILE}" ]; then
     rm -f -- "${CRON_FILE}"
     change "removed ${CRON_FILE}"
@@ -696,6 +790,21 @@ install() {
   # Last: the schedule, once everything it runs is in place.
   cron_file_text >"${work}/cron"
   install_file "${work}/cron" "${CRON_FILE}" root root 0644
+  if [ -z "${agent_mode}" ]; then
+    agent_mode=cron
+    if [ "${mode}" = upgrade ] && [ -f "${UNIT_FILE}" ]; then agent_mode=watch; fi
+  fi
+  if [ "${agent_mode}" = watch ]; then
+    watch_unit_text "${node}" "${outbox}" "${archive}" "${quarantine}" "${state}" "${logs}" >"${work}/plutus-sync-watch.service"
+    # verify exits 0 on unknown keys too: anything it says is a fault of the unit.
+    if command -v systemd-analyze >/dev/null 2>&1; then
+      systemd-analyze verify "${work}/plutus-sync-watch.service" >"${work}/verify.out" 2>&1 || true
+      [ ! -s "${work}/verify.out" ] || die "the watch service unit does not verify: $(tr '\n' ' ' <"${work}/verify.out")"
+    fi
+    install_file "${work}/plutus-sync-watch.service" "${UNIT_FILE}" root root 0644
+  else
+    remove_watch_unit " (cron delivers every 5 minutes)"
+  fi
 
   if [ "${mode}" = upgrade ]; then
     if [ "${replaced}" = "${by}" ]; then
@@ -722,6 +831,28 @@ install() {
     exit 4
   fi
   say "check passed; cron runs ${PREFIX}/sync_plutus.sh every 5 minutes as ${ACCOUNT}"
+  if [ "${agent_mode}" = watch ]; then start_watch_unit; fi
+}
+
+# Enables the watch service and (re)starts it: restarted when anything changed in this run (program,
+# configuration, unit), so it runs what is installed now.
+start_watch_unit() {
+  if ! systemd_running; then
+    systemctl enable "${WATCH_UNIT}" >/dev/null 2>&1 || true
+    printf 'install.sh: error: %s is installed and enabled, but systemd is not running on this host (no /run/systemd/system), so it was not started: it starts at the next boot; cron delivers every 5 minutes meanwhile\n' "${WATCH_UNIT}" >&2
+    exit 5
+  fi
+  systemctl daemon-reload
+  systemctl enable "${WATCH_UNIT}" >/dev/null 2>&1 || die "systemctl enable ${WATCH_UNIT} failed"
+  if [ "${changes}" -gt 0 ] || ! systemctl is-active --quiet "${WATCH_UNIT}"; then
+    if ! systemctl restart "${WATCH_UNIT}"; then
+      printf 'install.sh: error: %s did not start; see: journalctl -u %s\n' "${WATCH_UNIT}" "${WATCH_UNIT}" >&2
+      exit 5
+    fi
+    say "started ${WATCH_UNIT} (plutus-sync watch as ${ACCOUNT}); status: systemctl status ${WATCH_UNIT}"
+  else
+    say "unchanged: ${WATCH_UNIT} is running"
+  fi
 }
 
 node=""

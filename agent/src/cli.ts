@@ -4,6 +4,7 @@ import { ExitCode, type AgentConfig, type RunSummary } from "@plutus/shared";
 import { loadConfig, readPrivateKey } from "./config";
 import { createLogger, endLogger, Logger } from "./logger";
 import { runPass } from "./pass";
+import { runWatch } from "./watch";
 import { readStatus, formatStatus } from "./status";
 import { runCheck } from "./check";
 import { resolveInDoubt, type Decision } from "./resolve";
@@ -23,6 +24,8 @@ usage: plutus-sync <command> --config FILE [--json]
 
 commands:
   run             one delivery pass (what cron runs every 5 minutes)
+  watch           deliver each order as soon as it is complete, until SIGTERM/SIGINT (the systemd
+                  service plutus-sync-watch); cron's run stays the safety net
   status          last run, files waiting in the outbox, quarantined and in-doubt files
   check           validate the configuration, key permissions, connection, host key, inbox and staging
   health          one-line verdict for Nagios/Icinga: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
@@ -41,7 +44,7 @@ exit codes: 0 ok, 1 a file could not be delivered (it waits for the next pass),
             2 configuration or usage error, 3 cannot connect or authenticate, or host key mismatch
             (health: the Nagios states above)`;
 
-const COMMANDS = ["run", "status", "check", "health", "ack-quarantine", "resolve", "repair", "canary"] as const;
+const COMMANDS = ["run", "watch", "status", "check", "health", "ack-quarantine", "resolve", "repair", "canary"] as const;
 
 type Invocation =
   | { command: Exclude<(typeof COMMANDS)[number], "resolve">; configPath: string; json: boolean }
@@ -126,6 +129,7 @@ async function run(invocation: Invocation): Promise<number> {
     process.stdout.write(invocation.json ? JSON.stringify({ ok: true, checks }) + "\n" : "OK\n");
     return ExitCode.Ok;
   }
+  if (invocation.command === "watch") return watch(config, await readPrivateKey(config.remote.privateKeyPath));
   if (invocation.command === "repair") {
     const privateKey = await readPrivateKey(config.remote.privateKeyPath);
     const log = await openLog(config);
@@ -175,6 +179,26 @@ async function runOnePass(config: AgentConfig, invocation: Invocation): Promise<
     throw error;
   } finally {
     if (log) await endLogger(log);
+  }
+}
+
+async function watch(config: AgentConfig, privateKey: Buffer): Promise<ExitCode> {
+  const log = await openLog(config);
+  try {
+    return await runWatch(config, privateKey, log, {
+      onHung: (message) => {
+        log.error(message, { event: "watch-hung" });
+        process.stderr.write(`plutus-sync: ${message}; exiting (systemd restarts the watcher)\n`);
+        process.exit(ExitCode.DeliveryFailed);
+      },
+    });
+  } catch (error) {
+    log.error("watch failed", { event: "watch-failed", error: errorMessage(error), exitCode: error instanceof AgentError ? error.exitCode : ExitCode.DeliveryFailed });
+    throw error;
+  } finally {
+    // SIGTERM to exit stays under 10 s even if the log cannot be flushed.
+    setTimeout(() => process.exit(ExitCode.DeliveryFailed), 2_500).unref();
+    await endLogger(log);
   }
 }
 

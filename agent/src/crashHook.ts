@@ -50,3 +50,9 @@ const durableCopyDir = process.env.PLUTUS_DURABLE_COPY_DIR;
 export function durablePoint(path: string): void {
   if (durableCopyDir) copyFileSync(path, join(durableCopyDir, basename(path)));
 }
+
+/**
+ * Test hook for lost inotify events (a queue overflow is dropped silently by libuv): with
+ * PLUTUS_WATCH_IGNORE_EVENTS=1 the watcher ignores every file event and only its rescans find work.
+ */
+export const ignoreWatchEvents = process.env.PLUTUS_WATCH_IGNORE_EVENTS === "1";

@@ -20,17 +20,43 @@ export interface PassResult {
   exitCode: ExitCode;
   /** The reason no file could be sent, when the pass could not connect. */
   connectError?: ConnectError;
+  /** The server's replies were refused as hostile: nothing more was sent to it. */
+  remoteRefused?: boolean;
   /** Why the ERP side could not be shown to work, when a pass with nothing to send looked (exit 1). */
   remoteError?: string;
   /** Orders this pass reported in doubt, and why. */
   inDoubt?: { name: string; reason: string }[];
 }
 
-interface Deadlines {
-  /** No new file is started after this instant. */
+export interface Deadlines {
+  /** No new file is started after this instant (the watcher moves it to "now" on SIGTERM). */
   stopStarting: number;
   /** In-flight requests are aborted at this instant. */
   abortAt: number;
+}
+
+/** The deadlines of a pass or batch that starts now. */
+export function deadlinesFrom(config: AgentConfig, startedAt: number): Deadlines {
+  const deadlineMs = config.passDeadlineSeconds * 1000;
+  return {
+    stopStarting: startedAt + Math.max(deadlineMs / 2, deadlineMs - config.operationTimeoutSeconds * 1000),
+    abortAt: startedAt + deadlineMs,
+  };
+}
+
+/** What one delivery batch looks at; a cron pass is the batch "every entry, minAgeSeconds, recover". */
+export interface BatchRequest {
+  /** Outbox names to look at; undefined: every entry in the outbox. */
+  names?: readonly string[];
+  /** Files changed more recently wait (the watcher's completeness rule has already decided: 0). */
+  minAgeMs: number;
+  /**
+   * Settle what earlier passes left (in-doubt renames, pending archives, the staging sweep). Off
+   * for the watcher's event batches: it recovers at start and on every rescan, and in-doubt
+   * entries are not re-examined for every order that arrives.
+   */
+  recover: boolean;
+  deadlines: Deadlines;
 }
 
 /** File content held in memory at once across all files in flight (see ByteBudget). */
@@ -53,6 +79,38 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logger): Promise<PassResult> {
   const startedAt = new Date();
+  const deadlines = deadlinesFrom(config, startedAt.getTime());
+  const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
+  let deadlineHit = false;
+  const abortTimer = setTimeout(() => {
+    deadlineHit = true;
+    log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
+    link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
+  }, Math.max(0, deadlines.abortAt - Date.now()));
+  abortTimer.unref();
+  let result: PassResult;
+  try {
+    result = await deliverBatch(config, link, log, { minAgeMs: config.minAgeSeconds * 1000, recover: true, deadlines });
+    // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
+    if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
+    if (!result.summary.skippedLocked && !result.connectError && !result.remoteRefused && !deadlineHit && Date.now() < deadlines.stopStarting) {
+      await observeAndRecordErpInbox(config, () => link.session(), log);
+    }
+  } finally {
+    clearTimeout(abortTimer);
+    link.shutdown("pass finished");
+  }
+  await recordRun(config, startedAt, result, log);
+  return result;
+}
+
+/**
+ * One batch under the pass lock, over a link the caller owns (and keeps, for the watcher): open
+ * the journal, optionally recover, deliver the requested names, compact, release the lock.
+ * Returns `skippedLocked` when another pass holds the lock.
+ */
+export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: Logger, request: BatchRequest): Promise<PassResult> {
+  const startedAt = Date.now();
   const summary: RunSummary = { found: 0, delivered: 0, failed: 0, quarantined: 0, deferred: 0, durationMs: 0, archivePending: 0, recovered: 0, inDoubt: 0, renameRefused: 0 };
   await prepareFolders(config);
   // A pass stopped before it could record its end left only its lock: count it as the failed run it was.
@@ -67,20 +125,6 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     log.info("another pass holds the lock; nothing done", { event: "locked" });
     return { summary: { ...summary, skippedLocked: true }, exitCode: ExitCode.Ok };
   }
-  const deadlineMs = config.passDeadlineSeconds * 1000;
-  const deadlines: Deadlines = {
-    stopStarting: startedAt.getTime() + Math.max(deadlineMs / 2, deadlineMs - config.operationTimeoutSeconds * 1000),
-    abortAt: startedAt.getTime() + deadlineMs,
-  };
-  const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
-  let deadlineHit = false;
-  const abortTimer = setTimeout(() => {
-    deadlineHit = true;
-    log.warn("pass deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: config.passDeadlineSeconds });
-    link.shutdown(`pass deadline of ${config.passDeadlineSeconds} s reached`);
-  }, Math.max(0, deadlines.abortAt - Date.now()));
-  abortTimer.unref();
-
   let journal: Journal | undefined;
   let result: PassResult;
   try {
@@ -89,29 +133,22 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
     });
     if (journal.skippedLines > 0) log.warn("the journal's last line was torn (killed mid-write) and was cut off", { event: "journal-torn", lines: journal.skippedLines });
     const courier = new Courier(config, journal, link, log, await agentId(config.stateDir));
-    courier.stopStartingAt = deadlines.stopStarting;
-    const worker = new PassWorker(config, journal, courier, link, log, summary, deadlines);
-    await worker.recover();
-    await worker.deliverOutbox();
+    courier.stopStartingAt = request.deadlines.stopStarting;
+    const worker = new PassWorker(config, journal, courier, link, log, summary, request);
+    if (request.recover) await worker.recover();
+    else await worker.leaveRecoveryForLater();
+    await worker.deliverOutbox(request.names);
     await worker.verifyRemoteIfUnused();
     await worker.finish();
-    result = worker.result();
-    // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
-    if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
-    if (!result.connectError && !worker.remoteRefused && !deadlineHit && Date.now() < deadlines.stopStarting) {
-      await observeAndRecordErpInbox(config, () => link.session(), log);
-    }
+    result = worker.remoteRefused ? { ...worker.result(), remoteRefused: true } : worker.result();
   } finally {
-    clearTimeout(abortTimer);
-    link.shutdown("pass finished");
     if (journal) {
       await journal.compact().catch((error) => log.error("could not compact the journal", { event: "journal-compact-failed", error: errorMessage(error) }));
       await journal.close().catch(() => undefined);
     }
     await lock.release().catch(() => undefined);
   }
-  summary.durationMs = Date.now() - startedAt.getTime();
-  await recordRun(config, startedAt, result, log);
+  summary.durationMs = Date.now() - startedAt;
   return result;
 }
 
@@ -166,6 +203,7 @@ class PassWorker {
   private readonly inDoubt: { name: string; reason: string }[] = [];
   /** Entries to quarantine once every outbox name has been looked at. */
   private readonly heldBack: OutboxName[] = [];
+  private readonly deadlines: Deadlines;
 
   constructor(
     private readonly config: AgentConfig,
@@ -174,9 +212,16 @@ class PassWorker {
     private readonly link: RemoteLink,
     private readonly log: Logger,
     private readonly summary: RunSummary,
-    private readonly deadlines: Deadlines,
+    private readonly request: BatchRequest,
   ) {
     this.stagingMarker = new StagingSweepMarker(config.stateDir);
+    this.deadlines = request.deadlines;
+  }
+
+  /** Names the journal owns stay untouched; a sweep owed from earlier stays owed. */
+  async leaveRecoveryForLater(): Promise<void> {
+    for (const entry of this.journal.entries()) this.owned.add(entry.name);
+    await this.stagingMarker.load();
   }
 
   async finish(): Promise<void> {
@@ -256,8 +301,8 @@ class PassWorker {
    * is reached whatever junk shares the outbox) and are then moved until the pass must stop
    * starting work; what is left waits for the next pass.
    */
-  async deliverOutbox(): Promise<void> {
-    const names = await listOrderNames(this.config.outbox);
+  async deliverOutbox(requested?: readonly string[]): Promise<void> {
+    const names: readonly OutboxName[] = requested ?? (await listOrderNames(this.config.outbox));
     crashPoint("after-scan");
     let next = 0;
     let sinceYield = 0;
@@ -360,7 +405,7 @@ class PassWorker {
   }
 
   private inspectRules(): InspectRules {
-    return { minAgeMs: this.config.minAgeSeconds * 1000, maxFileBytes: this.config.maxFileBytes, now: Date.now };
+    return { minAgeMs: this.request.minAgeMs, maxFileBytes: this.config.maxFileBytes, now: Date.now };
   }
 
   private async quarantine(inspection: Extract<Inspection, { kind: "quarantine" }>): Promise<void> {

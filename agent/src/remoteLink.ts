@@ -22,6 +22,11 @@ export class RemoteLink {
     private readonly retryBaseDelayMs = 500,
   ) {}
 
+  /** A connection is open now (the watcher's idle check). */
+  get isConnected(): boolean {
+    return this.current?.isOpen === true;
+  }
+
   async session(): Promise<SftpSession> {
     if (this.finalError) throw this.finalError;
     if (this.current?.isOpen) return this.current;

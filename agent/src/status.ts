@@ -5,6 +5,7 @@ import { Journal } from "./journal";
 import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRunOrAbandoned } from "./stateFiles";
+import { readWatcherStatus, describeWatcher } from "./heartbeat";
 import { StateError, errorMessage, printable } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
@@ -22,6 +23,9 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
   const entries = await Journal.peek(config.stateDir).catch((error) => {
     throw new StateError(`cannot read the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
   });
+  const watcher = await readWatcherStatus(config.stateDir, now).catch((error) => {
+    throw new StateError(`cannot read the watcher heartbeat in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
+  });
   return {
     lastRun,
     outbox: { waiting, oldestAgeSeconds: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)) },
@@ -32,6 +36,7 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     awaitingArchiveFiles: entries.filter((e) => e.state === "published").map((e) => e.name),
     needResolveFiles: entries.filter((e) => e.state === "committing" && e.doubt !== undefined).map((e) => e.name),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
+    ...(watcher ? { watcher } : {}),
   };
 }
 
@@ -48,6 +53,7 @@ export function formatStatus(report: StatusReport): string {
       ? [`delivered, awaiting archive: ${report.awaitingArchive} (${(report.awaitingArchiveFiles ?? []).join(", ")}; never sent again; the next run moves them; archive-failed in the log says why)`]
       : []),
     `consecutive failed runs: ${report.consecutiveFailedRuns}`,
+    ...(report.watcher ? [describeWatcher(report.watcher)] : []),
   ];
   return lines.join("\n");
 }

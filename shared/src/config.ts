@@ -66,6 +66,17 @@ export const remoteSchema = z.strictObject({
   staging: sftpFolder("staging folder"),
 });
 
+/** `plutus-sync watch`: the long-running, low-latency mode (cron keeps running as the safety net). */
+export const watchSchema = z.strictObject({
+  /**
+   * A file written in place (not renamed in) is taken once it parses as a JSON object and its size
+   * and modification time have not changed for this long.
+   */
+  settleMs: wholeNumber(0, 60_000, "milliseconds").default(200),
+  /** The outbox is listed again this often (and at start): events can be lost. */
+  rescanSeconds: wholeNumber(1, 3_600, "seconds").default(60),
+});
+
 export const HEALTH_DEFAULTS = {
   lastSuccessCriticalMinutes: 15,
   failedRunsWarning: 2,
@@ -133,7 +144,7 @@ export const agentConfigSchema = z
     minAgeSeconds: wholeNumber(0, 86_400, "seconds"),
     remote: remoteSchema,
     /** Files uploaded at the same time over the one SFTP channel. */
-    concurrency: wholeNumber(1, 256, "files").default(64),
+    concurrency: wholeNumber(1, 256, "files").default(256),
     /** Larger files are quarantined. */
     maxFileBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").default(10 * 1024 * 1024),
     /** A pass stops starting new work at this point and ends; keep it under the cron interval. */
@@ -149,6 +160,7 @@ export const agentConfigSchema = z
     logLevel: z.enum(["error", "warn", "info", "debug"], { error: "must be one of error, warn, info, debug" }).default("info"),
     /** Days of logs kept. */
     logRetentionDays: wholeNumber(1, 3_650, "days").default(30),
+    watch: watchSchema.default({ settleMs: 200, rescanSeconds: 60 }),
     /** Where log lines go besides the daily files. */
     log: logSchema.default({ syslog: false, syslogSocket: "/dev/log" }),
     /** Thresholds of `plutus-sync health`. */

@@ -63,6 +63,28 @@ export interface StatusReport {
   /** Those of them a run reported in doubt: they wait for `plutus-sync resolve`; the others the next run settles. */
   needResolveFiles?: string[];
   consecutiveFailedRuns: number;
+  /** The `plutus-sync watch` process, from its heartbeat; absent when it never ran here. */
+  watcher?: WatcherStatus;
+}
+
+/** `<stateDir>/watcher.json`: rewritten by `plutus-sync watch` at least every 30 s, also when idle. */
+export interface WatcherHeartbeat {
+  pid: number;
+  startedAt: string;
+  heartbeatAt: string;
+  lastDeliveryAt: string | null;
+  connection: "connecting" | "connected" | "disconnected";
+  /** Orders delivered since the watcher started. */
+  delivered: number;
+  rssBytes: number;
+  /** Set when the watcher ended on SIGTERM/SIGINT. */
+  stoppedAt?: string;
+}
+
+/** running: heartbeat fresh and its process alive; stale: neither ended cleanly nor beating; stopped: ended cleanly. */
+export interface WatcherStatus {
+  state: "running" | "stale" | "stopped";
+  heartbeat: WatcherHeartbeat;
 }
 
 /** Canary orders are ordinary orders whose name the ERP can recognise and ignore. */

@@ -84,8 +84,15 @@ describe("release scripts", () => {
       stdout: "",
       stderr:
         "install.sh: error: say what to do: --stdin, --config FILE --key FILE, --upgrade, or --uninstall\n" +
-        "usage: install.sh --stdin [--outbox-group GROUP] | --config FILE --key FILE [--outbox-group GROUP] | --upgrade [--outbox-group GROUP] | --uninstall\n",
+        "usage: install.sh --stdin [--outbox-group GROUP] [--watch|--cron] | --config FILE --key FILE [--outbox-group GROUP] [--watch|--cron] | --upgrade [--outbox-group GROUP] [--watch|--cron] | --uninstall\n",
     });
+  });
+
+  test("--watch and --cron exclude each other and do not go with --uninstall", () => {
+    const usage =
+      "usage: install.sh --stdin [--outbox-group GROUP] [--watch|--cron] | --config FILE --key FILE [--outbox-group GROUP] [--watch|--cron] | --upgrade [--outbox-group GROUP] [--watch|--cron] | --uninstall\n";
+    expect(run("bash", [join(bundle, "install.sh"), "--upgrade", "--watch", "--cron"])).toEqual({ code: 2, stdout: "", stderr: `install.sh: error: --watch and --cron exclude each other\n${usage}` });
+    expect(run("bash", [join(bundle, "install.sh"), "--uninstall", "--watch"])).toEqual({ code: 2, stdout: "", stderr: `install.sh: error: --watch does not go with --uninstall (it removes both)\n${usage}` });
   });
 
   test("a document that is not JSON is refused without quoting it (it holds the key)", () => {

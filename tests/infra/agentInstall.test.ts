@@ -106,7 +106,7 @@ test("installs from a fresh root-only folder it unpacks itself, never from a pla
   expect({ plantedInstallRan: fs.existsSync(path.join(root, "PLANTED-RAN")) }).toEqual({ plantedInstallRan: false });
   expect(r).toEqual({ code: 0, stdout: "install.sh stand-in: installed\n", stderr: "" });
   const read = (f: string) => fs.readFileSync(path.join(record, f), "utf8");
-  expect(read("args")).toBe("--stdin\n");
+  expect(read("args")).toBe("--stdin --cron\n");
   // the bundle's own folder sits in a fresh mktemp folder under TMPDIR: random name, root, 0700
   const dir = read("dir").trim();
   expect(dir).toMatch(new RegExp(`^${tmp}/plutus-sync-bundle\\.[A-Za-z0-9]{10}/bundle$`));
@@ -127,6 +127,20 @@ test("installs from a fresh root-only folder it unpacks itself, never from a pla
   expect(fs.existsSync(path.join(root, "PLANTED-RAN"))).toBe(false);
   expect(leftInTmp()).toEqual([]);
 });
+
+test("agentMode watch runs install.sh --stdin --watch; any other mode is refused before anything is read", async () => {
+  const run = await runProgram({ "plutus:agentBundleDir": path.join(root, "bundle"), "plutus:agentMode": "watch" });
+  const watchCreate = run.byName("agent-install").inputs.create as string;
+  expect(watchCreate).toBe(install.create.replace(/ cron$/, " watch"));
+  const r = spawnSync("bash", ["-c", watchCreate.split("/tmp/").join(`${tmp}/`)], { input: install.stdin, encoding: "utf8", env: { PATH: `${bin}:${process.env.PATH}`, TMPDIR: tmp, HOME: root, LC_ALL: "C" } });
+  expect({ code: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: "install.sh stand-in: installed\n", stderr: "" });
+  expect(fs.readFileSync(path.join(record, "args"), "utf8")).toBe("--stdin --watch\n");
+  fs.rmSync(record, { recursive: true, force: true });
+  const forged = spawnSync("bash", ["-c", install.create.replace(/ cron$/, " 'watch; touch /x'").split("/tmp/").join(`${tmp}/`)], { input: install.stdin, encoding: "utf8", env: { PATH: `${bin}:${process.env.PATH}`, TMPDIR: tmp, HOME: root, LC_ALL: "C" } });
+  expect({ code: forged.status, stderr: forged.stderr }).toEqual({ code: 2, stderr: "agent mode must be cron or watch, got: watch; touch /x\n" });
+  expect(fs.existsSync(record)).toBe(false);
+  expect(leftInTmp()).toEqual([]);
+}, 60_000);
 
 test("refuses a bundle whose bytes are not the ones the program hashed: nothing runs, nothing stays", () => {
   const newline = install.stdin.indexOf("\n");

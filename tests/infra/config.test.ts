@@ -29,6 +29,8 @@ test("the dev stack config is valid and derives chroot-relative SFTP paths", () 
   expect(lab.subnet).toEqual({ address: "192.168.77.0", prefixLength: 24, cidr: "192.168.77.0/24" });
   expect(lab.hostAccess).toEqual({ mode: "local" });
   expect(lab.dnsServers).toEqual(["1.1.1.1", "9.9.9.9"]);
+  expect(lab.agentMode).toBe("cron");
+  expect(parseLabConfig(devRaw({ agentMode: "watch" })).agentMode).toBe("watch");
 });
 
 test.each([
@@ -52,6 +54,7 @@ test.each([
   [{ erpStagingFolder: "C:\\Plutus\\Inbox" }, "plutus:erpStagingFolder: is the same folder as erpInboxFolder; use a separate folder on the same volume, e.g. C:\\Plutus\\Staging"],
   [{ webAdminUser: "root" }, 'plutus:webAdminUser: "root" is not a usable Linux account name (lowercase, up to 32 characters; not root, plutus or ubuntu); set it with `pulumi config set webAdminUser plutusadmin`'],
   [{ dnsServers: [] }, "plutus:dnsServers: is an empty list; the VMs need at least one DNS server; list one or more IPv4 addresses (e.g. [1.1.1.1]) in Pulumi.<stack>.yaml, or remove the key to use 1.1.1.1"],
+  [{ agentMode: "daemon" }, 'plutus:agentMode: must be "cron" or "watch", got "daemon"; pulumi config set plutus:agentMode watch (or cron, the default)'],
   [{ vmFolder: "D:\\Lab\nVMs" }, 'plutus:vmFolder: "D:\\\\Lab\\nVMs" is not an absolute Windows path for the folder that holds the VMs and their child disks (like D:\\Plutus\\VMs, no < > " | ? * or control characters); set it with `pulumi config set vmFolder \'D:\\Plutus\\VMs\'`'],
 ])("rejects %j with its message", (overrides, message) => {
   expect(problems(overrides)).toEqual([message]);

@@ -195,7 +195,7 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
       inbox: "/Inbox",
       staging: "/Staging",
     },
-    concurrency: 64,
+    concurrency: 256,
     maxFileBytes: 10485760,
     passDeadlineSeconds: 240,
     operationTimeoutSeconds: 30,
@@ -204,6 +204,11 @@ test("stack outputs: addresses, fingerprints as ssh-keygen prints them, sync key
     retryBaseDelayMs: 500,
     logLevel: "info",
     logRetentionDays: 30,
+    watch: { settleMs: 200, rescanSeconds: 60 },
+    log: { syslog: false, syslogSocket: "/dev/log" },
+    health: { lastSuccessCriticalMinutes: 15, failedRunsWarning: 2, failedRunsCritical: 3, oldestWaitingWarningMinutes: 10, oldestWaitingCriticalMinutes: 30, erpInboxMaxAgeMinutes: 30 },
+    metrics: {},
+    alertTimeoutSeconds: 30,
   });
   expect(run.outputs.canary).toEqual({ ran: false, detail: "no canary result (preview, or the step has not run)" });
   expect(run.secretOutputs).toEqual([]);
@@ -305,7 +310,7 @@ test("agent deployment: the resources run exactly the exported commands; bundle,
   expect(run.byName("agent-wait").inputs.create).toBe(renderWaitCommand());
   const install = run.byName("agent-install").inputs;
   expect(install.create).toBe(renderInstallCommand(bundle));
-  expect(install.create).toMatch(new RegExp(`^sudo -n bash -c '[^']+' plutus-sync-install ${bundle.archiveSha256} ${bundle.archive.toString("base64").length + 1}$`));
+  expect(install.create).toMatch(new RegExp(`^sudo -n bash -c '[^']+' plutus-sync-install ${bundle.archiveSha256} ${bundle.archive.toString("base64").length + 1} cron$`));
   expect(install.delete).toBeUndefined();
   const stdin = install.stdin as string;
   const newline = stdin.indexOf("\n");

@@ -90,3 +90,24 @@ describe.each([
     }
   }, 150_000);
 });
+
+describe("npm run lab -- --watch", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "plutus-lab-watch-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs plutus-sync watch live: five orders dropped one by one reach the inbox, each with its latency", async () => {
+    const result = await runLab({ PLUTUS_LAB_DIR: dir }, ["--watch"]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^plutus-sync: watching \S+\/web\/outbox$/m);
+    const lines = result.stdout.split("\n").filter((l) => l.includes("renamed into the outbox"));
+    expect(lines).toHaveLength(5);
+    lines.forEach((line, i) => expect(line).toMatch(new RegExp(`^  order-2000${i + 1}\\.json renamed into the outbox -> in the ERP inbox after \\d+ ms$`)));
+    expect(result.stdout).toMatch(/^watcher: running \(pid \d+, since \S+, last delivery \S+, connection connected\)$/m);
+    expect(result.stdout).toContain("plutus-sync: watch stopped on SIGTERM; 5 delivered\n");
+    expect(readdirSync(join(dir, "erp", "Inbox")).filter((n) => n.startsWith("order-2000")).sort()).toEqual([1, 2, 3, 4, 5].map((i) => `order-2000${i}.json`));
+  }, 60_000);
+});

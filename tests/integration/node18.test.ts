@@ -43,3 +43,29 @@ it("the one-file bundle runs on Debian bookworm's Node 18: delivers, quarantines
   expect(JSON.parse(status.stdout)).toMatchObject({ inDoubt: 0, outbox: { waiting: 0 }, quarantined: 1 });
   for (const f of readdirSync(erp.inboxDir)) rmSync(join(erp.inboxDir, f));
 });
+
+it("plutus-sync watch (chokidar bundled) runs on Node 18: delivers an order renamed in and stops on SIGTERM", async () => {
+  const { spawn } = require("node:child_process") as typeof import("node:child_process");
+  const { writeFileSync, renameSync, existsSync, mkdirSync } = require("node:fs") as typeof import("node:fs");
+  const { BUNDLE } = require("../support/agent") as typeof import("../support/agent");
+  const child = spawn(node18, [BUNDLE, "watch", "--config", local.configPath], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d));
+  child.stderr.on("data", (d: Buffer) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code: number | null) => resolve(code)));
+  const until = async (ok: () => boolean, what: string) => {
+    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+    if (!ok()) throw new Error(`${what}: ${out}`);
+  };
+  try {
+    await until(() => out.includes("plutus-sync: watching"), "watch did not start");
+    mkdirSync(join(local.root, "producer"), { recursive: true });
+    writeFileSync(join(local.root, "producer", "node18-watch.json"), sampleOrder(18));
+    renameSync(join(local.root, "producer", "node18-watch.json"), join(local.outbox, "node18-watch.json"));
+    await until(() => existsSync(join(erp.inboxDir, "node18-watch.json")), "not delivered");
+  } finally {
+    child.kill("SIGTERM");
+  }
+  expect(await exited).toBe(0);
+  expect(out).toBe(`plutus-sync: watching ${local.outbox}\nplutus-sync: watch stopped on SIGTERM; 1 delivered\n`);
+}, 60_000);

@@ -33,7 +33,7 @@ describe("agent configuration schema", () => {
     const config = parseAgentConfig(valid);
     expect(config).toEqual({
       ...valid,
-      concurrency: 64,
+      concurrency: 256,
       maxFileBytes: 10 * 1024 * 1024,
       passDeadlineSeconds: 240,
       operationTimeoutSeconds: 30,
@@ -42,6 +42,7 @@ describe("agent configuration schema", () => {
       retryBaseDelayMs: 500,
       logLevel: "info",
       logRetentionDays: 30,
+      watch: { settleMs: 200, rescanSeconds: 60 },
       log: { syslog: false, syslogSocket: "/dev/log" },
       health: {
         lastSuccessCriticalMinutes: 15,
@@ -54,6 +55,15 @@ describe("agent configuration schema", () => {
       metrics: {},
       alertTimeoutSeconds: 30,
     });
+  });
+
+  it("fills the watch section's defaults key by key and rejects bad values by path", () => {
+    expect(parseAgentConfig({ ...valid, watch: { settleMs: 50 } }).watch).toEqual({ settleMs: 50, rescanSeconds: 60 });
+    expect(problemsOf({ ...valid, watch: { rescanSeconds: 0, settleMs: 1.5, delay: 1 } })).toEqual([
+      "watch.settleMs: must be a whole number of milliseconds from 0 to 60000, not a fraction (1.5)",
+      "watch.rescanSeconds: must be at least 1 seconds",
+      'watch: unknown key(s) "delay"',
+    ]);
   });
 
   it("defaults the port to 22", () => {

@@ -1,0 +1,265 @@
+import { existsSync, promises as fs } from "node:fs";
+import type { Server } from "node:http";
+import { basename } from "node:path";
+import { watch as watchFolder, type FSWatcher } from "chokidar";
+import { ExitCode, type AgentConfig } from "@plutus/shared";
+import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./pass";
+import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
+import { CompletenessRule, lookAt } from "./completeness";
+import { WarmLink } from "./warmLink";
+import { HEARTBEAT_INTERVAL_MS, writeHeartbeat } from "./heartbeat";
+import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFile";
+import { ignoreWatchEvents } from "./crashHook";
+import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
+import { assessHealth } from "./health";
+import { StateError, errorMessage } from "./errors";
+import type { Logger } from "./logger";
+
+/** SIGTERM to exit must stay under 10 s: in-flight work gets this long, then is aborted (in doubt at worst). */
+const GRACE_MS = 5_000;
+const ABORTED_SETTLE_MS = 2_000;
+
+export interface WatchHooks {
+  /** A batch outlived its deadline by 15 s (the event loop was blocked, or a bug): the process must end. */
+  onHung(message: string): void;
+}
+
+/**
+ * `plutus-sync watch`: delivers each order as soon as it is complete, through the same batches as
+ * the cron pass (deliverBatch: lock, journal, courier), over one connection kept open. Files are
+ * found by chokidar events and by a rescan at start and every `watch.rescanSeconds`, which is a
+ * full pass (recovery, minAgeSeconds, quarantine) and also feeds young files to the completeness
+ * rule. Ends on SIGTERM or SIGINT.
+ */
+export class Watcher {
+  private readonly rule: CompletenessRule;
+  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  private readonly link: WarmLink;
+  private readonly queue: BatchQueue;
+  private readonly startedAt = new Date().toISOString();
+  private fsWatcher: FSWatcher | undefined;
+  private metricsServer: Server | undefined;
+  /** Delivery latencies for /metrics: from the moment a file was judged complete to its delivery. */
+  private readonly latency = new LatencyHistogram();
+  private readonly takenAt = new Map<string, number>();
+  private timers: NodeJS.Timeout[] = [];
+  private batchDeadlines: Deadlines | undefined;
+  private stopping = false;
+  private delivered = 0;
+  private lastDeliveryAt: string | null = null;
+  private heartbeatFailing = false;
+  private lastBeatAt = 0;
+  private beatTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly config: AgentConfig,
+    privateKey: Buffer,
+    private readonly log: Logger,
+    private readonly hooks: WatchHooks,
+  ) {
+    this.rule = new CompletenessRule(config.watch.settleMs);
+    this.link = new WarmLink(config, privateKey, log, () => void this.beat());
+    this.queue = new BatchQueue((batch) => this.deliver(batch), {
+      lockedRetryMs: 500,
+      firstBackoffMs: 500,
+      maxBackoffMs: config.watch.rescanSeconds * 1000,
+    });
+  }
+
+  async start(): Promise<void> {
+    const outbox = await fs.stat(this.config.outbox).catch((error) => {
+      throw new StateError(`outbox ${this.config.outbox} cannot be used: ${errorMessage(error)}`, { cause: error });
+    });
+    if (!outbox.isDirectory()) throw new StateError(`outbox ${this.config.outbox} is not a folder`);
+    await fs.mkdir(this.config.stateDir, { recursive: true, mode: 0o750 });
+    await this.beat();
+    this.link.start();
+    const watcher = watchFolder(this.config.outbox, { depth: 0, ignoreInitial: true, atomic: false, ignorePermissionErrors: true, persistent: true });
+    this.fsWatcher = watcher;
+    const onEvent = (path: string) => this.onEvent(basename(path));
+    watcher.on("add", onEvent).on("change", onEvent);
+    watcher.on("error", (error) => this.log.warn("watch: file event error; the rescan still finds every file", { event: "watch-error", error: errorMessage(error) }));
+    await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    const listen = this.config.metrics.listen;
+    if (listen) {
+      this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
+        throw new StateError(`cannot serve metrics on ${listen}: ${errorMessage(error)}`, { cause: error });
+      });
+    }
+    // Only now: an order written between the listing and the watch start is seen by one of them.
+    this.queue.requestRescan();
+    this.timers.push(setInterval(() => this.queue.requestRescan(), this.config.watch.rescanSeconds * 1000));
+    this.timers.push(setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS));
+    this.log.info("watch started", { event: "watch-started", outbox: this.config.outbox, settleMs: this.config.watch.settleMs, rescanSeconds: this.config.watch.rescanSeconds });
+  }
+
+  /**
+   * Stops taking files, gives the batch in flight GRACE_MS to finish (no new file is started),
+   * then aborts its requests: an order whose rename got no answer stays in doubt in the journal
+   * for the next pass's recovery.
+   */
+  async stop(signal: string): Promise<{ delivered: number }> {
+    this.stopping = true;
+    this.log.info("watch stopping", { event: "watch-stopping", signal });
+    for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.beatTimer);
+    for (const timer of this.rechecks.values()) clearTimeout(timer);
+    this.rechecks.clear();
+    await this.fsWatcher?.close().catch(() => undefined);
+    this.metricsServer?.close();
+    if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
+    const finished = this.queue.stop();
+    if (!(await within(finished, GRACE_MS))) {
+      this.log.warn("watch: batch still running at stop; aborting its requests", { event: "watch-abort" });
+      this.link.abort("the watcher is stopping");
+      await within(finished, ABORTED_SETTLE_MS);
+    }
+    this.link.close();
+    await this.beat(new Date().toISOString());
+    this.log.info("watch stopped", { event: "watch-stopped", delivered: this.delivered });
+    return { delivered: this.delivered };
+  }
+
+  private onEvent(name: string): void {
+    if (this.stopping || ignoreWatchEvents) return;
+    // A name that is not UTF-8 arrives with U+FFFD: the rescan (a full pass) quarantines it.
+    if (!isOrderFileName(name) || name.includes("\uFFFD") || name.includes("/")) return;
+    this.judge(name);
+  }
+
+  private judge(name: string): void {
+    clearTimeout(this.rechecks.get(name));
+    this.rechecks.delete(name);
+    if (this.stopping) return;
+    let look;
+    try {
+      look = lookAt(this.config.outbox, name, this.config.maxFileBytes);
+    } catch (error) {
+      // Unreadable now (permissions being fixed, I/O error): the rescan's full pass decides.
+      this.log.debug("watch: cannot look at a file", { event: "watch-look-failed", file: name, error: errorMessage(error) });
+      this.rule.forget(name);
+      return;
+    }
+    const verdict = this.rule.judge(name, look, Date.now());
+    if (verdict.take) {
+      if (!this.takenAt.has(name)) this.takenAt.set(name, Date.now());
+      this.queue.add(name);
+    }
+    else if (verdict.recheckAt !== undefined) {
+      const timer = setTimeout(() => this.judge(name), Math.max(0, verdict.recheckAt - Date.now()));
+      this.rechecks.set(name, timer);
+    }
+  }
+
+  private async deliver(batch: Batch): Promise<BatchOutcome> {
+    if (this.stopping) return { locked: false, retry: [] };
+    const names = batch.names.filter((name) => existsSync(`${this.config.outbox}/${name}`));
+    const deadlines = deadlinesFrom(this.config, Date.now());
+    this.batchDeadlines = deadlines;
+    const link = this.link.current();
+    const abortTimer = setTimeout(() => {
+      this.log.warn("batch deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: this.config.passDeadlineSeconds });
+      this.link.abort(`batch deadline of ${this.config.passDeadlineSeconds} s reached`);
+    }, deadlines.abortAt - Date.now());
+    const hungTimer = setTimeout(() => this.hooks.onHung(`a watch batch exceeded its deadline of ${this.config.passDeadlineSeconds} s`), deadlines.abortAt + 15_000 - Date.now());
+    const results: PassResult[] = [];
+    try {
+      if (batch.rescan) {
+        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines });
+        if (full.summary.skippedLocked) return { locked: true, retry: [] };
+        results.push(full);
+      }
+      if (names.length > 0 && !this.stopping) {
+        const events = await deliverBatch(this.config, link, this.log, { names, minAgeMs: 0, recover: false, deadlines });
+        if (events.summary.skippedLocked) return { locked: true, retry: [] };
+        results.push(events);
+      }
+    } catch (error) {
+      this.log.error("watch: batch failed; its files wait for a retry", { event: "watch-batch-failed", error: errorMessage(error), files: names.length });
+      return { locked: false, retry: names };
+    } finally {
+      clearTimeout(abortTimer);
+      clearTimeout(hungTimer);
+      this.batchDeadlines = undefined;
+    }
+    const delivered = results.reduce((sum, r) => sum + r.summary.delivered + r.summary.recovered, 0);
+    if (delivered > 0) {
+      this.delivered += delivered;
+      this.lastDeliveryAt = new Date().toISOString();
+      this.beatSoon();
+    }
+    for (const name of batch.names) {
+      const at = this.takenAt.get(name);
+      this.takenAt.delete(name);
+      if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
+    }
+    if (batch.rescan) await this.feedYoungFiles();
+    const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);
+    if (!troubled) return { locked: false, retry: [] };
+    this.link.noteTrouble();
+    return { locked: false, retry: names.filter((name) => existsSync(`${this.config.outbox}/${name}`)) };
+  }
+
+  /** After a rescan's full pass: what is left and too young for minAgeSeconds goes through the completeness rule. */
+  private async feedYoungFiles(): Promise<void> {
+    const names = (await fs.readdir(this.config.outbox).catch(() => [] as string[])).filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
+    for (let i = 0; i < names.length && !this.stopping; i++) {
+      if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
+      this.judge(names[i]);
+    }
+  }
+
+  /** A heartbeat within a second (status shows the last delivery), at most one a second. */
+  private beatSoon(): void {
+    if (this.beatTimer || this.stopping) return;
+    this.beatTimer = setTimeout(() => {
+      this.beatTimer = undefined;
+      if (!this.stopping) void this.beat();
+    }, Math.max(0, this.lastBeatAt + 1_000 - Date.now()));
+  }
+
+  private async beat(stoppedAt?: string): Promise<void> {
+    this.lastBeatAt = Date.now();
+    try {
+      await writeHeartbeat(this.config.stateDir, {
+        pid: process.pid,
+        startedAt: this.startedAt,
+        heartbeatAt: new Date().toISOString(),
+        lastDeliveryAt: this.lastDeliveryAt,
+        connection: this.link.connectionState,
+        delivered: this.delivered,
+        rssBytes: process.memoryUsage().rss,
+        ...(stoppedAt ? { stoppedAt } : {}),
+      });
+      this.heartbeatFailing = false;
+    } catch (error) {
+      if (!this.heartbeatFailing) this.log.error("watch: cannot write the heartbeat", { event: "heartbeat-failed", error: errorMessage(error) });
+      this.heartbeatFailing = true;
+    }
+  }
+}
+
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the watcher until SIGTERM or SIGINT; returns the exit code (0 after a clean stop). */
+export async function runWatch(config: AgentConfig, privateKey: Buffer, log: Logger, hooks: WatchHooks): Promise<ExitCode> {
+  const watcher = new Watcher(config, privateKey, log, hooks);
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  await watcher.start();
+  process.stdout.write(`plutus-sync: watching ${config.outbox}\n`);
+  const signal = await signalled;
+  const { delivered } = await watcher.stop(signal);
+  process.stdout.write(`plutus-sync: watch stopped on ${signal}; ${delivered} delivered\n`);
+  return ExitCode.Ok;
+}
