@@ -4,11 +4,12 @@
  *
  *   node bench/run.js [--quick] [--runs N] [--only plutus,rsync,rclone,scp,scp-loop,floor,scaling]
  *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
+ *                     [--json]
  *   node bench/run.js --latency [--quick] [--json] [--no-lsyncd]
  *
  * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
  * bursts, during an sshd restart, killed and restarted; cron only (computed); lsyncd + rsync.
- * --json prints one JSON object per measured row as the last lines.
+ * --json (both modes) prints one JSON object per measured row as the last lines.
  *
  * --rtt MS puts a proxy in front of sshd that delays each direction by MS/2, for every tool.
  *
@@ -782,7 +783,25 @@ function renderReport(fx, results, meta) {
   lines.push(`  ${verdict(base && loop ? loop.wall / base.wall >= 100 : undefined)}  ≥ 100× the per-file scp loop: ${base && loop ? (loop.wall / base.wall).toFixed(0) : "-"}× (loop extrapolated)`);
   lines.push(`  ${verdict(s1k && sBig && sBig !== s1k ? perFile(sBig) <= 1.5 * perFile(s1k) : undefined)}  time per file at ${sBig ? sBig.n : "-"} within 1.5× of that at 1,000: ${sBig ? perFile(sBig).toFixed(2) : "-"} ms vs ${s1k ? perFile(s1k).toFixed(2) : "-"} ms (${s1k && sBig ? (perFile(sBig) / perFile(s1k)).toFixed(2) : "-"}×)`);
   lines.push(`  ${verdict(sBig ? sBig.rssMb < 150 : undefined)}  peak RSS under 150 MB at ${sBig ? sBig.n : "-"}: ${sBig ? sBig.rssMb.toFixed(0) : "-"} MB`);
+  if (RTT_MS > 0) lines.push(`  ${verdict(base && rs ? base.wall <= 1.5 * rs.wall : undefined)}  at --rtt ${RTT_MS}, plutus-sync within 1.5× of rsync's time: ${base && rs ? (base.wall / rs.wall).toFixed(2) : "-"}×`);
   if (QUICK) lines.push("  (--quick: counts are smaller than the targets name; verdicts are indicative only)");
+  if (flag("--json")) {
+    // One object per measured row, last, so a program can read the figures.
+    for (const r of [...rows, ...scaling]) {
+      lines.push(JSON.stringify({
+        tool: r.toolId,
+        label: TOOLS[r.toolId].label,
+        files: r.n,
+        runs: r.runs,
+        wallSeconds: Number(r.wall.toFixed(3)),
+        peakRssMb: Math.round(r.rssMb),
+        clientCpuSeconds: Number(r.cpu.toFixed(3)),
+        sshdCpuSeconds: Number(r.serverCpu.toFixed(3)),
+        rttMs: RTT_MS,
+        ...(r.extrapolated ? { extrapolatedFrom: r.extrapolated } : {}),
+      }));
+    }
+  }
   return lines.join("\n") + "\n";
 }
 

@@ -111,6 +111,8 @@ export const fewHandles: Scenario = {
  */
 export const suspendedPass: Scenario = {
   name: "local: pass suspended past the lock age",
+  // It waits past the 65 s stale age, exactly as passLock.test.ts does against a real pass.
+  alsoShownBy: "tests/integration/passLock.test.ts",
   async run() {
     const row = newRow(this.name);
     const deadlineSeconds = 5;

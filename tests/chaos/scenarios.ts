@@ -15,6 +15,11 @@ export interface Scale {
 export interface Scenario {
   name: string;
   run(scale: Scale, rng: Rng): Promise<Row>;
+  /**
+   * The jest suite that shows the same thing, when this row only repeats it at a cost `npm test`
+   * should not pay twice; `npm run chaos` still runs the row.
+   */
+  alsoShownBy?: string;
 }
 
 /** Short deadlines in fault scenarios, so a black hole or a dead server bounds a pass quickly. */

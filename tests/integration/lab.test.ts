@@ -76,8 +76,12 @@ describe.each([
     expect(check.stdout.endsWith("OK\n")).toBe(true);
     expect((await agent(["ack-quarantine"])).code).toBe(0);
     const health = await agent(["health"]);
-    expect(health.code).toBe(0);
-    expect(health.stdout).toMatch(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 4 in the ERP inbox \| /);
+    // Compared whole, so a failure shows the health line and what the lab printed.
+    expect({ code: health.code, stdout: health.stdout, lab: stdout }).toEqual({
+      code: 0,
+      stdout: expect.stringMatching(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 4 in the ERP inbox \| /),
+      lab: expect.stringContaining("plutus-sync: 4/5 delivered, 0 failed, 1 quarantined, 0 deferred in "),
+    });
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
     expect(stdout.endsWith("ERP stand-in stopped.\n")).toBe(true);
