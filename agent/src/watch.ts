@@ -12,12 +12,15 @@ import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFil
 import { ignoreWatchEvents } from "./crashHook";
 import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
 import { assessHealth } from "./health";
+import { observeAndRecordErpInbox } from "./erpInbox";
 import { StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 /** SIGTERM to exit must stay under 10 s: in-flight work gets this long, then is aborted (in doubt at worst). */
 const GRACE_MS = 5_000;
 const ABORTED_SETTLE_MS = 2_000;
+/** How often the watcher lists the ERP inbox (health and metrics: is the ERP taking orders?). */
+export const ERP_INBOX_OBSERVE_MS = 60_000;
 
 export interface WatchHooks {
   /** A batch outlived its deadline by 15 s (the event loop was blocked, or a bug): the process must end. */
@@ -50,6 +53,8 @@ export class Watcher {
   private heartbeatFailing = false;
   private lastBeatAt = 0;
   private beatTimer: NodeJS.Timeout | undefined;
+  private observingInbox = false;
+  private inboxObserved = false;
 
   constructor(
     private readonly config: AgentConfig,
@@ -90,6 +95,7 @@ export class Watcher {
     this.queue.requestRescan();
     this.timers.push(setInterval(() => this.queue.requestRescan(), this.config.watch.rescanSeconds * 1000));
     this.timers.push(setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS));
+    this.timers.push(setInterval(() => void this.observeErpInbox(), ERP_INBOX_OBSERVE_MS));
     this.log.info("watch started", { event: "watch-started", outbox: this.config.outbox, settleMs: this.config.watch.settleMs, rescanSeconds: this.config.watch.rescanSeconds });
   }
 
@@ -194,10 +200,24 @@ export class Watcher {
       if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
     }
     if (batch.rescan) await this.feedYoungFiles();
+    // The first look at the ERP inbox comes with the first batch, not a minute later.
+    if (!this.inboxObserved) void this.observeErpInbox();
     const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);
     if (!troubled) return { locked: false, retry: [] };
     this.link.noteTrouble();
     return { locked: false, retry: names.filter((name) => existsSync(`${this.config.outbox}/${name}`)) };
+  }
+
+  /** One bounded listing of the ERP inbox over the warm connection, when it is up; never two at once. */
+  private async observeErpInbox(): Promise<void> {
+    const link = this.link.current();
+    if (this.observingInbox || this.stopping || !link.isConnected) return;
+    this.observingInbox = true;
+    try {
+      if (await observeAndRecordErpInbox(this.config, () => link.session(), this.log)) this.inboxObserved = true;
+    } finally {
+      this.observingInbox = false;
+    }
   }
 
   /** After a rescan's full pass: what is left and too young for minAgeSeconds goes through the completeness rule. */

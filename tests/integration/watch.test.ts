@@ -97,6 +97,13 @@ describe("plutus-sync watch against a real sshd", () => {
     }
     expect(metrics).toMatch(/^plutus_sync_delivery_latency_seconds_count 2$/m);
     expect(metrics).toMatch(/^plutus_sync_delivery_latency_seconds_bucket\{le="\+Inf"\} 2$/m);
+    // The watcher looks at the ERP inbox itself (with its first batch, then every minute): before any cron pass.
+    const inboxSeen = join(ctx.local.stateDir, "erp-inbox.json");
+    await until(() => existsSync(inboxSeen), 10_000, () => "the watcher never recorded the ERP inbox");
+    // Taken with the first batch: the inbox then held none, one or both of the two orders.
+    const seen = JSON.parse(readFileSync(inboxSeen, "utf8"));
+    expect(seen).toEqual({ observedAt: expect.any(String), waiting: seen.waiting, oldestModifiedAt: seen.waiting === 0 ? null : expect.any(String), complete: true });
+    expect([0, 1, 2]).toContain(seen.waiting);
     const status = await runAgent(["status", "--config", ctx.local.configPath]);
     expect(status.stdout).toMatch(new RegExp(`^watcher: running \\(pid ${watch.child.pid}, since \\S+, last delivery \\S+, connection connected\\)$`, "m"));
 
