@@ -398,20 +398,24 @@ export class SftpSession {
     return this.call(`remove ${path}`, (done) => this.sftp.unlink(path, (error) => done(error)));
   }
 
+  /** Opens a remote folder for listing, inside the open-handle cap (closeHandle gives the slot back). */
+  private async openDir(path: string): Promise<Buffer> {
+    await this.takeHandleSlot();
+    try {
+      return await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
+    } catch (error) {
+      this.giveHandleSlot();
+      throw error;
+    }
+  }
+
   /**
    * The names in a remote folder (those without control characters), read one READDIR at a time so
    * that a server which never ends the listing is caught: more than MAX_LISTING_ENTRIES names, MAX_LISTING_BYTES of listing text, or
    * many replies without a name is refused with HostileReplyError.
    */
   async readdir(path: string): Promise<string[]> {
-    await this.takeHandleSlot();
-    let handle: Buffer;
-    try {
-      handle = await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
-    } catch (error) {
-      this.giveHandleSlot();
-      throw error;
-    }
+    const handle = await this.openDir(path);
     const names: string[] = [];
     let bytes = 0;
     let emptyReplies = 0;
@@ -544,14 +548,7 @@ export class SftpSession {
    * with HostileReplyError.
    */
   async listEntries(path: string, maxEntries: number): Promise<{ entries: RemoteEntry[]; complete: boolean }> {
-    await this.takeHandleSlot();
-    let handle: Buffer;
-    try {
-      handle = await this.call<Buffer>(`list ${path}`, (done) => this.sftp.opendir(path, done));
-    } catch (error) {
-      this.giveHandleSlot();
-      throw error;
-    }
+    const handle = await this.openDir(path);
     const entries: RemoteEntry[] = [];
     let bytes = 0;
     let emptyReplies = 0;
