@@ -81,90 +81,97 @@ function serveSftp(sftp: SFTPWrapper, root: string): void {
     mtime: Math.floor(stat.mtimeMs / 1000),
   });
 
-  sftp.on("OPEN", (reqid, filename, flags) => {
+  // One request at a time, in arrival order, as OpenSSH's sftp-server does: a READ sent after a
+  // WRITE on the same handle sees its bytes (the agent pipelines write, read-back and close).
+  let previous: Promise<unknown> = Promise.resolve();
+  const inOrder = <A extends unknown[]>(handler: (...args: A) => unknown) => (...args: A) => {
+    previous = previous.then(() => handler(...args)).catch(() => undefined);
+  };
+
+  sftp.on("OPEN", inOrder((reqid, filename, flags) => {
     let mode = 0;
     if (flags & OPEN_MODE.READ && flags & OPEN_MODE.WRITE) mode = constants.O_RDWR;
     else if (flags & OPEN_MODE.WRITE) mode = constants.O_WRONLY;
     if (flags & OPEN_MODE.CREAT) mode |= constants.O_CREAT;
     if (flags & OPEN_MODE.EXCL) mode |= constants.O_EXCL;
     if (flags & OPEN_MODE.TRUNC) mode |= constants.O_TRUNC;
-    fs.open(local(filename), mode, 0o640).then(
+    return fs.open(local(filename), mode, 0o640).then(
       (fd) => sftp.handle(reqid, newHandle({ fd })),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("WRITE", (reqid, handle, offset, data) => {
+  }));
+  sftp.on("WRITE", inOrder((reqid, handle, offset, data) => {
     const fd = handleOf(handle)?.fd;
     if (!fd) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    fd.write(data, 0, data.length, offset).then(
+    return fd.write(data, 0, data.length, offset).then(
       () => sftp.status(reqid, STATUS_CODE.OK),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("READ", (reqid, handle, offset, length) => {
+  }));
+  sftp.on("READ", inOrder((reqid, handle, offset, length) => {
     const fd = handleOf(handle)?.fd;
     if (!fd) return sftp.status(reqid, STATUS_CODE.FAILURE);
     const buffer = Buffer.alloc(length);
-    fd.read(buffer, 0, length, offset).then(
+    return fd.read(buffer, 0, length, offset).then(
       ({ bytesRead }) => (bytesRead === 0 ? sftp.status(reqid, STATUS_CODE.EOF) : sftp.data(reqid, buffer.subarray(0, bytesRead))),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("FSTAT", (reqid, handle) => {
+  }));
+  sftp.on("FSTAT", inOrder((reqid, handle) => {
     const fd = handleOf(handle)?.fd;
     if (!fd) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    fd.stat().then(
+    return fd.stat().then(
       (stat) => sftp.attrs(reqid, attrs(stat)),
       (error) => fail(reqid, error),
     );
-  });
+  }));
   const statPath = (reqid: number, path: string) =>
     fs.stat(local(path)).then(
       (stat) => sftp.attrs(reqid, attrs(stat)),
       (error) => fail(reqid, error),
     );
-  sftp.on("STAT", statPath);
-  sftp.on("LSTAT", statPath);
-  sftp.on("CLOSE", (reqid, handle) => {
+  sftp.on("STAT", inOrder(statPath));
+  sftp.on("LSTAT", inOrder(statPath));
+  sftp.on("CLOSE", inOrder((reqid, handle) => {
     const id = handle.readUInt32BE(0);
     const entry = handles.get(id);
     handles.delete(id);
     if (!entry) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    (entry.fd ? entry.fd.close() : Promise.resolve()).then(
+    return (entry.fd ? entry.fd.close() : Promise.resolve()).then(
       () => sftp.status(reqid, STATUS_CODE.OK),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("RENAME", (reqid, from, to) => {
+  }));
+  sftp.on("RENAME", inOrder((reqid, from, to) => {
     // Like OpenSSH's sftp-server: link then unlink, so an existing target is never replaced.
-    fs.link(local(from), local(to))
+    return fs.link(local(from), local(to))
       .then(() => fs.unlink(local(from)))
       .then(
         () => sftp.status(reqid, STATUS_CODE.OK),
         () => sftp.status(reqid, STATUS_CODE.FAILURE),
       );
-  });
-  sftp.on("REMOVE", (reqid, path) => {
-    fs.unlink(local(path)).then(
+  }));
+  sftp.on("REMOVE", inOrder((reqid, path) => {
+    return fs.unlink(local(path)).then(
       () => sftp.status(reqid, STATUS_CODE.OK),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("OPENDIR", (reqid, path) => {
-    fs.readdir(local(path)).then(
+  }));
+  sftp.on("OPENDIR", inOrder((reqid, path) => {
+    return fs.readdir(local(path)).then(
       (names) => sftp.handle(reqid, newHandle({ dir: names })),
       (error) => fail(reqid, error),
     );
-  });
-  sftp.on("READDIR", (reqid, handle) => {
+  }));
+  sftp.on("READDIR", inOrder((reqid, handle) => {
     const entry = handleOf(handle);
     if (!entry?.dir) return sftp.status(reqid, STATUS_CODE.FAILURE);
     if (entry.dir.length === 0) return sftp.status(reqid, STATUS_CODE.EOF);
     const batch = entry.dir.splice(0, 100);
     sftp.name(reqid, batch.map((filename) => ({ filename, longname: filename, attrs: { mode: 0, uid: 0, gid: 0, size: 0, atime: 0, mtime: 0 } })));
-  });
-  sftp.on("REALPATH", (reqid, path) => {
+  }));
+  sftp.on("REALPATH", inOrder((reqid, path) => {
     const resolved = normalize("/" + path);
     sftp.name(reqid, [{ filename: resolved, longname: resolved, attrs: { mode: 0, uid: 0, gid: 0, size: 0, atime: 0, mtime: 0 } }]);
-  });
+  }));
 }
