@@ -8,4 +8,7 @@ module.exports = {
   // The integration suites start real sshd processes; two cores, so run files one at a time.
   maxWorkers: 1,
   testTimeout: 60_000,
+  // Shared test accounts made during the run are removed at its end (those that existed before stay).
+  globalSetup: "<rootDir>/tests/support/testAccounts.setup.js",
+  globalTeardown: "<rootDir>/tests/support/testAccounts.teardown.js",
 };
