@@ -1,3 +1,5 @@
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import { Row, Rng, agentBundle } from "./harness";
 import { SCENARIOS } from "./scenarios";
 import { formatDetails, formatTable } from "./suite";
@@ -15,6 +17,8 @@ beforeAll(() => {
 
 afterAll(() => {
   process.stdout.write(`\n${formatTable(rows)}\n${formatDetails(rows)}\n`);
+  // The bundle's private copy: jest may end this worker without a normal process exit.
+  rmSync(dirname(agentBundle().path), { recursive: true, force: true });
 });
 
 describe("chaos (short): faults, kills and hostile inputs never lose, duplicate or expose a partial order", () => {
