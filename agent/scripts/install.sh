@@ -512,14 +512,19 @@ HOME=/
 EOF
 }
 
-# A folder path as one systemd unit-file word: quoted, "%" escaped. Paths with a quote, a backslash
-# or a control character are refused (the configuration schema allows them; systemd would misread them).
-unit_path_word() {
-  local p="$1"
-  if [[ "${p}" == *[\"\\]* ]] || [[ "${p}" =~ [[:cntrl:]] ]]; then
-    die "watch mode: the folder ${p} has a quote, backslash or control character, which a systemd unit cannot name; choose another folder or install without --watch" 2
+# check_unit_path WHAT PATH - refuses (before anything changes) a folder the watch unit's
+# ReadWritePaths= cannot name: systemd reads a double quote or a backslash inside a quoted word as
+# quoting (control characters are refused for every mode by the input check).
+check_unit_path() {
+  if [[ "$2" == *[\"\\]* ]]; then
+    die "$1 ($2) has a double quote or a backslash, which the watch service's unit cannot name (ReadWritePaths=); choose another folder, or install cron only (without --watch; --upgrade --cron)" 2
   fi
-  printf '"%s"' "${p//%/%%}"
+}
+
+# A folder path (checked by check_unit_path) as one systemd unit-file word: quoted, so spaces stay
+# in it, and "%" doubled, or systemd would expand it as a specifier (%d, %h, ...).
+unit_path_word() {
+  printf '"%s"' "${1//%/%%}"
 }
 
 # watch_unit_text NODE OUTBOX ARCHIVE QUARANTINE STATE LOGS
@@ -720,6 +725,18 @@ install() {
     if [ -z "${outbox_group}" ] && [ -d "${outbox}" ] && [ ! -L "${outbox}" ]; then outbox_group="$(stat -c %G -- "${outbox}")"; fi
     check_outbox_group
   fi
+  # An upgrade keeps the mode installed unless told otherwise.
+  if [ -z "${agent_mode}" ]; then
+    agent_mode=cron
+    if [ "${mode}" = upgrade ] && [ -f "${UNIT_FILE}" ]; then agent_mode=watch; fi
+  fi
+  if [ "${agent_mode}" = watch ]; then
+    check_unit_path agentConfig.outbox "${outbox}"
+    check_unit_path agentConfig.archive "${archive}"
+    check_unit_path agentConfig.quarantine "${quarantine}"
+    check_unit_path agentConfig.stateDir "${state}"
+    check_unit_path agentConfig.logDir "${logs}"
+  fi
   # Before anything changes: no folder install.sh creates or chowns may sit where someone else could
   # swap it for a link.
   check_folder_chain agentConfig.outbox "${outbox}"
@@ -790,10 +807,6 @@ install() {
   # Last: the schedule, once everything it runs is in place.
   cron_file_text >"${work}/cron"
   install_file "${work}/cron" "${CRON_FILE}" root root 0644
-  if [ -z "${agent_mode}" ]; then
-    agent_mode=cron
-    if [ "${mode}" = upgrade ] && [ -f "${UNIT_FILE}" ]; then agent_mode=watch; fi
-  fi
   if [ "${agent_mode}" = watch ]; then
     watch_unit_text "${node}" "${outbox}" "${archive}" "${quarantine}" "${state}" "${logs}" >"${work}/plutus-sync-watch.service"
     # verify exits 0 on unknown keys too: anything it says is a fault of the unit.

@@ -2,7 +2,10 @@
  * Deploys the release bundle to a real Linux host (tests/support/linuxHost.ts: this machine behind
  * an sshd in a network namespace, root login by key, host key pinned) with the commands the stack
  * runs, then checks the installation, the cron job as cron runs it, idempotence, uninstall and
- * Node 18. Runs as root; it creates and removes the `plutus` account, /opt/plutus-sync, /etc/plutus
+ * Node 18. The operations guide's procedures for the installed agent (manual install, repair,
+ * key rotation, pin change, upgrade, archive by hand, watch mode, uninstall and reinstall) are
+ * read from docs/operations.md and run as written (operationsGuideBlocks), so a changed command
+ * in the guide is what runs here. Runs as root; it creates and removes the `plutus` account, /opt/plutus-sync, /etc/plutus
  * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists.
  */
 import { execFileSync, spawnSync } from "node:child_process";
@@ -18,10 +21,14 @@ import { startErpServer, ErpServer, ERP_USER, generateKey, sha256Fingerprint, ui
 import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
 import { sampleOrder, stagingFiles } from "../support/agent";
+import { guideCommands, mapGuideBlock, operationsGuideBlocks } from "../support/guide";
 
 jest.setTimeout(120_000);
 
+const REPO = resolve(__dirname, "../..");
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
+/** Where the guide installs the alert scripts ("Alerts from the agent"). */
+const ALERT_SCRIPTS = "/usr/local/lib/plutus-sync";
 /** The folders of the dev stack's agent configuration (asserted below): the production defaults. */
 const BASE = "/var/lib/plutus";
 const FOLDERS = {
@@ -39,7 +46,7 @@ const INSTALLED = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync",
 const MARKER = `${BASE}/.plutus-deploy-test`;
 const ADMIN = "plutus-vmadmin";
 /** What the guide's procedures leave in root's home on the way (the test host is this machine). */
-const ROOT_SCRATCH = ["/root/plutus-saved", "/root/id_new", "/root/id_new.pub", "/root/agent.json"];
+const ROOT_SCRATCH = ["/root/plutus-saved", "/root/id_new", "/root/id_new.pub", "/root/agent.json", ALERT_SCRIPTS];
 
 /** What the stack runs on the VM, recorded from infra/index.ts under Pulumi mocks. */
 interface StackCommands {
@@ -277,6 +284,30 @@ function asRootShell(script: string): Promise<CommandResult> {
   return host.ssh("sudo -i bash -euo pipefail -s", { input: script });
 }
 
+/** Runs a block of the operations guide as written in a root shell (`sudo -i`, as the guide says), from `cwd` if given, with `mapping` applied. */
+function followAsRoot(block: string, options: { cwd?: string; mapping?: [string, string][] } = {}): Promise<CommandResult> {
+  return asRootShell((options.cwd ? `cd ${options.cwd}\n` : "") + mapGuideBlock(block, options.mapping ?? []));
+}
+
+/** Runs a block of the operations guide as written as the VM's admin user (its `sudo` as written), from `cwd`: where the guide says "from that folder". */
+function followAsAdmin(block: string, cwd: string, mapping: [string, string][] = []): Promise<CommandResult> {
+  return host.ssh("bash -euo pipefail -s", { input: `cd ${cwd}\n${mapGuideBlock(block, mapping)}` });
+}
+
+/** The guide's definition of $AGENT ("At a glance"), for the blocks that use it. */
+function guideAgentDefinition(): string {
+  const [atAGlance] = operationsGuideBlocks("## At a glance");
+  const line = atAGlance.split("\n").find((l) => l.startsWith("AGENT="));
+  if (!line) throw new Error('"At a glance" no longer defines AGENT');
+  return line;
+}
+
+/** The guide's repair in place ("Upgrade"): re-run the installed copy with the installed files. */
+function guideRepairInPlace(): Promise<CommandResult> {
+  const [, repair] = operationsGuideBlocks("## Upgrade");
+  return followAsRoot(repair);
+}
+
 /** A folder of the VM's admin user, as someone installing by hand would have (bundle, agent.json, key). */
 function adminFolder(name: string): string {
   chmodSync(scratch, 0o711);
@@ -444,6 +475,18 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const events = logEvents();
     expect(events.filter((e) => e.event === "delivered").map((e) => e.file).sort()).toEqual(Object.keys(orders));
     expect(events.filter((e) => e.event === "pass").pop()).toMatchObject({ exitCode: 0, found: 2, delivered: 2, failed: 0 });
+
+    // The guide's first look ("At a glance") and its health check, as written, on the installation.
+    const [atAGlance] = operationsGuideBlocks("## At a glance");
+    const glance = await followAsRoot(atAGlance);
+    expect(glance).toMatchObject({ code: 0, stderr: "" });
+    expect(glance.stdout).toMatch(/^last run: \S+ exit 0: 2\/2 delivered, 0 failed, 0 quarantined, 0 deferred\noutbox: 0 waiting\nquarantined: 0\nin doubt: 0\nconsecutive failed runs: 0\n$/);
+    const [health] = operationsGuideBlocks("### Health check");
+    const healthy = await followAsRoot(`${guideAgentDefinition()}\n${health}`);
+    expect(healthy).toMatchObject({ code: 0, stderr: "" });
+    const [line, json] = healthy.stdout.split("\n");
+    expect(line).toMatch(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 2 in the ERP inbox \| waiting=0;;;0 /);
+    expect(JSON.parse(json)).toMatchObject({ state: "OK", exitCode: 0, line, problems: [] });
   });
 
   test("sync_plutus.sh exits with the agent's code and says what is missing", async () => {
@@ -531,22 +574,51 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(JSON.parse(readFileSync(join(erp.inboxDir, report.canary), "utf8"))).toMatchObject({ canary: true });
   });
 
-  test("the guide's manual install works from the bundle's folder with relative paths, and with the script's absolute path", async () => {
+  test("the guide's monitoring blocks that need no monitoring server, as written from the repository's folder: the alert rules check and pass their tests; the alert scripts are installed where plutus can run them", async () => {
+    const [, rules] = operationsGuideBlocks("### Prometheus metrics");
+    const checked = await followAsRoot(rules, { cwd: REPO });
+    expect(checked).toMatchObject({ code: 0, stderr: "" });
+    expect(checked.stdout).toMatch(/^Checking plutus-sync\.rules\.yml\n {2}SUCCESS: \d+ rules found\n\nUnit Testing: {2}plutus-sync\.rules\.test\.yml\n {2}SUCCESS\n\n$/);
+
+    const [installScripts] = operationsGuideBlocks("### Alerts from the agent (`alertCommand`)");
+    try {
+      expect(await followAsRoot(installScripts, { cwd: REPO })).toEqual({ code: 0, signal: null, stdout: "", stderr: "" });
+      for (const script of ["mail-alert.sh", "webhook-alert.sh"]) {
+        const installed = join(ALERT_SCRIPTS, script);
+        expect({ script, mode: statSync(installed).mode & 0o7777, uid: statSync(installed).uid }).toEqual({ script, mode: 0o755, uid: 0 });
+        expect(sha256(installed)).toBe(sha256(join(REPO, "ops/alerts", script)));
+        expect(sh("runuser", ["-u", "plutus", "--", "test", "-x", installed]).code).toBe(0);
+      }
+    } finally {
+      rmSync(ALERT_SCRIPTS, { recursive: true, force: true });
+    }
+  });
+
+  test("the guide's manual install, as written, from the bundle's folder: with agent.json and the key (also by the script's absolute path), and with the stdin document the guide builds", async () => {
     const dir = adminFolder("manual");
     cpSync(bundle, join(dir, "bundle"), { recursive: true });
     writeFileSync(join(dir, "agent.json"), JSON.stringify(agentConfig, null, 2) + "\n", { mode: 0o600 });
     writeFileSync(join(dir, "id_ed25519"), privateKey, { mode: 0o600 });
     for (const f of ["agent.json", "id_ed25519"]) chownSync(join(dir, f), uidOf(ADMIN), uidOf(ADMIN));
+    const [fromFiles, fromStdin] = operationsGuideBlocks("## Install");
+    const [, , stdinDocument] = operationsGuideBlocks("## Preparing agent.json and the first key");
+    // "sudo bash /full/path/bundle/install.sh --config ./agent.json --key ./id_ed25519 works too"
+    expect(fromFiles).toContain("sudo bash ./bundle/install.sh ");
+    const absolute: [string, string][] = [["sudo bash ./bundle/install.sh ", `sudo bash ${dir}/bundle/install.sh `]];
     const before = snapshot();
-    for (const command of [
-      `cd ${dir} && sudo bash ./bundle/install.sh --config ./agent.json --key ./id_ed25519`,
-      `cd ${dir} && sudo bash ${dir}/bundle/install.sh --config ./agent.json --key ./id_ed25519`,
-    ]) {
-      const r = await host.ssh(command);
-      expect({ command, code: r.code, stderr: r.stderr }).toEqual({ command, code: 0, stderr: "" });
+    const runs: Array<[string, CommandResult]> = [];
+    runs.push(["files", await followAsAdmin(fromFiles, dir)]);
+    runs.push(["absolute path", await followAsAdmin(fromFiles, dir, absolute)]);
+    expect(await followAsAdmin(stdinDocument, dir)).toEqual({ code: 0, signal: null, stdout: "", stderr: "" });
+    expect(statSync(join(dir, "install.json")).mode & 0o777).toBe(0o600);
+    runs.push(["stdin", await followAsAdmin(fromStdin, dir)]);
+    for (const [how, r] of runs) {
+      expect({ how, code: r.code, stderr: r.stderr }).toEqual({ how, code: 0, stderr: "" });
       expect(r.stdout).toContain("install.sh: no changes: plutus-sync is already installed exactly as specified\n");
       expect(r.stdout).toMatch(/install.sh: check passed; cron runs \/opt\/plutus-sync\/sync_plutus.sh every 5 minutes as plutus\n$/);
     }
+    // The stdin document holds the private key: the guide's block shreds it.
+    expect(existsSync(join(dir, "install.json"))).toBe(false);
     expect(snapshot()).toEqual(before);
   });
 
@@ -584,7 +656,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       }`, stage, FOLDERS.outbox, victim], { uid: 33, gid: 33, stdio: "ignore" });
     const runs: CommandResult[] = [];
     try {
-      for (let i = 0; i < 3; i++) runs.push(await host.ssh("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key /etc/plutus/id_ed25519"));
+      for (let i = 0; i < 3; i++) runs.push(await guideRepairInPlace());
     } finally {
       swapper.kill("SIGKILL");
       await new Promise((r) => swapper.once("exit", r));
@@ -626,7 +698,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     };
     const installThrice = async () => {
       const runs: CommandResult[] = [];
-      for (let i = 0; i < 3; i++) runs.push(await host.ssh("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key /etc/plutus/id_ed25519"));
+      for (let i = 0; i < 3; i++) runs.push(await guideRepairInPlace());
       return runs;
     };
     writeFileSync(sysctl, "0");
@@ -674,22 +746,28 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(readFileSync(sysctl, "utf8").trim()).toBe(protectedBefore);
   });
 
-  test("the guide's key rotation, host key pin change and upgrade: the new program runs with the rotated key and pin, and delivers", async () => {
+  test("the guide's key rotation, host key pin change and upgrade, as written: the new program runs with the rotated key and pin, and delivers", async () => {
     const authorized = join(erp.root, "authorized_keys", ERP_USER);
-    // Key rotation, as the guide says: a new key in root's folder, its public half next to the old one on the ERP.
-    expect(await asRootShell("ssh-keygen -t ed25519 -N '' -C plutus-sync -f ./id_new")).toMatchObject({ code: 0 });
+    // Key rotation: a new key in root's folder, its public half next to the old one on the ERP (step 2, the ERP administrator's).
+    const [makeKey, installKey, shredCopies, proveOldKeyUnneeded] = operationsGuideBlocks("## Rotating the sync key");
+    const made = await followAsRoot(makeKey);
+    expect({ code: made.code, stderr: made.stderr }).toEqual({ code: 0, stderr: "" });
     const newPublicKey = readFileSync("/root/id_new.pub", "utf8");
+    expect(newPublicKey).toMatch(/^ssh-ed25519 \S+ plutus-sync\n$/);
     appendFileSync(authorized, newPublicKey);
-    const rotated = await asRootShell("sudo /opt/plutus-sync/install.sh --config /etc/plutus/agent.json --key ./id_new");
+    const rotated = await followAsRoot(installKey);
     expect(rotated).toMatchObject({ code: 0, stderr: "" });
     expect(rotated.stdout).toContain("install.sh: updated /etc/plutus/id_ed25519 (plutus:plutus 0600)\n");
+    expect(rotated.stdout).toMatch(/install.sh:   OK\n[\s\S]*install.sh: check passed; /);
     const newKey = readFileSync("/etc/plutus/id_ed25519", "utf8");
     expect(newKey).not.toBe(privateKey);
-    writeFileSync(authorized, newPublicKey); // the old public key removed on the ERP
-    const finished = await asRootShell("shred -u ./id_new ./id_new.pub\nrunuser -u plutus -- /usr/bin/node /opt/plutus-sync/plutus-sync.cjs check --config /etc/plutus/agent.json");
-    expect(finished).toMatchObject({ code: 0, stderr: "" });
-    expect(finished.stdout).toMatch(/OK\n$/);
-    expect(existsSync("/root/id_new")).toBe(false);
+    writeFileSync(join(scratch, "rotated-key"), newKey, { mode: 0o600 });
+    writeFileSync(authorized, newPublicKey); // step 4: the old public key removed on the ERP
+    expect(await followAsRoot(shredCopies)).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect([existsSync("/root/id_new"), existsSync("/root/id_new.pub")]).toEqual([false, false]);
+    const proved = await followAsRoot(proveOldKeyUnneeded);
+    expect(proved).toMatchObject({ code: 0, stderr: "" });
+    expect(proved.stdout).toMatch(/\nOK\n$/);
 
     // The ERP's host key changes on purpose; the guide reads the new fingerprint and pins it.
     for (const f of [erp.hostKeyPath, `${erp.hostKeyPath}.pub`]) rmSync(f);
@@ -697,16 +775,16 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     await erp.restart();
     const newPin = sha256Fingerprint(`${erp.hostKeyPath}.pub`);
     expect(newPin).not.toBe(agentConfig.remote.hostKeySha256);
-    const scanned = await asRootShell(`ssh-keyscan -t ed25519 -p ${erp.port} ${host.gatewayAddress} 2>/dev/null | ssh-keygen -lf -`);
-    expect(scanned.stdout).toContain(` ${newPin} `);
-    const pinned = await asRootShell([
-      `jq --arg fp '${newPin}' '.remote.hostKeySha256 = $fp' /etc/plutus/agent.json > /root/agent.json`,
-      "sudo /opt/plutus-sync/install.sh --config /root/agent.json --key /etc/plutus/id_ed25519",
-      "rm /root/agent.json",
-      "runuser -u plutus -- /usr/bin/node /opt/plutus-sync/plutus-sync.cjs check --config /etc/plutus/agent.json",
-    ].join("\n"));
+    const [scan, pin] = operationsGuideBlocks("## Changing the ERP host key pin");
+    const scanned = await followAsRoot(scan, { mapping: [["-p 22 erp.example.internal", `-p ${erp.port} ${host.gatewayAddress}`]] });
+    expect(scanned).toMatchObject({ code: 0, stdout: `256 ${newPin} [${host.gatewayAddress}]:${erp.port} (ED25519)\n`, stderr: "" });
+    // "replace SHA256:… by it"
+    expect(pin).toContain("'SHA256:…'");
+    const pinned = await followAsRoot(pin, { mapping: [["'SHA256:…'", `'${newPin}'`]] });
     expect(pinned).toMatchObject({ code: 0, stderr: "" });
     expect(pinned.stdout).toContain("install.sh: updated /etc/plutus/agent.json (root:plutus 0640)\n");
+    expect(pinned.stdout).toMatch(/install.sh: check passed; [^\n]*\n[\s\S]*\nOK\n$/);
+    expect(existsSync("/root/agent.json")).toBe(false);
     agentConfig = { ...agentConfig, remote: { ...agentConfig.remote, hostKeySha256: newPin } };
 
     // The upgrade, from the new bundle's folder: program replaced, /etc/plutus exactly as it was.
@@ -716,7 +794,8 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const etcBytes = [readFileSync("/etc/plutus/agent.json", "utf8"), readFileSync("/etc/plutus/id_ed25519", "utf8")];
     const old = `plutus-sync 0.1.0 (bundle ${bundleId(bundle)})`;
     const next = `plutus-sync 0.1.0 (bundle ${bundleId(join(dir, "bundle"))})`;
-    const upgraded = await host.ssh(`cd ${dir} && sudo bash ./bundle/install.sh --upgrade`);
+    const [upgrade] = operationsGuideBlocks("## Upgrade");
+    const upgraded = await followAsAdmin(upgrade, dir);
     expect(upgraded).toMatchObject({ code: 0, stderr: "" });
     expect(upgraded.stdout.split("\n").filter((l) => /^install\.sh: (upgrad|created|updated|set|removed|gave|installed)/.test(l))).toEqual([
       `install.sh: upgrading ${old} with ${next}; /etc/plutus/agent.json and /etc/plutus/id_ed25519 are kept as installed`,
@@ -739,14 +818,12 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(logEvents().filter((e) => e.event === "pass").pop()).toMatchObject({ exitCode: 0, delivered: 1, failed: 0 });
   });
 
-  test("the guide's archive by hand, as plutus: the order is archived and later passes still archive into that day's folder", async () => {
+  test("the guide's archive by hand, as written (as plutus): the order is archived and later passes still archive into that day's folder", async () => {
     await webAppWrites("order-1950.json", sampleOrder(1950));
     const day = todayLocal();
-    const moved = await asRootShell([
-      "sudo -u plutus mkdir -p /var/lib/plutus/archive/$(date +%F)",
-      "sudo -u plutus mv -n /var/lib/plutus/outbox/order-1950.json /var/lib/plutus/archive/$(date +%F)/",
-    ].join("\n"));
-    expect(moved).toMatchObject({ code: 0, stderr: "" });
+    const [byHand] = operationsGuideBlocks("### Moving an order to the archive by hand");
+    const moved = await followAsRoot(byHand, { mapping: [["order-123.json", "order-1950.json"]] });
+    expect(moved).toMatchObject({ code: 0, stdout: "", stderr: "" });
     const dayDir = join(FOLDERS.archive, day);
     expect(readFileSync(join(dayDir, "order-1950.json"), "utf8")).toBe(sampleOrder(1950));
     expect(statSync(dayDir).uid).toBe(uidOf("plutus"));
@@ -762,6 +839,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     await webAppWrites("broken-77.json", "{ not json");
     expect(await asCron(job, job.command)).toMatchObject({ code: 0 });
     expect(readdirSync(FOLDERS.quarantine).sort()).toEqual(["broken-77.json", "broken-77.json.reason"]);
+    // The guide's acknowledgement after reading the .reason, as written: what it shows is what the command prints.
+    const [, acknowledge] = operationsGuideBlocks("### Health check");
+    const shownOutput = /^# (acknowledged .*)$/m.exec(acknowledge);
+    expect(shownOutput).not.toBeNull();
+    expect(await followAsRoot(`${guideAgentDefinition()}\n${acknowledge}`)).toMatchObject({ code: 0, stdout: `${shownOutput![1]}\n`, stderr: "" });
     await webAppWrites("order-2001.json", sampleOrder(2001)); // waits in the outbox: no pass before the uninstall
     const kept = () =>
       execFileSync("find", [BASE, FOLDERS.logDir, "-type", "f", "-exec", "sha256sum", "{}", "+"]).toString().split("\n").sort().join("\n");
@@ -770,9 +852,9 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(before).toContain(`${FOLDERS.archive}/${todayLocal()}/order-1001.json`);
     expect(before).toContain(`${FOLDERS.stateDir}/`);
 
-    // /etc/plutus holds the only copy of the rotated key: the guide saves it first.
-    expect(await asRootShell("sudo cp -a /etc/plutus /root/plutus-saved")).toMatchObject({ code: 0, stderr: "" });
-    const removed = await host.ssh("sudo /opt/plutus-sync/install.sh --uninstall");
+    // /etc/plutus holds the only copy of the rotated key: the guide's block saves it first.
+    const [saveAndUninstall] = operationsGuideBlocks("## Uninstall");
+    const removed = await followAsRoot(saveAndUninstall);
     expect(removed).toMatchObject({
       code: 0,
       stderr: "",
@@ -792,6 +874,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       ].join("\n"),
     });
     for (const path of INSTALLED) expect(existsSync(path)).toBe(false);
+    expect(readFileSync("/root/plutus-saved/id_ed25519", "utf8")).toBe(readFileSync(join(scratch, "rotated-key"), "utf8"));
     expect(accountExists("plutus")).toBe(false);
     expect(sh("getent", ["group", "plutus"]).code).toBe(2);
     expect(kept()).toBe(before);
@@ -808,9 +891,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
   test("reinstalling from what the guide saved adopts the kept folders even under a new uid, and delivers what waited", async () => {
     // Another account takes the old uid, so the new plutus gets a different one.
     sh("useradd", ["--system", "--no-create-home", "--uid", String(firstUid), "plutus-uidshift"]);
-    const install = await host.ssh(`cd ${join(scratch, "upgrade")} && sudo bash ./bundle/install.sh --config /root/plutus-saved/agent.json --key /root/plutus-saved/id_ed25519`);
+    // From the release bundle's folder, as the guide says: reinstall, then destroy the saved key.
+    const [, reinstall] = operationsGuideBlocks("## Uninstall");
+    const install = await followAsAdmin(reinstall, join(scratch, "upgrade"));
     expect(install).toMatchObject({ code: 0, stderr: "" });
-    expect(await asRootShell("sudo shred -u /root/plutus-saved/id_ed25519 && sudo rm -r /root/plutus-saved")).toMatchObject({ code: 0, stderr: "" });
+    expect(readFileSync("/etc/plutus/id_ed25519", "utf8")).toBe(readFileSync(join(scratch, "rotated-key"), "utf8"));
     expect(existsSync("/root/plutus-saved")).toBe(false);
     const uid = Number(sh("id", ["-u", "plutus"]).stdout);
     expect(uid).not.toBe(firstUid);
@@ -822,24 +907,45 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(readFileSync(join(erp.inboxDir, "order-2001.json"), "utf8")).toBe(sampleOrder(2001));
     expect(readdirSync(FOLDERS.outbox)).toEqual([]);
   });
-  test("agentMode watch: the stack's install adds the hardened watch unit beside cron; its command as plutus delivers within seconds and stops on SIGTERM; --upgrade keeps it, --cron and uninstall remove it", async () => {
-    const watchStack = await recordStackCommands(bundle, { "plutus:agentMode": "watch" });
-    expect(watchStack.install).toBe(stack.install.replace(/ cron$/, " watch"));
-    // What is installed now (the guide's key rotation and pin change happened above), with agentMode watch.
-    const installed = JSON.parse(readFileSync("/etc/plutus/agent.json", "utf8")) as AgentConfig;
-    const install = await host.ssh(watchStack.install, { input: watchStack.bundleLine + renderInstallStdin(installed, readFileSync("/etc/plutus/id_ed25519", "utf8")) });
-    expect(install.stdout).toContain(`install.sh: created ${UNIT} (root:root 0644)\n`);
+  test("watch mode as the guide says, its blocks as written: a new install with --watch adds the hardened unit beside cron (exit 5 where systemd is not running, said so); the unit's command as plutus delivers within seconds and the guide's status line shows it running; --upgrade and the stack keep it, --cron and uninstall remove it", async () => {
+    const [newInstall, existingOne, stackSetting, backToCron, checking] = operationsGuideBlocks("## Watch mode (orders within a second)");
     const systemdRuns = existsSync("/run/systemd/system");
-    if (systemdRuns) {
-      expect(install).toMatchObject({ code: 0, stderr: "" });
-      expect(sh("systemctl", ["is-active", "plutus-sync-watch.service"]).stdout).toBe("active\n");
-    } else {
-      // This test host has no systemd running (a container): installed and enabled, not started, and said so.
-      expect(install).toMatchObject({
-        code: 5,
-        stderr: "install.sh: error: plutus-sync-watch.service is installed and enabled, but systemd is not running on this host (no /run/systemd/system), so it was not started: it starts at the next boot; cron delivers every 5 minutes meanwhile\n",
-      });
-    }
+    const notStarted =
+      "install.sh: error: plutus-sync-watch.service is installed and enabled, but systemd is not running on this host (no /run/systemd/system), so it was not started: it starts at the next boot; cron delivers every 5 minutes meanwhile\n";
+    // The guide quotes the message (wrapped over lines).
+    const oneLine = (text: string) => text.replace(/\s+/g, " ");
+    expect(oneLine(readFileSync(resolve(__dirname, "../../docs/operations.md"), "utf8"))).toContain(oneLine(notStarted.trim()));
+    const expectWatchStarted = (what: string, r: CommandResult) => {
+      // Where systemd runs, install.sh starts the unit; here (a container) it installs and enables it, and says why it did not start it.
+      if (systemdRuns) expect({ what, code: r.code, stderr: r.stderr }).toEqual({ what, code: 0, stderr: "" });
+      else expect({ what, code: r.code, stderr: r.stderr }).toEqual({ what, code: 5, stderr: notStarted });
+    };
+
+    // The stack's line: this host has no Pulumi CLI, so `pulumi config set` itself is not run; the
+    // setting it makes goes through the stack program (under Pulumi mocks), as `pulumi up` reads it,
+    // and the install step the stack then runs is run on the host further down.
+    const setting = /^pulumi config set (\S+) (\S+)\n$/.exec(stackSetting);
+    expect(setting).not.toBeNull();
+    const watchStack = await recordStackCommands(bundle, { [setting![1]]: setting![2] });
+    expect(watchStack.install).toBe(stack.install.replace(/ cron$/, " watch"));
+
+    // A new installation: what is installed now (after the guide's key rotation and pin change)
+    // saved as agent.json and id_ed25519 beside a bundle, the old installation removed.
+    const dir = adminFolder("watch");
+    cpSync(bundle, join(dir, "bundle"), { recursive: true });
+    const installedConfig = readFileSync("/etc/plutus/agent.json", "utf8");
+    const installedKey = readFileSync("/etc/plutus/id_ed25519", "utf8");
+    writeFileSync(join(dir, "agent.json"), installedConfig, { mode: 0o600 });
+    writeFileSync(join(dir, "id_ed25519"), installedKey, { mode: 0o600 });
+    for (const f of ["agent.json", "id_ed25519"]) chownSync(join(dir, f), uidOf(ADMIN), uidOf(ADMIN));
+    expect(await host.ssh("sudo /opt/plutus-sync/install.sh --uninstall")).toMatchObject({ code: 0, stderr: "" });
+    expect(accountExists("plutus")).toBe(false);
+
+    const install = await followAsAdmin(newInstall, dir);
+    expectWatchStarted("new install --watch", install);
+    expect(install.stdout).toContain("install.sh: created system account plutus (no login shell, no home)\n");
+    expect(install.stdout).toContain(`install.sh: created ${UNIT} (root:root 0644)\n`);
+    expect(install.stdout).toMatch(/install.sh: check passed; cron runs \/opt\/plutus-sync\/sync_plutus.sh every 5 minutes as plutus\n/);
     expect(readFileSync(UNIT, "utf8")).toBe(EXPECTED_UNIT);
     expect(lstatSync(UNIT_WANTS).isSymbolicLink()).toBe(true);
     expect(readFileSync("/etc/cron.d/plutus-sync", "utf8")).toBe(EXPECTED_CRON_FILE);
@@ -850,7 +956,24 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     // systemd's scale: below 4 is "OK" (a unit without hardening scores 9.6 "UNSAFE").
     expect(Number(exposure![1])).toBeLessThan(4);
 
-    // The unit's command as systemd runs it: User=plutus, Group=plutus, no inherited environment.
+    // "Checking on it": systemctl and journalctl need systemd as PID 1, which this host does not
+    // have (systemctl says "System has not been booted with systemd"), so those two lines are run
+    // only where it runs; the status line is run as written against the unit's command, started as
+    // systemd starts it (User=plutus, Group=plutus, no inherited environment).
+    const [systemctlStatus, journal, statusLine, ...rest] = guideCommands(checking);
+    expect(rest).toEqual([]);
+    expect(systemctlStatus).toBe("systemctl status plutus-sync-watch");
+    expect(journal).toMatch(/^journalctl -u plutus-sync-watch\s+#/);
+    if (systemdRuns) {
+      expect(await followAsRoot(systemctlStatus)).toMatchObject({ code: 0, stdout: expect.stringContaining("Active: active (running)") });
+      expect(await followAsRoot(journal)).toMatchObject({ code: 0 });
+      // The test's own watcher below is then the only one.
+      expect(sh("systemctl", ["stop", "plutus-sync-watch.service"]).code).toBe(0);
+    }
+    const watcherShape = /^watcher: running \(pid (\d+), since (\S+), last delivery (\S+), connection (\w+)\)$/m;
+    const shown = /^#\s+(watcher: .*)$/m.exec(checking);
+    expect(shown).not.toBeNull();
+    expect(shown![1]).toMatch(watcherShape);
     const execStart = /^ExecStart=(.+)$/m.exec(EXPECTED_UNIT)![1].split(" ");
     const watcher = spawn("setpriv", ["--reuid=plutus", "--regid=plutus", "--init-groups", "env", "-i", ...execStart], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -868,13 +991,18 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       // Well within a cron interval even on a loaded machine (the latency bench measures it properly).
       expect(Date.now() - t0).toBeLessThan(5_000);
       // The heartbeat follows a delivery within a second.
-      const statusAsPlutus = () => host.exec(["setpriv", "--reuid=plutus", "--regid=plutus", "--init-groups", "env", "-i", "/usr/bin/node", "/opt/plutus-sync/plutus-sync.cjs", "status", "--config", "/etc/plutus/agent.json"]);
-      let status = await statusAsPlutus();
-      for (let i = 0; i < 20 && status.stdout.includes("last delivery none yet"); i++) {
+      const status = () => followAsRoot(`${guideAgentDefinition()}\n${statusLine}`);
+      let checked = await status();
+      for (let i = 0; i < 20 && checked.stdout.includes("last delivery none yet"); i++) {
         await new Promise((r) => setTimeout(r, 250));
-        status = await statusAsPlutus();
+        checked = await status();
       }
-      expect(status.stdout).toMatch(new RegExp(`^watcher: running \\(pid ${watcher.pid}, since \\S+, last delivery \\S+, connection connected\\)$`, "m"));
+      expect(checked).toMatchObject({ code: 0, stderr: "" });
+      const running = watcherShape.exec(checked.stdout);
+      expect(running).not.toBeNull();
+      expect(Number(running![1])).toBe(watcher.pid);
+      expect(running![4]).toBe("connected");
+      for (const at of [running![2], running![3]]) expect(new Date(at).toISOString()).toBe(at);
     } finally {
       const stopAt = Date.now();
       watcher.kill("SIGTERM");
@@ -883,20 +1011,34 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     }
     expect(out).toContain("plutus-sync: watch stopped on SIGTERM; 1 delivered\n");
 
-    const upgrade = await host.ssh("sudo /opt/plutus-sync/install.sh --upgrade");
-    expect(upgrade.stdout).toContain(`install.sh: unchanged: ${UNIT}\n`);
-    expect(upgrade.code).toBe(systemdRuns ? 0 : 5);
-    const cronOnly = await host.ssh("sudo /opt/plutus-sync/install.sh --upgrade --cron");
+    // An existing installation switched on again, the stack's install step and an upgrade from the bundle's folder: the unit is kept.
+    const again = await followAsAdmin(existingOne, dir);
+    expectWatchStarted("existing one --watch", again);
+    expect(again.stdout).toContain(`install.sh: unchanged: ${UNIT}\n`);
+    const stackInstall = await host.ssh(watchStack.install, { input: watchStack.bundleLine + renderInstallStdin(JSON.parse(installedConfig) as AgentConfig, installedKey) });
+    expectWatchStarted("the stack's install with agentMode watch", stackInstall);
+    expect(stackInstall.stdout).toContain(`install.sh: unchanged: ${UNIT}\n`);
+    const [upgrade] = operationsGuideBlocks("## Upgrade");
+    const upgraded = await followAsAdmin(upgrade, dir);
+    expectWatchStarted("upgrade", upgraded);
+    expect(upgraded.stdout).toContain(`install.sh: unchanged: ${UNIT}\n`);
+    expect(readFileSync(UNIT, "utf8")).toBe(EXPECTED_UNIT);
+
+    // Back to cron only.
+    const cronOnly = await followAsAdmin(backToCron, dir);
     expect(cronOnly).toMatchObject({ code: 0, stderr: "" });
     expect(cronOnly.stdout).toContain("install.sh: removed the watch service plutus-sync-watch.service (cron delivers every 5 minutes)\n");
     expect([existsSync(UNIT), existsSync(UNIT_WANTS)]).toEqual([false, false]);
     expect(readFileSync("/etc/cron.d/plutus-sync", "utf8")).toBe(EXPECTED_CRON_FILE);
 
-    expect((await host.ssh("sudo /opt/plutus-sync/install.sh --upgrade --watch")).code).toBe(systemdRuns ? 0 : 5);
+    // On again, then the guide's uninstall removes the unit too.
+    expectWatchStarted("existing one --watch, again", await followAsAdmin(existingOne, dir));
     expect(existsSync(UNIT)).toBe(true);
-    const removed = await host.ssh("sudo /opt/plutus-sync/install.sh --uninstall");
+    const [saveAndUninstall] = operationsGuideBlocks("## Uninstall");
+    const removed = await followAsRoot(saveAndUninstall);
     expect(removed).toMatchObject({ code: 0, stderr: "" });
     expect(removed.stdout.split("\n").slice(0, 2)).toEqual(["install.sh: removed the watch service plutus-sync-watch.service", "install.sh: removed /etc/cron.d/plutus-sync"]);
     expect([existsSync(UNIT), existsSync(UNIT_WANTS)]).toEqual([false, false]);
+    rmSync("/root/plutus-saved", { recursive: true, force: true });
   });
 });

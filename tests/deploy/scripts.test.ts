@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 const SCRIPTS = resolve(__dirname, "../../agent/scripts");
 const AGENT_SRC = resolve(__dirname, "../../agent/src");
 const BUILT_BUNDLE = resolve(__dirname, "../../agent/dist/bundle");
-const SYSTEM_PATHS = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync"];
+const SYSTEM_PATHS = ["/opt/plutus-sync", "/etc/plutus", "/etc/cron.d/plutus-sync", "/etc/systemd/system/plutus-sync-watch.service"];
 const WWW_DATA = 33;
 
 let scratch: string;
@@ -131,6 +131,36 @@ describe("release scripts", () => {
       code: 2,
       stderr: "install.sh: error: group no-such-group does not exist: pass the web application's group with --outbox-group (default www-data)\n",
     });
+  });
+
+  test("--watch: a folder the unit's ReadWritePaths= cannot name (double quote, backslash, control character) is refused before anything changes", () => {
+    const nodeLine = `install.sh: Node.js ${process.versions.node} at /usr/bin/node\n`;
+    const quoting: Array<[string, string]> = [
+      ["outbox", '/var/lib/plutus-scripttest/out"box'],
+      ["quarantine", "/var/lib/plutus-scripttest/quar\\antine"],
+      ["stateDir", "/var/lib/plutus-scripttest/state\\"],
+      ["logDir", '/var/log/plutus-scripttest/"logs"'],
+    ];
+    for (const [folder, path] of quoting) {
+      expect({ folder, ...install({ agentConfig: { ...validConfig, [folder]: path }, privateKey: key }, ["--watch"]) }).toEqual({
+        folder,
+        code: 2,
+        stdout: nodeLine,
+        stderr:
+          `install.sh: error: agentConfig.${folder} (${path}) has a double quote or a backslash, which the watch service's unit cannot name (ReadWritePaths=); ` +
+          "choose another folder, or install cron only (without --watch; --upgrade --cron)\n",
+      });
+    }
+    // A newline would end the unit's line, a tab splits the word: refused in every mode by the input check.
+    for (const [folder, path] of [["archive", "/var/lib/plutus-scripttest/arch\nive"], ["stateDir", "/var/lib/plutus-scripttest/st\tate"]]) {
+      expect({ folder, ...install({ agentConfig: { ...validConfig, [folder]: path }, privateKey: key }, ["--watch"]) }).toEqual({
+        folder,
+        code: 2,
+        stdout: nodeLine,
+        stderr: `install.sh: error: agentConfig.${folder} must not contain control characters\n`,
+      });
+    }
+    for (const path of [...quoting.map(([, p]) => p), "/var/lib/plutus-scripttest", "/var/log/plutus-scripttest"]) expect(existsSync(path)).toBe(false);
   });
 
   test("a modified bundle is refused", () => {

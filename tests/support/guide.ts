@@ -13,6 +13,26 @@ export function operationsGuideBlocks(heading: string, lang = "sh"): string[] {
   return [...section.matchAll(new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]);
 }
 
+/**
+ * The commands of a block, one per entry, for blocks that list alternatives (one line each):
+ * comment-only lines dropped, indentation and `\` continuations joined; a trailing comment stays
+ * (the shell ignores it).
+ */
+export function guideCommands(block: string): string[] {
+  return block
+    .replace(/\\\n\s*/g, "")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+}
+
+/** A block with the paths and names of a real installation replaced by the test's: `mapping` in order, longest strings first where one contains another. */
+export function mapGuideBlock(block: string, mapping: [string, string][]): string {
+  let script = block;
+  for (const [from, to] of mapping) script = script.replaceAll(from, to);
+  return script;
+}
+
 export interface GuideRun {
   status: number | null;
   stdout: string;
@@ -21,12 +41,10 @@ export interface GuideRun {
 
 /**
  * Runs a block of the guide as written (bash -euo pipefail), with the paths and names of a real
- * installation replaced by the test's: `mapping` is applied in order, longest strings first
- * where one contains another.
+ * installation replaced by the test's (see mapGuideBlock).
  */
 export function runGuideBlock(block: string, mapping: [string, string][], env: Record<string, string> = {}, cwd?: string): GuideRun {
-  let script = block;
-  for (const [from, to] of mapping) script = script.replaceAll(from, to);
+  const script = mapGuideBlock(block, mapping);
   const result = spawnSync("bash", ["--norc", "--noprofile", "-euo", "pipefail", "-c", script], {
     stdio: ["ignore", "pipe", "pipe"],
     cwd,
