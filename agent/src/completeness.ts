@@ -18,11 +18,14 @@ export type Verdict = { take: true } | { take: false; recheckAt?: number };
 /**
  * When the watcher hands a file to a delivery batch.
  *
- * A file that is complete the first time it is looked at was renamed in (or written and closed
- * before its first event was handled): taken at once. A file first seen incomplete is being
- * written in place: taken once it is complete and its size and modification time have not changed
- * for `settleMs`. A file that never becomes complete is left to the minAgeSeconds rule of the
- * rescan and the cron pass, which quarantine it with its reason.
+ * Taken once it is complete and its size and modification time have not changed for `settleMs`
+ * since it was first looked at, however it arrived. A file complete at first sight may be a
+ * rename, or an in-place write between two `write` calls (`{...}`, then a newline): inotify as
+ * libuv reports it does not tell the two apart, and the mtime cannot either (a rename right after
+ * the write keeps a fresh one; coarse or skewed file system clocks make an in-place write look
+ * old), and taking such a prefix delivers the order twice. A file that never becomes complete is
+ * left to the minAgeSeconds rule of the rescan and the cron pass, which quarantine it with its
+ * reason.
  */
 export class CompletenessRule {
   private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
@@ -36,12 +39,7 @@ export class CompletenessRule {
       this.seen.delete(name);
       return { take: false };
     }
-    if (!before) {
-      if (look.complete) return { take: true };
-      this.seen.set(name, { size: look.size, mtimeMs: look.mtimeMs, since: now });
-      return { take: false, recheckAt: now + this.settleMs };
-    }
-    if (before.size !== look.size || before.mtimeMs !== look.mtimeMs) {
+    if (!before || before.size !== look.size || before.mtimeMs !== look.mtimeMs) {
       this.seen.set(name, { size: look.size, mtimeMs: look.mtimeMs, since: now });
       return { take: false, recheckAt: now + this.settleMs };
     }

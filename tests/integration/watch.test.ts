@@ -124,6 +124,28 @@ describe("plutus-sync watch against a real sshd", () => {
     expect(after.stdout).toMatch(/^watcher: stopped at \S+ \(pid \d+, last delivery \S+\)$/m);
   }, 60_000);
 
+  it("delivers an order written in place as '{...}' and then a newline once, not its prefix and then the whole", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    const n = 40;
+    for (let i = 0; i < n; i++) {
+      const fd = openSync(join(ctx.local.outbox, `nl-${i}.json`), "w");
+      writeSync(fd, sampleOrder(i));
+      // The producer's second write (PHP's unbuffered fwrite of "\n") comes a moment later.
+      await new Promise((r) => setTimeout(r, 2 + (i % 10) * 2));
+      writeSync(fd, "\n");
+      closeSync(fd);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await until(() => readdirSync(ctx.local.outbox).length === 0, 30_000, () => `outbox: ${readdirSync(ctx.local.outbox).join(" ")}`);
+    // A prefix taken too early comes back as a "replaced" file and is delivered again under a conflict name.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const expected = Array.from({ length: n }, (_, i) => `nl-${i}.json`).sort();
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual(expected);
+    for (let i = 0; i < n; i++) expect(readFileSync(join(ctx.erp.inboxDir, `nl-${i}.json`), "utf8")).toBe(sampleOrder(i) + "\n");
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual(expected);
+  }, 60_000);
+
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
     for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));

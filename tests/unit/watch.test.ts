@@ -9,10 +9,21 @@ const complete = (size = 10, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, com
 const partial = (size = 5, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: false });
 
 describe("the completeness rule", () => {
-  it("takes a file complete at first sight at once (renamed in)", () => {
+  it("takes a file complete at first sight (renamed in, or between two in-place writes) only once unchanged for settleMs", () => {
     const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(), 5_000)).toEqual({ take: true });
+    expect(rule.judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(rule.judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(rule.judge("a.json", complete(), 5_200)).toEqual({ take: true });
     expect(rule.tracked).toBe(0);
+  });
+
+  it("does not take a JSON-object prefix that the producer's next write extends ('{...}', then a newline)", () => {
+    const rule = new CompletenessRule(200);
+    expect(rule.judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    // The newline lands 5 ms later: the settle time starts again from the change.
+    expect(rule.judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(rule.judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(rule.judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
   });
 
   it("takes a file written in place only once it is complete and unchanged for settleMs", () => {
@@ -45,8 +56,8 @@ describe("the completeness rule", () => {
     rule.judge("a.json", partial(), 0);
     expect(rule.judge("a.json", undefined, 50)).toEqual({ take: false });
     expect(rule.tracked).toBe(0);
-    // A new file under the name, complete at first sight: at once.
-    expect(rule.judge("a.json", complete(), 60)).toEqual({ take: true });
+    // A new file under the name, complete at first sight: judged afresh.
+    expect(rule.judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
   });
 
   it("settleMs 0 takes an in-place file on its next unchanged look", () => {
