@@ -1,4 +1,5 @@
 import { spawn, ChildProcess } from "node:child_process";
+import { createServer, type Server, type Socket } from "node:net";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
@@ -53,6 +54,28 @@ async function stop(watch: WatchProcess): Promise<{ code: number | null; ms: num
   watch.child.kill("SIGTERM");
   const { code } = await watch.exited;
   return { code, ms: Date.now() - started };
+}
+
+/** A TCP listener that accepts connections and never sends a byte (a hung or black-holed ERP). */
+async function silentListener(): Promise<{ port: number; accepted(): number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server: Server = createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    accepted: () => accepted,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -144,6 +167,30 @@ describe("plutus-sync watch against a real sshd", () => {
     for (let i = 0; i < n; i++) expect(readFileSync(join(ctx.erp.inboxDir, `nl-${i}.json`), "utf8")).toBe(sampleOrder(i) + "\n");
     expect((await stop(watch)).code).toBe(0);
     expect(deliveredEvents().sort()).toEqual(expected);
+  }, 60_000);
+
+  it("SIGTERM while a batch waits for a connect: exits 0 within 10 s, releases the pass lock, records no failed run", async () => {
+    // An ERP that accepts the TCP connection and never says a word: the connect waits for connectTimeoutSeconds (20).
+    const silent = await silentListener();
+    try {
+      const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+      const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
+      for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `waiting-${i}.json`, sampleOrder(i));
+      watch = await startWatch(configPath);
+      await until(() => silent.accepted() > 0, 10_000, () => "the watcher never connected");
+      await new Promise((r) => setTimeout(r, 1_000));
+      const stopped = await stop(watch);
+      expect(stopped.code).toBe(0);
+      expect(stopped.ms).toBeLessThan(10_000);
+      expect(existsSync(join(ctx.local.stateDir, "pass.lock"))).toBe(false);
+      const status = await runAgent(["status", "--config", configPath, "--json"]);
+      const report = JSON.parse(status.stdout);
+      expect(report.consecutiveFailedRuns).toBe(0);
+      expect(JSON.stringify(report.lastRun ?? null)).not.toContain("did not finish");
+      expect(readdirSync(ctx.local.outbox)).toHaveLength(20);
+    } finally {
+      await silent.close();
+    }
   }, 60_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
