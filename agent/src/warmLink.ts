@@ -66,6 +66,11 @@ export class WarmLink {
     if (!this.closed && !this.attempt) this.schedule(0);
   }
 
+  /** A batch connected while this link counted as down (it tried between back-off attempts): say so now. */
+  noteConnected(): void {
+    if (!this.closed && !this.attempt && this.state !== "connected") this.schedule(0);
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);

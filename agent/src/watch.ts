@@ -13,7 +13,7 @@ import { ignoreWatchEvents } from "./crashHook";
 import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
 import { assessHealth } from "./health";
 import { observeAndRecordErpInbox } from "./erpInbox";
-import { StateError, errorMessage } from "./errors";
+import { ConnectError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 /** SIGTERM to exit must stay under 10 s: in-flight work gets this long, then is aborted (in doubt at worst). */
@@ -54,6 +54,7 @@ export class Watcher {
   private lastBeatAt = 0;
   private beatTimer: NodeJS.Timeout | undefined;
   private observingInbox = false;
+  private waitingForLock = false;
   private inboxObserved = false;
 
   constructor(
@@ -63,11 +64,17 @@ export class Watcher {
     private readonly hooks: WatchHooks,
   ) {
     this.rule = new CompletenessRule(config.watch.settleMs);
-    this.link = new WarmLink(config, privateKey, log, () => void this.beat());
+    this.link = new WarmLink(config, privateKey, log, () => {
+      void this.beat();
+      if (this.link.connectionState === "connected") this.queue.wake();
+    });
     this.queue = new BatchQueue((batch) => this.deliver(batch), {
       lockedRetryMs: 500,
       firstBackoffMs: 500,
       maxBackoffMs: config.watch.rescanSeconds * 1000,
+      // During an ERP outage orders wait for the connection (one state change logged), not for
+      // retry batches that would each report every one of them failed; the rescan still runs.
+      mayDeliverNames: () => this.link.connectionState !== "disconnected",
     });
   }
 
@@ -160,9 +167,20 @@ export class Watcher {
   private async deliver(batch: Batch): Promise<BatchOutcome> {
     if (this.stopping) return { locked: false, retry: [] };
     const names = batch.names.filter((name) => existsSync(`${this.config.outbox}/${name}`));
+    const link = this.link.current();
+    // Connected before the lock is taken: a batch never holds it across a network wait (a cron
+    // pass meanwhile runs, and reports the ERP unreachable itself).
+    const connectError = await link.session().then(
+      () => undefined,
+      (error: unknown) => (error instanceof ConnectError ? error : new ConnectError(errorMessage(error), { cause: error })),
+    );
+    if (this.stopping) return { locked: false, retry: [] };
+    if (connectError) {
+      this.link.noteTrouble();
+      if (!batch.rescan) return { locked: false, retry: [], held: names };
+    } else this.link.noteConnected();
     const deadlines = deadlinesFrom(this.config, Date.now());
     this.batchDeadlines = deadlines;
-    const link = this.link.current();
     const abortTimer = setTimeout(() => {
       this.log.warn("batch deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: this.config.passDeadlineSeconds });
       this.link.abort(`batch deadline of ${this.config.passDeadlineSeconds} s reached`);
@@ -171,13 +189,13 @@ export class Watcher {
     const results: PassResult[] = [];
     try {
       if (batch.rescan) {
-        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines });
-        if (full.summary.skippedLocked) return { locked: true, retry: [] };
+        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines, connectError });
+        if (this.noteLocked(full)) return { locked: true, retry: [], ...(connectError ? { held: names } : {}) };
         results.push(full);
       }
-      if (names.length > 0 && !this.stopping) {
+      if (names.length > 0 && !this.stopping && !connectError) {
         const events = await deliverBatch(this.config, link, this.log, { names, minAgeMs: 0, recover: false, deadlines });
-        if (events.summary.skippedLocked) return { locked: true, retry: [] };
+        if (this.noteLocked(events)) return { locked: true, retry: [] };
         results.push(events);
       }
     } catch (error) {
@@ -194,7 +212,8 @@ export class Watcher {
       this.lastDeliveryAt = new Date().toISOString();
       this.beatSoon();
     }
-    for (const name of batch.names) {
+    // Held names keep their time: their latency is observed when they are delivered.
+    for (const name of connectError ? [] : batch.names) {
       const at = this.takenAt.get(name);
       this.takenAt.delete(name);
       if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
@@ -202,10 +221,19 @@ export class Watcher {
     if (batch.rescan) await this.feedYoungFiles();
     // The first look at the ERP inbox comes with the first batch, not a minute later.
     if (!this.inboxObserved) void this.observeErpInbox();
+    if (connectError) return { locked: false, retry: [], held: names };
     const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);
     if (!troubled) return { locked: false, retry: [] };
     this.link.noteTrouble();
     return { locked: false, retry: names.filter((name) => existsSync(`${this.config.outbox}/${name}`)) };
+  }
+
+  /** True when another pass held the lock; said once per stretch of waiting, not per try (every 0.5 s). */
+  private noteLocked(result: PassResult): boolean {
+    const locked = result.summary.skippedLocked === true;
+    if (locked && !this.waitingForLock) this.log.info("watch: another pass holds the lock; waiting for it", { event: "locked" });
+    this.waitingForLock = locked;
+    return locked;
   }
 
   /** One bounded listing of the ERP inbox over the warm connection, when it is up; never two at once. */

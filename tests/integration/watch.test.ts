@@ -1,6 +1,7 @@
 import { spawn, ChildProcess } from "node:child_process";
-import { createServer, type Server, type Socket } from "node:net";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
@@ -71,6 +72,38 @@ async function silentListener(): Promise<{ port: number; accepted(): number; clo
   return {
     port,
     accepted: () => accepted,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A TCP front for the ERP: silent (a black-holed ERP: accepts, never answers) until `open()`, then it forwards to `port`. */
+async function erpFront(port: number): Promise<{ port: number; open(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let forwarding = false;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(socket));
+  };
+  const server: Server = createServer((socket) => {
+    track(socket);
+    if (!forwarding) return;
+    const upstream = tcpConnect(port, "127.0.0.1");
+    track(upstream);
+    socket.pipe(upstream).pipe(socket);
+    socket.on("close", () => upstream.destroy());
+    upstream.on("close", () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    open: () => {
+      forwarding = true;
+      for (const socket of sockets) socket.destroy();
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -191,6 +224,64 @@ describe("plutus-sync watch against a real sshd", () => {
     } finally {
       await silent.close();
     }
+  }, 60_000);
+
+  it("ERP outage: one failed line per waiting file per rescan, the lock never held across a connect (cron says unreachable), all delivered once after", async () => {
+    const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    const front = await erpFront(config.remote.port);
+    try {
+      const remote = { ...config.remote, port: front.port };
+      const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 2, remote, watch: { rescanSeconds: 10 } });
+      // The cron pass logs elsewhere, so that the watcher's lines can be counted.
+      const cronConfig = join(ctx.local.root, "cron.json");
+      writeFileSync(cronConfig, JSON.stringify({ ...JSON.parse(readFileSync(configPath, "utf8")), logDir: join(ctx.local.root, "cron-log") }));
+      const before = Array.from({ length: 10 }, (_, i) => `before-${i}.json`);
+      const during = Array.from({ length: 10 }, (_, i) => `during-${i}.json`);
+      before.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(i)));
+      watch = await startWatch(configPath);
+      const started = Date.now();
+      const failedLines = () => logEvents(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
+      // The start-up rescan could not connect (2 s): one line for each file it found.
+      await until(() => failedLines().length >= 10, 15_000, () => `failed lines: ${failedLines().join(" ")}`);
+      during.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(100 + i)));
+      // Between the rescans at 10 s and 20 s: no batch is waiting for a connect with the lock held.
+      await new Promise((r) => setTimeout(r, started + 14_000 - Date.now()));
+      const cron = await runAgent(["run", "--config", cronConfig, "--json"]);
+      expect(cron.code).toBe(3);
+      expect(lastJsonLine(cron.stdout).skippedLocked).toBeUndefined();
+      // Rescans at 0, 10, 20 and 30 s; counted at 35 s, before the one at 40 s.
+      await new Promise((r) => setTimeout(r, started + 35_000 - Date.now()));
+      const perFile = new Map<string, number>();
+      for (const file of failedLines()) perFile.set(file, (perFile.get(file) ?? 0) + 1);
+      expect(Object.fromEntries([...perFile].sort())).toEqual(Object.fromEntries([...before.map((n) => [n, 4]), ...during.map((n) => [n, 3])].sort()));
+      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
+      expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+
+      front.open();
+      await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 60_000, () => `delivered after the outage: ${readdirSync(ctx.erp.inboxDir).length}/20`);
+      expect((await stop(watch)).code).toBe(0);
+      expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...before, ...during].sort());
+      expect(deliveredEvents().sort()).toEqual([...before, ...during].sort());
+      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-connected")).toHaveLength(1);
+    } finally {
+      await front.close();
+    }
+  }, 120_000);
+
+  it("says once that another pass holds the lock, however often it tries again; delivers once it is free", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    // A live pass of this host holds the lock (this test process stands in for a long cron pass).
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
+    renameIn(ctx.local.outbox, "behind-lock.json", sampleOrder(1));
+    // The watcher tries again every 0.5 s: about 6 tries in 3 s.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked").map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
+    rmSync(lockPath);
+    await until(() => existsSync(join(ctx.erp.inboxDir, "behind-lock.json")), 10_000, () => "not delivered after the lock was freed");
+    expect((await stop(watch)).code).toBe(0);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked")).toHaveLength(1);
   }, 60_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {

@@ -150,6 +150,62 @@ describe("the batch queue", () => {
     expect(calls[3].at - calls[2].at).toBeGreaterThanOrEqual(40 - 1);
   });
 
+  it("holds names while they may not be delivered (no connection): a rescan still runs without them; wake() sends them", async () => {
+    let mayDeliver = false;
+    const batches: Batch[] = [];
+    const queue = new BatchQueue(async (batch) => {
+      batches.push(batch);
+      return { locked: false, retry: [] };
+    }, { ...options, mayDeliverNames: () => mayDeliver });
+    queue.add("a.json");
+    queue.add("b.json");
+    await new Promise((r) => setTimeout(r, 50));
+    await queue.idle();
+    expect(batches).toEqual([]);
+    expect(queue.waiting).toBe(2);
+    queue.requestRescan();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([{ names: [], rescan: true }]);
+    mayDeliver = true;
+    queue.wake();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([
+      { names: [], rescan: true },
+      { names: ["a.json", "b.json"], rescan: false },
+    ]);
+    expect(queue.waiting).toBe(0);
+  });
+
+  it("takes back the names a batch could not send for want of a connection: no retry loop, sent once wake() comes", async () => {
+    let connected = true;
+    const batches: Batch[] = [];
+    const queue = new BatchQueue(async (batch) => {
+      batches.push(batch);
+      if (batches.length === 1) {
+        // The connect failed: the connection counts as down from now on.
+        connected = false;
+        return { locked: false, retry: [], held: batch.names };
+      }
+      return { locked: false, retry: [] };
+    }, { ...options, mayDeliverNames: () => connected });
+    queue.add("a.json");
+    // Long past firstBackoffMs (20): the queue looked again once, saw no connection, and waits.
+    await new Promise((r) => setTimeout(r, 150));
+    await queue.idle();
+    expect(batches).toEqual([{ names: ["a.json"], rescan: false }]);
+    expect(queue.waiting).toBe(1);
+    connected = true;
+    queue.wake();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([
+      { names: ["a.json"], rescan: false },
+      { names: ["a.json"], rescan: false },
+    ]);
+  });
+
   it("starts no batch after stop, and drops pending retries", async () => {
     const batches: Batch[] = [];
     const queue = new BatchQueue(async (batch) => {
