@@ -78,7 +78,12 @@ export class Watcher {
     });
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts watching. Resolves false, having started nothing more, when `cancel` fires first (a
+   * SIGTERM during start-up): chokidar's initial scan stats every outbox entry and may take
+   * longer than systemd waits for a stop. stop() cleans up either way.
+   */
+  async start(cancel?: AbortSignal): Promise<boolean> {
     const outbox = await fs.stat(this.config.outbox).catch((error) => {
       throw new StateError(`outbox ${this.config.outbox} cannot be used: ${errorMessage(error)}`, { cause: error });
     });
@@ -86,12 +91,17 @@ export class Watcher {
     await fs.mkdir(this.config.stateDir, { recursive: true, mode: 0o750 });
     await this.beat();
     this.link.start();
+    if (cancel?.aborted) return false;
     const watcher = watchFolder(this.config.outbox, { depth: 0, ignoreInitial: true, atomic: false, ignorePermissionErrors: true, persistent: true });
     this.fsWatcher = watcher;
     const onEvent = (path: string) => this.onEvent(basename(path));
     watcher.on("add", onEvent).on("change", onEvent);
     watcher.on("error", (error) => this.log.warn("watch: file event error; the rescan still finds every file", { event: "watch-error", error: errorMessage(error) }));
-    await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    const ready = new Promise<boolean>((resolve) => {
+      watcher.once("ready", () => resolve(true));
+      cancel?.addEventListener("abort", () => resolve(false), { once: true });
+    });
+    if (cancel?.aborted || !(await ready)) return false;
     const listen = this.config.metrics.listen;
     if (listen) {
       this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
@@ -104,6 +114,7 @@ export class Watcher {
     this.timers.push(setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS));
     this.timers.push(setInterval(() => void this.observeErpInbox(), ERP_INBOX_OBSERVE_MS));
     this.log.info("watch started", { event: "watch-started", outbox: this.config.outbox, settleMs: this.config.watch.settleMs, rescanSeconds: this.config.watch.rescanSeconds });
+    return true;
   }
 
   /**
@@ -300,12 +311,17 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 /** Runs the watcher until SIGTERM or SIGINT; returns the exit code (0 after a clean stop). */
 export async function runWatch(config: AgentConfig, privateKey: Buffer, log: Logger, hooks: WatchHooks): Promise<ExitCode> {
   const watcher = new Watcher(config, privateKey, log, hooks);
+  // Before start(): a stop asked for during start-up is honoured within the same 10 s.
+  const cancelStart = new AbortController();
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
+    const on = (signal: NodeJS.Signals) => {
+      cancelStart.abort();
+      resolve(signal);
+    };
+    process.once("SIGTERM", on);
+    process.once("SIGINT", on);
   });
-  await watcher.start();
-  process.stdout.write(`plutus-sync: watching ${config.outbox}\n`);
+  if (await watcher.start(cancelStart.signal)) process.stdout.write(`plutus-sync: watching ${config.outbox}\n`);
   const signal = await signalled;
   const { delivered } = await watcher.stop(signal);
   process.stdout.write(`plutus-sync: watch stopped on ${signal}; ${delivered} delivered\n`);
