@@ -7,6 +7,8 @@ import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
 import { CompletenessRule, lookAt } from "./completeness";
 import { WarmLink } from "./warmLink";
+import { WatchErrorLog } from "./watchErrors";
+import { processStartTime } from "./lock";
 import { HEARTBEAT_INTERVAL_MS, writeHeartbeat } from "./heartbeat";
 import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFile";
 import { ignoreWatchEvents } from "./crashHook";
@@ -40,6 +42,7 @@ export class Watcher {
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
   private readonly startedAt = new Date().toISOString();
+  private readonly procStart = processStartTime(process.pid);
   private fsWatcher: FSWatcher | undefined;
   private metricsServer: Server | undefined;
   /** Delivery latencies for /metrics: from the moment a file was judged complete to its delivery. */
@@ -55,6 +58,7 @@ export class Watcher {
   private beatTimer: NodeJS.Timeout | undefined;
   private observingInbox = false;
   private waitingForLock = false;
+  private readonly watchErrors: WatchErrorLog;
   private inboxObserved = false;
 
   constructor(
@@ -64,6 +68,7 @@ export class Watcher {
     private readonly hooks: WatchHooks,
   ) {
     this.rule = new CompletenessRule(config.watch.settleMs);
+    this.watchErrors = new WatchErrorLog(log);
     this.link = new WarmLink(config, privateKey, log, () => {
       void this.beat();
       if (this.link.connectionState === "connected") this.queue.wake();
@@ -96,7 +101,7 @@ export class Watcher {
     this.fsWatcher = watcher;
     const onEvent = (path: string) => this.onEvent(basename(path));
     watcher.on("add", onEvent).on("change", onEvent);
-    watcher.on("error", (error) => this.log.warn("watch: file event error; the rescan still finds every file", { event: "watch-error", error: errorMessage(error) }));
+    watcher.on("error", (error) => this.watchErrors.note(error));
     const ready = new Promise<boolean>((resolve) => {
       watcher.once("ready", () => resolve(true));
       cancel?.addEventListener("abort", () => resolve(false), { once: true });
@@ -110,7 +115,12 @@ export class Watcher {
     }
     // Only now: an order written between the listing and the watch start is seen by one of them.
     this.queue.requestRescan();
-    this.timers.push(setInterval(() => this.queue.requestRescan(), this.config.watch.rescanSeconds * 1000));
+    this.timers.push(
+      setInterval(() => {
+        this.watchErrors.report();
+        this.queue.requestRescan();
+      }, this.config.watch.rescanSeconds * 1000),
+    );
     this.timers.push(setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS));
     this.timers.push(setInterval(() => void this.observeErpInbox(), ERP_INBOX_OBSERVE_MS));
     this.log.info("watch started", { event: "watch-started", outbox: this.config.outbox, settleMs: this.config.watch.settleMs, rescanSeconds: this.config.watch.rescanSeconds });
@@ -130,6 +140,7 @@ export class Watcher {
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
     await this.fsWatcher?.close().catch(() => undefined);
+    this.watchErrors.report();
     this.metricsServer?.close();
     if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
     const finished = this.queue.stop();
@@ -282,6 +293,7 @@ export class Watcher {
     try {
       await writeHeartbeat(this.config.stateDir, {
         pid: process.pid,
+        ...(this.procStart !== undefined ? { procStart: this.procStart } : {}),
         startedAt: this.startedAt,
         heartbeatAt: new Date().toISOString(),
         lastDeliveryAt: this.lastDeliveryAt,

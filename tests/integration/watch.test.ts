@@ -17,8 +17,9 @@ interface WatchProcess {
 }
 
 /** Starts `plutus-sync watch` and resolves once it says it is watching. */
-async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<WatchProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], wrapper: string[] = []): Promise<WatchProcess> {
+  const command = [...wrapper, process.execPath, ...nodeArgs, BUNDLE, "watch", "--config", configPath];
+  const child = spawn(command[0], command.slice(1), { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stdout!.on("data", (d) => (out += d));
@@ -283,6 +284,33 @@ describe("plutus-sync watch against a real sshd", () => {
     expect((await stop(watch)).code).toBe(0);
     expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked")).toHaveLength(1);
   }, 60_000);
+
+  it("past fs.inotify.max_user_watches (one watch per file): delivers everything, logs the error once and then a count", async () => {
+    const erp = await FakeErp.start(ctx.erp.inboxDir);
+    try {
+      // The limit lowered to 300 in a user namespace of its own (nothing machine-wide changes).
+      const limit = 'echo 300 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"';
+      watch = await startWatch(configWith({ minAgeSeconds: 60 }), {}, [], ["unshare", "-U", "-r", "sh", "-c", limit]);
+      const names = Array.from({ length: 1_000 }, (_, i) => `many-${i}.json`);
+      const temp = join(ctx.local.root, "producer");
+      mkdirSync(temp);
+      for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+      for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+      await until(() => erp.consumed.length >= names.length, 60_000, () => `${erp.consumed.length}/${names.length} consumed`);
+      expect((await stop(watch)).code).toBe(0);
+      expect(erp.consumed.map((c) => c.name).sort()).toEqual([...names].sort());
+      const errors = logEvents(ctx.local.logDir).filter((e) => e.event === "watch-error" || e.event === "watch-errors");
+      // The first in full; the rest counted, reported at the stop (no rescan interval passed).
+      expect(errors.map((e) => [e.event, e.code])).toEqual([
+        ["watch-error", "ENOSPC"],
+        ["watch-errors", "ENOSPC"],
+      ]);
+      expect(errors[1].count).toBeGreaterThan(100);
+      process.stdout.write(`watch with 300 inotify watches: 1,000 files, ${(errors[1].count as number) + 1} ENOSPC errors, 2 log lines\n`);
+    } finally {
+      await erp.stop();
+    }
+  }, 120_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });

@@ -4,6 +4,10 @@ import { join } from "node:path";
 import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
 import { BatchQueue, type Batch, type BatchOutcome } from "../../agent/src/batchQueue";
 import { readWatcherStatus, writeHeartbeat, describeWatcher } from "../../agent/src/heartbeat";
+import { WatchErrorLog } from "../../agent/src/watchErrors";
+import { processStartTime } from "../../agent/src/lock";
+import winston from "winston";
+import { Writable } from "node:stream";
 
 const complete = (size = 10, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: true });
 const partial = (size = 5, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: false });
@@ -237,8 +241,42 @@ describe("the watcher heartbeat", () => {
     expect((await readWatcherStatus(dir, at + 61_000))?.state).toBe("stale");
     await writeHeartbeat(dir, { ...beat, pid: 2 ** 22 + 1 });
     expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("stale");
+    // The PID lives, but it is another process now (the watcher was killed and its PID reused).
+    await writeHeartbeat(dir, { ...beat, procStart: "1" });
+    expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("stale");
+    await writeHeartbeat(dir, { ...beat, procStart: processStartTime(process.pid) });
+    expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("running");
     await writeHeartbeat(dir, { ...beat, stoppedAt: "2026-01-01T00:10:05.000Z" });
     const stopped = await readWatcherStatus(dir, at + 600_000);
     expect(describeWatcher(stopped)).toBe(`watcher: stopped at 2026-01-01T00:10:05.000Z (pid ${process.pid}, last delivery none yet)`);
+  });
+});
+
+describe("the watcher's file event errors", () => {
+  it("logs each error code once, then a count per report (a flood of ENOSPC, one per file, is not a flood of lines)", () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({ objectMode: true, write: (info, _enc, done) => (lines.push(info), done()) });
+    const log = winston.createLogger({ level: "debug", transports: [new winston.transports.Stream({ stream: sink })] });
+    const errors = new WatchErrorLog(log);
+    const enospc = (i: number) => Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '/outbox/o-${i}.json'`), { code: "ENOSPC" });
+    for (let i = 0; i < 1_000; i++) errors.note(enospc(i));
+    errors.note(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" }));
+    errors.note(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" }));
+    const fields = (l: Record<string, unknown>) => ({ level: l.level, event: l.event, code: l.code, count: l.count, error: l.error, hint: l.hint });
+    expect(lines.map(fields)).toEqual([
+      { level: "warn", event: "watch-error", code: "ENOSPC", count: undefined, error: "ENOSPC: System limit for number of file watchers reached, watch '/outbox/o-0.json'", hint: "one inotify watch per outbox file: raise fs.inotify.max_user_watches (see the operations guide)" },
+      { level: "warn", event: "watch-error", code: "EACCES", count: undefined, error: "EACCES: permission denied", hint: undefined },
+    ]);
+    errors.report();
+    expect(lines.slice(2).map(fields)).toEqual([
+      { level: "warn", event: "watch-errors", code: "ENOSPC", count: 999, error: undefined, hint: undefined },
+      { level: "warn", event: "watch-errors", code: "EACCES", count: 1, error: undefined, hint: undefined },
+    ]);
+    // Nothing new: nothing said. Later errors of a known code are only counted.
+    errors.report();
+    errors.note(enospc(1_000));
+    expect(lines).toHaveLength(4);
+    errors.report();
+    expect(lines.slice(4).map(fields)).toEqual([{ level: "warn", event: "watch-errors", code: "ENOSPC", count: 1, error: undefined, hint: undefined }]);
   });
 });
