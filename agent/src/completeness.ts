@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, lstatSync, openSync, readSync, constants } from "node:fs";
+import { constants, lstatSync, promises as fs } from "node:fs";
 import { join } from "node:path";
 import { jsonProblem } from "./orderFile";
 
@@ -9,11 +9,13 @@ export interface FileLook {
   /**
    * The content is a JSON object (an order written in place is not one until its last byte is
    * written), or the entry is something the pass quarantines at once (a link, a folder, too big).
+   * Undefined: a regular file whose content has not been read for this size and mtime (shapeOf).
    */
-  complete: boolean;
+  complete: boolean | undefined;
 }
 
-export type Verdict = { take: true } | { take: false; recheckAt?: number };
+/** `read`: the file has settled; read its content (readLook) and judge again with it. */
+export type Verdict = { take: true } | { take: false; recheckAt?: number; read?: true };
 
 /**
  * When the watcher hands a file to a delivery batch.
@@ -28,7 +30,8 @@ export type Verdict = { take: true } | { take: false; recheckAt?: number };
  * reason.
  */
 export class CompletenessRule {
-  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
+  /** `incomplete`: read at this size and mtime and not a JSON object (not read again until it changes). */
+  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number; incomplete?: true }>();
 
   constructor(private readonly settleMs: number) {}
 
@@ -44,7 +47,12 @@ export class CompletenessRule {
       return { take: false, recheckAt: now + this.settleMs };
     }
     if (now - before.since < this.settleMs) return { take: false, recheckAt: before.since + this.settleMs };
-    if (!look.complete) return { take: false };
+    // Content is read only now: a file still growing costs one lstat per look, never a read.
+    if (look.complete === undefined) return before.incomplete ? { take: false } : { take: false, read: true };
+    if (!look.complete) {
+      before.incomplete = true;
+      return { take: false };
+    }
     this.seen.delete(name);
     return { take: true };
   }
@@ -60,38 +68,52 @@ export class CompletenessRule {
 }
 
 /**
- * Looks at one outbox file for the completeness rule: lstat, and for a regular file of at most
- * `maxFileBytes` a read and a JSON check (never following links, never blocking on a fifo).
- * Undefined when the file is gone.
+ * The cheap look at an outbox file for every event and recheck: one lstat, never a read.
+ * `complete` is known without reading for what the pass quarantines at once (not a regular
+ * file, larger than `maxFileBytes`) and for a file with a second hard link (a producer's
+ * link-then-unlink rename half done: not yet). Undefined when the file is gone.
  */
-export function lookAt(outbox: string, name: string, maxFileBytes: number): FileLook | undefined {
-  const path = join(outbox, name);
-  const stat = lstatSync(path, { throwIfNoEntry: false });
+export function shapeOf(outbox: string, name: string, maxFileBytes: number): FileLook | undefined {
+  const stat = lstatSync(join(outbox, name), { throwIfNoEntry: false });
   if (!stat) return undefined;
   const seen = { size: stat.size, mtimeMs: stat.mtimeMs };
   if (!stat.isFile() || stat.size > maxFileBytes) return { ...seen, complete: true };
-  // A second link may be a producer's link-then-unlink "rename" half done: wait for the rule.
   if (stat.nlink > 1) return { ...seen, complete: false };
-  let fd: number;
+  return { ...seen, complete: undefined };
+}
+
+/**
+ * Reads a settled outbox file for the completeness rule (asynchronously: a large file does not
+ * hold up other orders) and checks it is a JSON object, never following links, never blocking
+ * on a fifo. The size and mtime are those the read saw; a file changed during the read is not
+ * complete. Undefined when the file is gone.
+ */
+export async function readLook(outbox: string, name: string, maxFileBytes: number): Promise<FileLook | undefined> {
+  const shape = shapeOf(outbox, name, maxFileBytes);
+  if (!shape || shape.complete !== undefined) return shape;
+  let file: fs.FileHandle;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    file = await fs.open(join(outbox, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { ...seen, complete: true };
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { ...shape, complete: true };
   }
   try {
-    const content = Buffer.allocUnsafe(stat.size);
+    const before = await file.stat();
+    // Swapped for something else between the lstat and the open: the rule looks again.
+    if (!before.isFile() || before.size > maxFileBytes) return { size: before.size, mtimeMs: before.mtimeMs, complete: false };
+    const content = Buffer.allocUnsafe(before.size);
     let offset = 0;
     while (offset < content.length) {
-      const read = readSync(fd, content, offset, content.length - offset, offset);
-      if (read === 0) break;
-      offset += read;
+      const { bytesRead } = await file.read(content, offset, content.length - offset, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
     }
-    const after = fstatSync(fd);
-    if (offset !== stat.size || after.size !== stat.size || after.mtimeMs !== stat.mtimeMs) {
+    const after = await file.stat();
+    if (offset !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
       return { size: after.size, mtimeMs: after.mtimeMs, complete: false };
     }
-    return { ...seen, complete: jsonProblem(content) === undefined };
+    return { size: before.size, mtimeMs: before.mtimeMs, complete: jsonProblem(content) === undefined };
   } finally {
-    closeSync(fd);
+    await file.close();
   }
 }

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
+import { CompletenessRule, readLook, shapeOf, type FileLook } from "../../agent/src/completeness";
 import { BatchQueue, type Batch, type BatchOutcome } from "../../agent/src/batchQueue";
 import { readWatcherStatus, writeHeartbeat, describeWatcher } from "../../agent/src/heartbeat";
 import { WatchErrorLog } from "../../agent/src/watchErrors";
@@ -70,35 +70,64 @@ describe("the completeness rule", () => {
     expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
     expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
   });
+
+  it("asks for the content only once a file has settled, and not again while it is unchanged and incomplete", () => {
+    const rule = new CompletenessRule(200);
+    const unread = (size: number, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: undefined });
+    expect(rule.judge("a.json", unread(5), 0)).toEqual({ take: false, recheckAt: 200 });
+    // Growing: never a read, one look per change and settleMs.
+    expect(rule.judge("a.json", unread(64_000, 1_100), 100)).toEqual({ take: false, recheckAt: 300 });
+    expect(rule.judge("a.json", unread(64_000, 1_100), 300)).toEqual({ take: false, read: true });
+    expect(rule.judge("a.json", partial(64_000, 1_100), 310)).toEqual({ take: false });
+    // A duplicate event on the unchanged junk: no second read.
+    expect(rule.judge("a.json", unread(64_000, 1_100), 900)).toEqual({ take: false });
+    // It changes (the producer finished): settle, read, take.
+    expect(rule.judge("a.json", unread(64_010, 1_200), 1_000)).toEqual({ take: false, recheckAt: 1_200 });
+    expect(rule.judge("a.json", unread(64_010, 1_200), 1_200)).toEqual({ take: false, read: true });
+    expect(rule.judge("a.json", complete(64_010, 1_200), 1_210)).toEqual({ take: true });
+    expect(rule.tracked).toBe(0);
+  });
+
+  it("a read that sees the file changed starts the settle time again", () => {
+    const rule = new CompletenessRule(200);
+    rule.judge("a.json", { size: 5, mtimeMs: 1_000, complete: undefined }, 0);
+    expect(rule.judge("a.json", { size: 5, mtimeMs: 1_000, complete: undefined }, 200)).toEqual({ take: false, read: true });
+    expect(rule.judge("a.json", complete(9, 1_050), 220)).toEqual({ take: false, recheckAt: 420 });
+  });
 });
 
-describe("lookAt", () => {
+describe("shapeOf and readLook", () => {
   let dir: string;
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "plutus-look-"))));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("sees a JSON object as complete, a prefix or a JSON array as not, a vanished file as undefined", () => {
+  it("sees a JSON object as complete, a prefix or a JSON array as not, a vanished file as undefined", async () => {
     writeFileSync(join(dir, "full.json"), '{"orderId":"PL-1"}');
     writeFileSync(join(dir, "half.json"), '{"orderId":');
     writeFileSync(join(dir, "array.json"), "[1]");
     const when = new Date(1_700_000_000_000);
     utimesSync(join(dir, "full.json"), when, when);
-    expect(lookAt(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: true });
-    expect(lookAt(dir, "half.json", 1_000)).toMatchObject({ size: 11, complete: false });
-    expect(lookAt(dir, "array.json", 1_000)).toMatchObject({ complete: false });
-    expect(lookAt(dir, "gone.json", 1_000)).toBeUndefined();
+    expect(await readLook(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: true });
+    expect(await readLook(dir, "half.json", 1_000)).toMatchObject({ size: 11, complete: false });
+    expect(await readLook(dir, "array.json", 1_000)).toMatchObject({ complete: false });
+    expect(await readLook(dir, "gone.json", 1_000)).toBeUndefined();
+    // The cheap look reads nothing: a regular file's completeness is unknown until it is read.
+    expect(shapeOf(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: undefined });
+    expect(shapeOf(dir, "gone.json", 1_000)).toBeUndefined();
   });
 
-  it("hands links, folders and oversized files on at once (the pass quarantines them); waits on a second hard link", () => {
+  it("hands links, folders and oversized files on at once (the pass quarantines them); waits on a second hard link", async () => {
     writeFileSync(join(dir, "big.json"), `{"n":"${"x".repeat(100)}"}`);
     symlinkSync("/etc/passwd", join(dir, "link.json"));
     mkdirSync(join(dir, "folder.json"));
     writeFileSync(join(dir, "linked.json"), "{}");
     linkSync(join(dir, "linked.json"), join(dir, "other-name"));
-    expect(lookAt(dir, "big.json", 50)).toMatchObject({ complete: true });
-    expect(lookAt(dir, "link.json", 1_000)).toMatchObject({ complete: true });
-    expect(lookAt(dir, "folder.json", 1_000)).toMatchObject({ complete: true });
-    expect(lookAt(dir, "linked.json", 1_000)).toMatchObject({ complete: false });
+    for (const look of [shapeOf, readLook]) {
+      expect(await look(dir, "big.json", 50)).toMatchObject({ complete: true });
+      expect(await look(dir, "link.json", 1_000)).toMatchObject({ complete: true });
+      expect(await look(dir, "folder.json", 1_000)).toMatchObject({ complete: true });
+      expect(await look(dir, "linked.json", 1_000)).toMatchObject({ complete: false });
+    }
   });
 });
 
