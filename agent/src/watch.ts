@@ -5,7 +5,7 @@ import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
 import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
-import { CompletenessRule, lookAt } from "./completeness";
+import { CompletenessRule, lookAt, stampOf } from "./completeness";
 import { WarmLink } from "./warmLink";
 import { WatchErrorLog } from "./watchErrors";
 import { processStartTime } from "./lock";
@@ -155,16 +155,15 @@ export class Watcher {
     clearTimeout(this.rechecks.get(name));
     this.rechecks.delete(name);
     if (this.stopping) return;
-    let look;
+    let verdict;
     try {
-      look = lookAt(this.config.outbox, name, this.config.maxFileBytes);
+      verdict = this.rule.judge(name, stampOf(this.config.outbox, name), Date.now(), () => lookAt(this.config.outbox, name, this.config.maxFileBytes));
     } catch (error) {
       // Unreadable now (permissions being fixed, I/O error): the rescan's full pass decides.
       this.log.debug("watch: cannot look at a file", { event: "watch-look-failed", file: name, error: errorMessage(error) });
       this.rule.forget(name);
       return;
     }
-    const verdict = this.rule.judge(name, look, Date.now());
     if (verdict.take) {
       if (!this.takenAt.has(name)) this.takenAt.set(name, Date.now());
       this.queue.add(name);

@@ -13,62 +13,89 @@ const complete = (size = 10, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, com
 const partial = (size = 5, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: false });
 
 describe("the completeness rule", () => {
+  /** The rule, and how often it read a file's content (a look) rather than only its stamp. */
+  function ruleWithReads(settleMs: number) {
+    const rule = new CompletenessRule(settleMs);
+    let reads = 0;
+    return {
+      rule,
+      reads: () => reads,
+      /** The file as it is now (its lstat and, if the rule reads it, its content): undefined when gone. */
+      judge: (name: string, file: FileLook | undefined, now: number) =>
+        rule.judge(name, file && { size: file.size, mtimeMs: file.mtimeMs }, now, () => (reads++, file)),
+    };
+  }
+
   it("takes a file complete at first sight (renamed in, or between two in-place writes) only once unchanged for settleMs", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
-    expect(rule.judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
-    expect(rule.judge("a.json", complete(), 5_200)).toEqual({ take: true });
+    const { rule, judge, reads } = ruleWithReads(200);
+    expect(judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(reads()).toBe(0);
+    expect(judge("a.json", complete(), 5_200)).toEqual({ take: true });
+    expect(reads()).toBe(1);
     expect(rule.tracked).toBe(0);
   });
 
   it("does not take a JSON-object prefix that the producer's next write extends ('{...}', then a newline)", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    const { judge } = ruleWithReads(200);
+    expect(judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
     // The newline lands 5 ms later: the settle time starts again from the change.
-    expect(rule.judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
-    expect(rule.judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
-    expect(rule.judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
+    expect(judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
   });
 
   it("takes a file written in place only once it is complete and unchanged for settleMs", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    const { rule, judge } = ruleWithReads(200);
+    expect(judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
     // Complete now, but it just changed: the settle time starts again.
-    expect(rule.judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
+    expect(judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
     expect(rule.tracked).toBe(0);
   });
 
   it("notices a change of size alone or of modification time alone", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(5, 1_000), 0);
-    expect(rule.judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
-    expect(rule.judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
-    expect(rule.judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
+    const { judge } = ruleWithReads(200);
+    judge("a.json", partial(5, 1_000), 0);
+    expect(judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
+    expect(judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
+    expect(judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
   });
 
-  it("never takes a stable file that is not a JSON object (left to minAgeSeconds and quarantine)", () => {
+  it("settles again when the file changed between its stamp and its read", () => {
     const rule = new CompletenessRule(200);
-    rule.judge("junk.json", partial(5), 0);
-    expect(rule.judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
-    expect(rule.tracked).toBe(1);
+    rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 0, () => undefined);
+    expect(rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 200, () => complete(9, 1_150))).toEqual({ take: false, recheckAt: 400 });
+    expect(rule.judge("a.json", { size: 9, mtimeMs: 1_150 }, 400, () => complete(9, 1_150))).toEqual({ take: true });
+  });
+
+  it("reads a file growing in place not at all, and a stable non-order once (left to minAgeSeconds and quarantine)", () => {
+    const { rule, judge, reads } = ruleWithReads(200);
+    // 64 KiB more every 20 ms for 10 s: an lstat per look, no read.
+    for (let t = 0; t < 10_000; t += 20) judge("growing.json", partial(65_536 * (t / 20 + 1), 1_000 + t), t);
+    expect(reads()).toBe(0);
+    judge("junk.json", partial(5), 0);
+    expect(judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
+    expect(judge("junk.json", partial(5), 20_000)).toEqual({ take: false });
+    expect(reads()).toBe(1);
+    expect(rule.tracked).toBe(2);
   });
 
   it("forgets a file that is gone, so the tracked set stays bounded", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(), 0);
-    expect(rule.judge("a.json", undefined, 50)).toEqual({ take: false });
+    const { rule, judge } = ruleWithReads(200);
+    judge("a.json", partial(), 0);
+    expect(judge("a.json", undefined, 50)).toEqual({ take: false });
     expect(rule.tracked).toBe(0);
     // A new file under the name, complete at first sight: judged afresh.
-    expect(rule.judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
+    expect(judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
   });
 
-  it("settleMs 0 takes an in-place file on its next unchanged look", () => {
-    const rule = new CompletenessRule(0);
-    expect(rule.judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
+  it("settleMs 0 takes a file on its next unchanged look", () => {
+    const { judge } = ruleWithReads(0);
+    expect(judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
   });
 });
 
