@@ -1,21 +1,23 @@
-import { constants, lstatSync, promises as fs } from "node:fs";
+import { closeSync, fstatSync, lstatSync, openSync, readSync, constants } from "node:fs";
 import { join } from "node:path";
 import { jsonProblem } from "./orderFile";
 
-/** What the watcher sees of an outbox file when an event (or a rescan) names it. */
-export interface FileLook {
+/** What an lstat of an outbox file tells, without reading it. */
+export interface FileStamp {
   size: number;
   mtimeMs: number;
+}
+
+/** What the watcher sees of an outbox file once it reads it. */
+export interface FileLook extends FileStamp {
   /**
    * The content is a JSON object (an order written in place is not one until its last byte is
    * written), or the entry is something the pass quarantines at once (a link, a folder, too big).
-   * Undefined: a regular file whose content has not been read for this size and mtime (shapeOf).
    */
-  complete: boolean | undefined;
+  complete: boolean;
 }
 
-/** `read`: the file has settled; read its content (readLook) and judge again with it. */
-export type Verdict = { take: true } | { take: false; recheckAt?: number; read?: true };
+export type Verdict = { take: true } | { take: false; recheckAt?: number };
 
 /**
  * When the watcher hands a file to a delivery batch.
@@ -25,36 +27,47 @@ export type Verdict = { take: true } | { take: false; recheckAt?: number; read?:
  * rename, or an in-place write between two `write` calls (`{...}`, then a newline): inotify as
  * libuv reports it does not tell the two apart, and the mtime cannot either (a rename right after
  * the write keeps a fresh one; coarse or skewed file system clocks make an in-place write look
- * old), and taking such a prefix delivers the order twice. A file that never becomes complete is
- * left to the minAgeSeconds rule of the rescan and the cron pass, which quarantine it with its
- * reason.
+ * old), and taking such a prefix delivers the order twice. The content is read only once the
+ * stamp has been still for `settleMs` (a file growing in place costs an lstat per look, not a read
+ * and a parse of up to maxFileBytes on the event loop), and once per stamp. A file that never
+ * becomes complete is left to the minAgeSeconds rule of the rescan and the cron pass, which
+ * quarantine it with its reason.
  */
 export class CompletenessRule {
-  /** `incomplete`: read at this size and mtime and not a JSON object (not read again until it changes). */
-  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number; incomplete?: true }>();
+  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number; notAnOrder?: true }>();
 
   constructor(private readonly settleMs: number) {}
 
-  /** `look` undefined: the file is gone. Duplicate calls with the same look are harmless. */
-  judge(name: string, look: FileLook | undefined, now: number): Verdict {
+  /**
+   * `stamp` undefined: the file is gone. `look` reads the file; called only when the stamp has been
+   * still for settleMs. Duplicate calls with the same stamp are harmless.
+   */
+  judge(name: string, stamp: FileStamp | undefined, now: number, look: () => FileLook | undefined): Verdict {
     const before = this.seen.get(name);
-    if (!look) {
+    if (!stamp) {
       this.seen.delete(name);
       return { take: false };
     }
-    if (!before || before.size !== look.size || before.mtimeMs !== look.mtimeMs) {
-      this.seen.set(name, { size: look.size, mtimeMs: look.mtimeMs, since: now });
-      return { take: false, recheckAt: now + this.settleMs };
-    }
+    if (!before || changed(before, stamp)) return this.startSettling(name, stamp, now);
     if (now - before.since < this.settleMs) return { take: false, recheckAt: before.since + this.settleMs };
-    // Content is read only now: a file still growing costs one lstat per look, never a read.
-    if (look.complete === undefined) return before.incomplete ? { take: false } : { take: false, read: true };
-    if (!look.complete) {
-      before.incomplete = true;
+    if (before.notAnOrder) return { take: false };
+    const content = look();
+    if (!content) {
+      this.seen.delete(name);
+      return { take: false };
+    }
+    if (changed(before, content)) return this.startSettling(name, content, now);
+    if (!content.complete) {
+      before.notAnOrder = true;
       return { take: false };
     }
     this.seen.delete(name);
     return { take: true };
+  }
+
+  private startSettling(name: string, stamp: FileStamp, now: number): Verdict {
+    this.seen.set(name, { size: stamp.size, mtimeMs: stamp.mtimeMs, since: now });
+    return { take: false, recheckAt: now + this.settleMs };
   }
 
   /** Files seen and not yet taken (being written, or never complete). */
@@ -67,53 +80,49 @@ export class CompletenessRule {
   }
 }
 
-/**
- * The cheap look at an outbox file for every event and recheck: one lstat, never a read.
- * `complete` is known without reading for what the pass quarantines at once (not a regular
- * file, larger than `maxFileBytes`) and for a file with a second hard link (a producer's
- * link-then-unlink rename half done: not yet). Undefined when the file is gone.
- */
-export function shapeOf(outbox: string, name: string, maxFileBytes: number): FileLook | undefined {
+function changed(before: FileStamp, now: FileStamp): boolean {
+  return before.size !== now.size || before.mtimeMs !== now.mtimeMs;
+}
+
+/** The stamp of one outbox file (never following a link); undefined when it is gone. */
+export function stampOf(outbox: string, name: string): FileStamp | undefined {
   const stat = lstatSync(join(outbox, name), { throwIfNoEntry: false });
-  if (!stat) return undefined;
-  const seen = { size: stat.size, mtimeMs: stat.mtimeMs };
-  if (!stat.isFile() || stat.size > maxFileBytes) return { ...seen, complete: true };
-  if (stat.nlink > 1) return { ...seen, complete: false };
-  return { ...seen, complete: undefined };
+  return stat && { size: stat.size, mtimeMs: stat.mtimeMs };
 }
 
 /**
- * Reads a settled outbox file for the completeness rule (asynchronously: a large file does not
- * hold up other orders) and checks it is a JSON object, never following links, never blocking
- * on a fifo. The size and mtime are those the read saw; a file changed during the read is not
- * complete. Undefined when the file is gone.
+ * Looks at one outbox file for the completeness rule: lstat, and for a regular file of at most
+ * `maxFileBytes` a read and a JSON check (never following links, never blocking on a fifo).
+ * Undefined when the file is gone.
  */
-export async function readLook(outbox: string, name: string, maxFileBytes: number): Promise<FileLook | undefined> {
-  const shape = shapeOf(outbox, name, maxFileBytes);
-  if (!shape || shape.complete !== undefined) return shape;
-  let file: fs.FileHandle;
+export function lookAt(outbox: string, name: string, maxFileBytes: number): FileLook | undefined {
+  const path = join(outbox, name);
+  const stat = lstatSync(path, { throwIfNoEntry: false });
+  if (!stat) return undefined;
+  const seen = { size: stat.size, mtimeMs: stat.mtimeMs };
+  if (!stat.isFile() || stat.size > maxFileBytes) return { ...seen, complete: true };
+  // A second link may be a producer's link-then-unlink "rename" half done: wait for the rule.
+  if (stat.nlink > 1) return { ...seen, complete: false };
+  let fd: number;
   try {
-    file = await fs.open(join(outbox, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { ...shape, complete: true };
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { ...seen, complete: true };
   }
   try {
-    const before = await file.stat();
-    // Swapped for something else between the lstat and the open: the rule looks again.
-    if (!before.isFile() || before.size > maxFileBytes) return { size: before.size, mtimeMs: before.mtimeMs, complete: false };
-    const content = Buffer.allocUnsafe(before.size);
+    const content = Buffer.allocUnsafe(stat.size);
     let offset = 0;
     while (offset < content.length) {
-      const { bytesRead } = await file.read(content, offset, content.length - offset, offset);
-      if (bytesRead === 0) break;
-      offset += bytesRead;
+      const read = readSync(fd, content, offset, content.length - offset, offset);
+      if (read === 0) break;
+      offset += read;
     }
-    const after = await file.stat();
-    if (offset !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+    const after = fstatSync(fd);
+    if (offset !== stat.size || after.size !== stat.size || after.mtimeMs !== stat.mtimeMs) {
       return { size: after.size, mtimeMs: after.mtimeMs, complete: false };
     }
-    return { size: before.size, mtimeMs: before.mtimeMs, complete: jsonProblem(content) === undefined };
+    return { ...seen, complete: jsonProblem(content) === undefined };
   } finally {
-    await file.close();
+    closeSync(fd);
   }
 }

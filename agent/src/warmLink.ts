@@ -1,7 +1,7 @@
 import type { AgentConfig } from "@plutus/shared";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
-import { errorMessage } from "./errors";
+import { AuthenticationError, HostKeyMismatchError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected";
@@ -107,8 +107,10 @@ export class WarmLink {
         (error) => {
           this.lastError = errorMessage(error);
           // A host key or authentication failure is final for a RemoteLink; an operator may fix
-          // it meanwhile, so the next attempt starts from a fresh link.
-          this.linkAborted = true;
+          // it meanwhile, so the next attempt starts from a fresh link. Any other failure keeps
+          // the link: a batch may still hold it and reconnect it, and a link replaced then would
+          // keep that second connection open for good.
+          if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError) this.linkAborted = true;
           this.enter("disconnected");
           this.backoffMs = this.backoffMs === 0 ? this.firstBackoffMs : Math.min(this.backoffMs * 2, this.maxBackoffMs);
           this.schedule(this.backoffMs);

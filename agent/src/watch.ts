@@ -5,7 +5,7 @@ import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
 import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
-import { CompletenessRule, readLook, shapeOf, type FileLook, type Verdict } from "./completeness";
+import { CompletenessRule, lookAt, stampOf } from "./completeness";
 import { WarmLink } from "./warmLink";
 import { WatchErrorLog } from "./watchErrors";
 import { processStartTime } from "./lock";
@@ -39,8 +39,6 @@ export interface WatchHooks {
 export class Watcher {
   private readonly rule: CompletenessRule;
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
-  /** Files whose content is being read; true when an event or recheck named one meanwhile. */
-  private readonly reading = new Map<string, boolean>();
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
   private readonly startedAt = new Date().toISOString();
@@ -168,45 +166,20 @@ export class Watcher {
     clearTimeout(this.rechecks.get(name));
     this.rechecks.delete(name);
     if (this.stopping) return;
-    // One read at a time per file; what happened meanwhile is looked at when it ends.
-    if (this.reading.has(name)) return void this.reading.set(name, true);
-    let look;
+    let verdict;
     try {
-      look = shapeOf(this.config.outbox, name, this.config.maxFileBytes);
+      verdict = this.rule.judge(name, stampOf(this.config.outbox, name), Date.now(), () => lookAt(this.config.outbox, name, this.config.maxFileBytes));
     } catch (error) {
       // Unreadable now (permissions being fixed, I/O error): the rescan's full pass decides.
       this.log.debug("watch: cannot look at a file", { event: "watch-look-failed", file: name, error: errorMessage(error) });
       this.rule.forget(name);
       return;
     }
-    this.follow(name, this.rule.judge(name, look, Date.now()));
-  }
-
-  /** The file has settled: its content is read (off the event loop) and judged. */
-  private async readAndJudge(name: string): Promise<void> {
-    this.reading.set(name, false);
-    let look: FileLook | undefined;
-    try {
-      look = await readLook(this.config.outbox, name, this.config.maxFileBytes);
-    } catch (error) {
-      // Judged as gone (forgotten): the rescan's full pass decides.
-      this.log.debug("watch: cannot look at a file", { event: "watch-look-failed", file: name, error: errorMessage(error) });
-    }
-    const lookedAtMeanwhile = this.reading.get(name) === true;
-    this.reading.delete(name);
-    if (this.stopping) return;
-    const verdict = this.rule.judge(name, look, Date.now());
-    this.follow(name, verdict);
-    if (lookedAtMeanwhile && !verdict.take) this.judge(name);
-  }
-
-  private follow(name: string, verdict: Verdict): void {
     if (verdict.take) {
       if (!this.takenAt.has(name)) this.takenAt.set(name, Date.now());
       this.queue.add(name);
-    } else if (verdict.read) {
-      void this.readAndJudge(name);
-    } else if (verdict.recheckAt !== undefined) {
+    }
+    else if (verdict.recheckAt !== undefined) {
       const timer = setTimeout(() => this.judge(name), Math.max(0, verdict.recheckAt - Date.now()));
       this.rechecks.set(name, timer);
     }

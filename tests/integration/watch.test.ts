@@ -312,6 +312,61 @@ describe("plutus-sync watch against a real sshd", () => {
     }
   }, 120_000);
 
+  it("a flapping ERP connection leaves the watcher with one open connection, not one more per outage", async () => {
+    // A proxy in front of sshd that cuts every connection and refuses new ones for a while, 8 times.
+    const pairs = new Set<Socket[]>();
+    let refusing = false;
+    const proxy: Server = createServer((client) => {
+      if (refusing) return void client.destroy();
+      const upstream = tcpConnect(ctx.erp.port, "127.0.0.1");
+      const pair = [client, upstream];
+      pairs.add(pair);
+      const end = () => {
+        pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", end).on("close", end);
+      upstream.on("error", end).on("close", end);
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    let produced = 0;
+    let producing = true;
+    let producer: Promise<void> | undefined;
+    try {
+      watch = await startWatch(configWith({ minAgeSeconds: 60, remote: { ...base.remote, port: (proxy.address() as { port: number }).port } }));
+      producer = (async () => {
+        for (; producing; produced++) {
+          renameIn(ctx.local.outbox, `flap-${produced}.json`, sampleOrder(produced));
+          await new Promise((r) => setTimeout(r, 15));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 1_000));
+      for (let i = 0; i < 8; i++) {
+        refusing = true;
+        for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+        await new Promise((r) => setTimeout(r, 300 + (i % 4) * 250));
+        refusing = false;
+        await new Promise((r) => setTimeout(r, 700 + (i % 3) * 400));
+      }
+      producing = false;
+      await producer;
+      await until(() => readdirSync(ctx.local.outbox).length === 0, 90_000, () => `outbox: ${readdirSync(ctx.local.outbox).length}`);
+      // Longer than the idle check (1 s) and a reconnect: whatever is open now stays open.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(produced);
+      expect(pairs.size).toBe(1);
+      expect((await stop(watch)).code).toBe(0);
+    } finally {
+      producing = false;
+      await producer;
+      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 180_000);
+
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
     for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CompletenessRule, readLook, shapeOf, type FileLook } from "../../agent/src/completeness";
+import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
 import { BatchQueue, type Batch, type BatchOutcome } from "../../agent/src/batchQueue";
 import { readWatcherStatus, writeHeartbeat, describeWatcher } from "../../agent/src/heartbeat";
 import { WatchErrorLog } from "../../agent/src/watchErrors";
@@ -13,121 +13,119 @@ const complete = (size = 10, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, com
 const partial = (size = 5, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: false });
 
 describe("the completeness rule", () => {
+  /** The rule, and how often it read a file's content (a look) rather than only its stamp. */
+  function ruleWithReads(settleMs: number) {
+    const rule = new CompletenessRule(settleMs);
+    let reads = 0;
+    return {
+      rule,
+      reads: () => reads,
+      /** The file as it is now (its lstat and, if the rule reads it, its content): undefined when gone. */
+      judge: (name: string, file: FileLook | undefined, now: number) =>
+        rule.judge(name, file && { size: file.size, mtimeMs: file.mtimeMs }, now, () => (reads++, file)),
+    };
+  }
+
   it("takes a file complete at first sight (renamed in, or between two in-place writes) only once unchanged for settleMs", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
-    expect(rule.judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
-    expect(rule.judge("a.json", complete(), 5_200)).toEqual({ take: true });
+    const { rule, judge, reads } = ruleWithReads(200);
+    expect(judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(reads()).toBe(0);
+    expect(judge("a.json", complete(), 5_200)).toEqual({ take: true });
+    expect(reads()).toBe(1);
     expect(rule.tracked).toBe(0);
   });
 
   it("does not take a JSON-object prefix that the producer's next write extends ('{...}', then a newline)", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    const { judge } = ruleWithReads(200);
+    expect(judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
     // The newline lands 5 ms later: the settle time starts again from the change.
-    expect(rule.judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
-    expect(rule.judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
-    expect(rule.judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
+    expect(judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
   });
 
   it("takes a file written in place only once it is complete and unchanged for settleMs", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    const { rule, judge } = ruleWithReads(200);
+    expect(judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
     // Complete now, but it just changed: the settle time starts again.
-    expect(rule.judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
+    expect(judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
     expect(rule.tracked).toBe(0);
   });
 
   it("notices a change of size alone or of modification time alone", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(5, 1_000), 0);
-    expect(rule.judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
-    expect(rule.judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
-    expect(rule.judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
+    const { judge } = ruleWithReads(200);
+    judge("a.json", partial(5, 1_000), 0);
+    expect(judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
+    expect(judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
+    expect(judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
   });
 
-  it("never takes a stable file that is not a JSON object (left to minAgeSeconds and quarantine)", () => {
+  it("settles again when the file changed between its stamp and its read", () => {
     const rule = new CompletenessRule(200);
-    rule.judge("junk.json", partial(5), 0);
-    expect(rule.judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
-    expect(rule.tracked).toBe(1);
+    rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 0, () => undefined);
+    expect(rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 200, () => complete(9, 1_150))).toEqual({ take: false, recheckAt: 400 });
+    expect(rule.judge("a.json", { size: 9, mtimeMs: 1_150 }, 400, () => complete(9, 1_150))).toEqual({ take: true });
+  });
+
+  it("reads a file growing in place not at all, and a stable non-order once (left to minAgeSeconds and quarantine)", () => {
+    const { rule, judge, reads } = ruleWithReads(200);
+    // 64 KiB more every 20 ms for 10 s: an lstat per look, no read.
+    for (let t = 0; t < 10_000; t += 20) judge("growing.json", partial(65_536 * (t / 20 + 1), 1_000 + t), t);
+    expect(reads()).toBe(0);
+    judge("junk.json", partial(5), 0);
+    expect(judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
+    expect(judge("junk.json", partial(5), 20_000)).toEqual({ take: false });
+    expect(reads()).toBe(1);
+    expect(rule.tracked).toBe(2);
   });
 
   it("forgets a file that is gone, so the tracked set stays bounded", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(), 0);
-    expect(rule.judge("a.json", undefined, 50)).toEqual({ take: false });
+    const { rule, judge } = ruleWithReads(200);
+    judge("a.json", partial(), 0);
+    expect(judge("a.json", undefined, 50)).toEqual({ take: false });
     expect(rule.tracked).toBe(0);
     // A new file under the name, complete at first sight: judged afresh.
-    expect(rule.judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
+    expect(judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
   });
 
-  it("settleMs 0 takes an in-place file on its next unchanged look", () => {
-    const rule = new CompletenessRule(0);
-    expect(rule.judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
-  });
-
-  it("asks for the content only once a file has settled, and not again while it is unchanged and incomplete", () => {
-    const rule = new CompletenessRule(200);
-    const unread = (size: number, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: undefined });
-    expect(rule.judge("a.json", unread(5), 0)).toEqual({ take: false, recheckAt: 200 });
-    // Growing: never a read, one look per change and settleMs.
-    expect(rule.judge("a.json", unread(64_000, 1_100), 100)).toEqual({ take: false, recheckAt: 300 });
-    expect(rule.judge("a.json", unread(64_000, 1_100), 300)).toEqual({ take: false, read: true });
-    expect(rule.judge("a.json", partial(64_000, 1_100), 310)).toEqual({ take: false });
-    // A duplicate event on the unchanged junk: no second read.
-    expect(rule.judge("a.json", unread(64_000, 1_100), 900)).toEqual({ take: false });
-    // It changes (the producer finished): settle, read, take.
-    expect(rule.judge("a.json", unread(64_010, 1_200), 1_000)).toEqual({ take: false, recheckAt: 1_200 });
-    expect(rule.judge("a.json", unread(64_010, 1_200), 1_200)).toEqual({ take: false, read: true });
-    expect(rule.judge("a.json", complete(64_010, 1_200), 1_210)).toEqual({ take: true });
-    expect(rule.tracked).toBe(0);
-  });
-
-  it("a read that sees the file changed starts the settle time again", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", { size: 5, mtimeMs: 1_000, complete: undefined }, 0);
-    expect(rule.judge("a.json", { size: 5, mtimeMs: 1_000, complete: undefined }, 200)).toEqual({ take: false, read: true });
-    expect(rule.judge("a.json", complete(9, 1_050), 220)).toEqual({ take: false, recheckAt: 420 });
+  it("settleMs 0 takes a file on its next unchanged look", () => {
+    const { judge } = ruleWithReads(0);
+    expect(judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
   });
 });
 
-describe("shapeOf and readLook", () => {
+describe("lookAt", () => {
   let dir: string;
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "plutus-look-"))));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("sees a JSON object as complete, a prefix or a JSON array as not, a vanished file as undefined", async () => {
+  it("sees a JSON object as complete, a prefix or a JSON array as not, a vanished file as undefined", () => {
     writeFileSync(join(dir, "full.json"), '{"orderId":"PL-1"}');
     writeFileSync(join(dir, "half.json"), '{"orderId":');
     writeFileSync(join(dir, "array.json"), "[1]");
     const when = new Date(1_700_000_000_000);
     utimesSync(join(dir, "full.json"), when, when);
-    expect(await readLook(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: true });
-    expect(await readLook(dir, "half.json", 1_000)).toMatchObject({ size: 11, complete: false });
-    expect(await readLook(dir, "array.json", 1_000)).toMatchObject({ complete: false });
-    expect(await readLook(dir, "gone.json", 1_000)).toBeUndefined();
-    // The cheap look reads nothing: a regular file's completeness is unknown until it is read.
-    expect(shapeOf(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: undefined });
-    expect(shapeOf(dir, "gone.json", 1_000)).toBeUndefined();
+    expect(lookAt(dir, "full.json", 1_000)).toEqual({ size: 18, mtimeMs: when.getTime(), complete: true });
+    expect(lookAt(dir, "half.json", 1_000)).toMatchObject({ size: 11, complete: false });
+    expect(lookAt(dir, "array.json", 1_000)).toMatchObject({ complete: false });
+    expect(lookAt(dir, "gone.json", 1_000)).toBeUndefined();
   });
 
-  it("hands links, folders and oversized files on at once (the pass quarantines them); waits on a second hard link", async () => {
+  it("hands links, folders and oversized files on at once (the pass quarantines them); waits on a second hard link", () => {
     writeFileSync(join(dir, "big.json"), `{"n":"${"x".repeat(100)}"}`);
     symlinkSync("/etc/passwd", join(dir, "link.json"));
     mkdirSync(join(dir, "folder.json"));
     writeFileSync(join(dir, "linked.json"), "{}");
     linkSync(join(dir, "linked.json"), join(dir, "other-name"));
-    for (const look of [shapeOf, readLook]) {
-      expect(await look(dir, "big.json", 50)).toMatchObject({ complete: true });
-      expect(await look(dir, "link.json", 1_000)).toMatchObject({ complete: true });
-      expect(await look(dir, "folder.json", 1_000)).toMatchObject({ complete: true });
-      expect(await look(dir, "linked.json", 1_000)).toMatchObject({ complete: false });
-    }
+    expect(lookAt(dir, "big.json", 50)).toMatchObject({ complete: true });
+    expect(lookAt(dir, "link.json", 1_000)).toMatchObject({ complete: true });
+    expect(lookAt(dir, "folder.json", 1_000)).toMatchObject({ complete: true });
+    expect(lookAt(dir, "linked.json", 1_000)).toMatchObject({ complete: false });
   });
 });
 
