@@ -151,6 +151,8 @@ export class SftpSession {
         settled = true;
         clearTimeout(timer);
         client.destroy();
+        // ssh2's destroy() skips a socket it does not deem writable (its isWritable): ours is closed anyway.
+        socket.destroy();
         reject(error);
       };
       const timer = setTimeout(
@@ -209,6 +211,7 @@ export class SftpSession {
       const abandonChannel = () => {
         clearTimeout(timer);
         client.destroy();
+        socket.destroy();
         reject(abandoned(where, signal!));
       };
       const timer = setTimeout(() => {
