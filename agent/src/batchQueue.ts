@@ -4,6 +4,11 @@ export interface BatchOutcome {
   locked: boolean;
   /** Names to try again after a back-off (their batch had failures and they are still there). */
   retry: readonly string[];
+  /**
+   * Names not tried (no connection): they wait in the queue, without a batch, until the names may
+   * be delivered again (`mayDeliverNames`, then `wake()`); a rescan still runs meanwhile.
+   */
+  held?: readonly string[];
 }
 
 /** One unit of queued work: names the watcher judged complete, and/or a full rescan pass. */
@@ -18,6 +23,8 @@ export interface BatchQueueOptions {
   /** First back-off after a batch with failures; doubles up to `maxBackoffMs`. */
   firstBackoffMs: number;
   maxBackoffMs: number;
+  /** False while names cannot be delivered (no connection): they wait, only rescans run. */
+  mayDeliverNames?: () => boolean;
 }
 
 /**
@@ -48,6 +55,11 @@ export class BatchQueue {
     if (this.stopped) return;
     this.rescanWanted = true;
     this.kick();
+  }
+
+  /** Names may be delivered again (the connection is back): run what waits. */
+  wake(): void {
+    if (!this.stopped && this.pending.size > 0) this.kick();
   }
 
   get waiting(): number {
@@ -81,11 +93,20 @@ export class BatchQueue {
   }
 
   private async drain(): Promise<void> {
-    while (!this.stopped && (this.pending.size > 0 || this.rescanWanted)) {
-      const batch: Batch = { names: [...this.pending], rescan: this.rescanWanted };
-      this.pending = new Set();
+    while (!this.stopped) {
+      const namesNow = this.pending.size > 0 && (this.options.mayDeliverNames?.() ?? true);
+      if (!namesNow && !this.rescanWanted) return;
+      const batch: Batch = { names: namesNow ? [...this.pending] : [], rescan: this.rescanWanted };
+      if (namesNow) this.pending = new Set();
       this.rescanWanted = false;
       const outcome = await this.deliver(batch);
+      if (outcome.held && outcome.held.length > 0) {
+        for (const name of outcome.held) this.pending.add(name);
+        if (outcome.locked && batch.rescan) this.later(this.options.lockedRetryMs, () => this.requestRescan());
+        // Looked at again shortly: by then the connection state says whether they may go.
+        this.later(this.options.firstBackoffMs, () => this.wake());
+        return;
+      }
       if (outcome.locked) {
         this.later(this.options.lockedRetryMs, () => {
           for (const name of batch.names) this.add(name);

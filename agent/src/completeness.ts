@@ -2,10 +2,14 @@ import { closeSync, fstatSync, lstatSync, openSync, readSync, constants } from "
 import { join } from "node:path";
 import { jsonProblem } from "./orderFile";
 
-/** What the watcher sees of an outbox file when an event (or a rescan) names it. */
-export interface FileLook {
+/** What an lstat of an outbox file tells, without reading it. */
+export interface FileStamp {
   size: number;
   mtimeMs: number;
+}
+
+/** What the watcher sees of an outbox file once it reads it. */
+export interface FileLook extends FileStamp {
   /**
    * The content is a JSON object (an order written in place is not one until its last byte is
    * written), or the entry is something the pass quarantines at once (a link, a folder, too big).
@@ -18,37 +22,52 @@ export type Verdict = { take: true } | { take: false; recheckAt?: number };
 /**
  * When the watcher hands a file to a delivery batch.
  *
- * A file that is complete the first time it is looked at was renamed in (or written and closed
- * before its first event was handled): taken at once. A file first seen incomplete is being
- * written in place: taken once it is complete and its size and modification time have not changed
- * for `settleMs`. A file that never becomes complete is left to the minAgeSeconds rule of the
- * rescan and the cron pass, which quarantine it with its reason.
+ * Taken once it is complete and its size and modification time have not changed for `settleMs`
+ * since it was first looked at, however it arrived. A file complete at first sight may be a
+ * rename, or an in-place write between two `write` calls (`{...}`, then a newline): inotify as
+ * libuv reports it does not tell the two apart, and the mtime cannot either (a rename right after
+ * the write keeps a fresh one; coarse or skewed file system clocks make an in-place write look
+ * old), and taking such a prefix delivers the order twice. The content is read only once the
+ * stamp has been still for `settleMs` (a file growing in place costs an lstat per look, not a read
+ * and a parse of up to maxFileBytes on the event loop), and once per stamp. A file that never
+ * becomes complete is left to the minAgeSeconds rule of the rescan and the cron pass, which
+ * quarantine it with its reason.
  */
 export class CompletenessRule {
-  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
+  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number; notAnOrder?: true }>();
 
   constructor(private readonly settleMs: number) {}
 
-  /** `look` undefined: the file is gone. Duplicate calls with the same look are harmless. */
-  judge(name: string, look: FileLook | undefined, now: number): Verdict {
+  /**
+   * `stamp` undefined: the file is gone. `look` reads the file; called only when the stamp has been
+   * still for settleMs. Duplicate calls with the same stamp are harmless.
+   */
+  judge(name: string, stamp: FileStamp | undefined, now: number, look: () => FileLook | undefined): Verdict {
     const before = this.seen.get(name);
-    if (!look) {
+    if (!stamp) {
       this.seen.delete(name);
       return { take: false };
     }
-    if (!before) {
-      if (look.complete) return { take: true };
-      this.seen.set(name, { size: look.size, mtimeMs: look.mtimeMs, since: now });
-      return { take: false, recheckAt: now + this.settleMs };
-    }
-    if (before.size !== look.size || before.mtimeMs !== look.mtimeMs) {
-      this.seen.set(name, { size: look.size, mtimeMs: look.mtimeMs, since: now });
-      return { take: false, recheckAt: now + this.settleMs };
-    }
+    if (!before || changed(before, stamp)) return this.startSettling(name, stamp, now);
     if (now - before.since < this.settleMs) return { take: false, recheckAt: before.since + this.settleMs };
-    if (!look.complete) return { take: false };
+    if (before.notAnOrder) return { take: false };
+    const content = look();
+    if (!content) {
+      this.seen.delete(name);
+      return { take: false };
+    }
+    if (changed(before, content)) return this.startSettling(name, content, now);
+    if (!content.complete) {
+      before.notAnOrder = true;
+      return { take: false };
+    }
     this.seen.delete(name);
     return { take: true };
+  }
+
+  private startSettling(name: string, stamp: FileStamp, now: number): Verdict {
+    this.seen.set(name, { size: stamp.size, mtimeMs: stamp.mtimeMs, since: now });
+    return { take: false, recheckAt: now + this.settleMs };
   }
 
   /** Files seen and not yet taken (being written, or never complete). */
@@ -59,6 +78,16 @@ export class CompletenessRule {
   forget(name: string): void {
     this.seen.delete(name);
   }
+}
+
+function changed(before: FileStamp, now: FileStamp): boolean {
+  return before.size !== now.size || before.mtimeMs !== now.mtimeMs;
+}
+
+/** The stamp of one outbox file (never following a link); undefined when it is gone. */
+export function stampOf(outbox: string, name: string): FileStamp | undefined {
+  const stat = lstatSync(join(outbox, name), { throwIfNoEntry: false });
+  return stat && { size: stat.size, mtimeMs: stat.mtimeMs };
 }
 
 /**

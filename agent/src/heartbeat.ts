@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { WatcherHeartbeat, WatcherStatus } from "@plutus/shared";
 import { writeFileAtomic } from "./durableFs";
 import { errorCode } from "./errors";
+import { processStartTime } from "./lock";
 
 /** The watcher rewrites its heartbeat this often, idle or not (status calls it stale after 2 misses and more). */
 export const HEARTBEAT_INTERVAL_MS = 10_000;
@@ -26,13 +27,15 @@ export async function readWatcherStatus(stateDir: string, now = Date.now()): Pro
   }
   if (heartbeat.stoppedAt) return { state: "stopped", heartbeat };
   const fresh = now - Date.parse(heartbeat.heartbeatAt) <= HEARTBEAT_STALE_MS;
-  return { state: fresh && processAlive(heartbeat.pid) ? "running" : "stale", heartbeat };
+  return { state: fresh && processAlive(heartbeat.pid, heartbeat.procStart) ? "running" : "stale", heartbeat };
 }
 
-function processAlive(pid: number): boolean {
+function processAlive(pid: number, procStart: string | undefined): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    // A PID reused by another process since (the watcher was killed) is not the watcher.
+    const startedNow = procStart === undefined ? undefined : processStartTime(pid);
+    return startedNow === undefined || startedNow === procStart;
   } catch (error) {
     // EPERM: alive, but run by another account (status may be run by an operator).
     return errorCode(error) === "EPERM";

@@ -128,3 +128,6 @@ export async function abandonedLockStartedAt(stateDir: string, staleAfterMs: num
   const owner = await readOwner(lockPath);
   return owner && isStale(owner, staleAfterMs) ? owner.startedAt : undefined;
 }
+
+/** The heartbeat of the watcher tells a reused PID apart with the same start time. */
+export { processStartTime };

@@ -57,6 +57,11 @@ export interface BatchRequest {
    */
   recover: boolean;
   deadlines: Deadlines;
+  /**
+   * The caller tried to connect before taking the lock and could not (the watcher): nothing is
+   * sent, local work (archive, quarantine) is done, each order is reported failed with this error.
+   */
+  connectError?: ConnectError;
 }
 
 /** File content held in memory at once across all files in flight (see ByteBudget). */
@@ -91,6 +96,7 @@ export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logg
   let result: PassResult;
   try {
     result = await deliverBatch(config, link, log, { minAgeMs: config.minAgeSeconds * 1000, recover: true, deadlines });
+    if (result.summary.skippedLocked) log.info("another pass holds the lock; nothing done", { event: "locked" });
     // Work was still in flight at the deadline (a stalled or dribbling server): a failed run.
     if (deadlineHit && result.exitCode === ExitCode.Ok) result = { ...result, exitCode: ExitCode.DeliveryFailed };
     if (!result.summary.skippedLocked && !result.connectError && !result.remoteRefused && !deadlineHit && Date.now() < deadlines.stopStarting) {
@@ -122,7 +128,7 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
     throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}; the agent's account must own it`, { cause: error });
   });
   if (!lock) {
-    log.info("another pass holds the lock; nothing done", { event: "locked" });
+    // Logged by the caller: the watcher says it once however often it tries again.
     return { summary: { ...summary, skippedLocked: true }, exitCode: ExitCode.Ok };
   }
   let journal: Journal | undefined;
@@ -216,6 +222,7 @@ class PassWorker {
   ) {
     this.stagingMarker = new StagingSweepMarker(config.stateDir);
     this.deadlines = request.deadlines;
+    this.connectError = request.connectError;
   }
 
   /** Names the journal owns stay untouched; a sweep owed from earlier stays owed. */

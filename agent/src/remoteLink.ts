@@ -13,6 +13,8 @@ export class RemoteLink {
   private current: SftpSession | undefined;
   private connecting: Promise<SftpSession> | undefined;
   private finalError: Error | undefined;
+  /** Aborted by shutdown(): a connect in progress must not keep the pass (and its lock) waiting. */
+  private readonly ending = new AbortController();
   connects = 0;
 
   constructor(
@@ -41,8 +43,9 @@ export class RemoteLink {
       const started = Date.now();
       let session: SftpSession;
       try {
-        session = await SftpSession.connect(this.target);
+        session = await SftpSession.connect(this.target, this.ending.signal);
       } catch (error) {
+        if (this.finalError) throw this.finalError;
         if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError) {
           this.finalError = error;
           throw error;
@@ -64,9 +67,10 @@ export class RemoteLink {
     }
   }
 
-  /** Ends remote work for the rest of the pass: requests in flight fail, no reconnect follows. */
+  /** Ends remote work for the rest of the pass: requests in flight and a connect in progress fail, no reconnect follows. */
   shutdown(reason: string): void {
     this.finalError ??= new OutcomeUnknownError(reason);
+    this.ending.abort(reason);
     this.current?.close();
     this.current = undefined;
   }

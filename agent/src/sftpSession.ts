@@ -133,14 +133,17 @@ export class SftpSession {
     return this.closedError === undefined;
   }
 
-  static async connect(target: SftpTarget): Promise<SftpSession> {
+  /** `signal` abandons the attempt (the pass or watcher is ending): it fails at once, the socket is destroyed. */
+  static async connect(target: SftpTarget, signal?: AbortSignal): Promise<SftpSession> {
+    const where = `${target.username}@${target.host}:${target.port}`;
+    if (signal?.aborted) throw abandoned(where, signal);
     const client = new Client();
     const socket = new Socket();
     // Many small pipelined requests: Nagle's algorithm would hold each one back ~40 ms.
     socket.setNoDelay(true);
     const versionLine = readVersionLine(socket);
     let presented: string | undefined;
-    const where = `${target.username}@${target.host}:${target.port}`;
+    let abandon = () => undefined as void;
     const ready = new Promise<void>((resolve, reject) => {
       let settled = false;
       const fail = (error: ConnectError) => {
@@ -148,6 +151,8 @@ export class SftpSession {
         settled = true;
         clearTimeout(timer);
         client.destroy();
+        // ssh2's destroy() skips a socket it does not deem writable (its isWritable): ours is closed anyway.
+        socket.destroy();
         reject(error);
       };
       const timer = setTimeout(
@@ -173,6 +178,8 @@ export class SftpSession {
         }
       });
       client.on("close", () => fail(new ConnectError(`cannot connect to ${where}: the server closed the connection during the handshake`)));
+      abandon = () => fail(abandoned(where, signal!));
+      signal?.addEventListener("abort", abandon, { once: true });
     });
     socket.connect({ host: target.host, port: target.port });
     client.connect({
@@ -199,13 +206,23 @@ export class SftpSession {
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
     });
-    await ready;
+    await ready.finally(() => signal?.removeEventListener("abort", abandon));
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      const abandonChannel = () => {
+        clearTimeout(timer);
+        client.destroy();
+        socket.destroy();
+        reject(abandoned(where, signal!));
+      };
       const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", abandonChannel);
         client.destroy();
         reject(new ConnectError(`${where} opened no SFTP channel within ${target.operationTimeoutMs} ms`));
       }, target.operationTimeoutMs);
+      if (signal?.aborted) return abandonChannel();
+      signal?.addEventListener("abort", abandonChannel, { once: true });
       client.sftp((error, channel) => {
+        signal?.removeEventListener("abort", abandonChannel);
         clearTimeout(timer);
         if (error) {
           client.destroy();
@@ -666,4 +683,8 @@ function readVersionLine(socket: Socket): () => string | undefined {
 function serverSoftwareOf(versionLine: string | undefined): string {
   const software = versionLine?.split(" ")[0].split("-").slice(2).join("-");
   return software ? printable(software, 100) : "unknown";
+}
+
+function abandoned(where: string, signal: AbortSignal): ConnectError {
+  return new ConnectError(`connecting to ${where} was abandoned: ${errorMessage(signal.reason)}`);
 }

@@ -1,7 +1,7 @@
 import type { AgentConfig } from "@plutus/shared";
 import { RemoteLink } from "./remoteLink";
 import { sftpTarget } from "./sftpSession";
-import { errorMessage } from "./errors";
+import { AuthenticationError, HostKeyMismatchError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected";
@@ -66,6 +66,11 @@ export class WarmLink {
     if (!this.closed && !this.attempt) this.schedule(0);
   }
 
+  /** A batch connected while this link counted as down (it tried between back-off attempts): say so now. */
+  noteConnected(): void {
+    if (!this.closed && !this.attempt && this.state !== "connected") this.schedule(0);
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
@@ -102,8 +107,10 @@ export class WarmLink {
         (error) => {
           this.lastError = errorMessage(error);
           // A host key or authentication failure is final for a RemoteLink; an operator may fix
-          // it meanwhile, so the next attempt starts from a fresh link.
-          this.linkAborted = true;
+          // it meanwhile, so the next attempt starts from a fresh link. Any other failure keeps
+          // the link: a batch may still hold it and reconnect it, and a link replaced then would
+          // keep that second connection open for good.
+          if (error instanceof HostKeyMismatchError || error instanceof AuthenticationError) this.linkAborted = true;
           this.enter("disconnected");
           this.backoffMs = this.backoffMs === 0 ? this.firstBackoffMs : Math.min(this.backoffMs * 2, this.maxBackoffMs);
           this.schedule(this.backoffMs);

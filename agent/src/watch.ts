@@ -5,15 +5,17 @@ import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
 import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
-import { CompletenessRule, lookAt } from "./completeness";
+import { CompletenessRule, lookAt, stampOf } from "./completeness";
 import { WarmLink } from "./warmLink";
+import { WatchErrorLog } from "./watchErrors";
+import { processStartTime } from "./lock";
 import { HEARTBEAT_INTERVAL_MS, writeHeartbeat } from "./heartbeat";
 import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFile";
 import { ignoreWatchEvents } from "./crashHook";
 import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
 import { assessHealth } from "./health";
 import { observeAndRecordErpInbox } from "./erpInbox";
-import { StateError, errorMessage } from "./errors";
+import { ConnectError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
 /** SIGTERM to exit must stay under 10 s: in-flight work gets this long, then is aborted (in doubt at worst). */
@@ -40,6 +42,7 @@ export class Watcher {
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
   private readonly startedAt = new Date().toISOString();
+  private readonly procStart = processStartTime(process.pid);
   private fsWatcher: FSWatcher | undefined;
   private metricsServer: Server | undefined;
   /** Delivery latencies for /metrics: from the moment a file was judged complete to its delivery. */
@@ -54,6 +57,8 @@ export class Watcher {
   private lastBeatAt = 0;
   private beatTimer: NodeJS.Timeout | undefined;
   private observingInbox = false;
+  private waitingForLock = false;
+  private readonly watchErrors: WatchErrorLog;
   private inboxObserved = false;
 
   constructor(
@@ -63,15 +68,27 @@ export class Watcher {
     private readonly hooks: WatchHooks,
   ) {
     this.rule = new CompletenessRule(config.watch.settleMs);
-    this.link = new WarmLink(config, privateKey, log, () => void this.beat());
+    this.watchErrors = new WatchErrorLog(log);
+    this.link = new WarmLink(config, privateKey, log, () => {
+      void this.beat();
+      if (this.link.connectionState === "connected") this.queue.wake();
+    });
     this.queue = new BatchQueue((batch) => this.deliver(batch), {
       lockedRetryMs: 500,
       firstBackoffMs: 500,
       maxBackoffMs: config.watch.rescanSeconds * 1000,
+      // During an ERP outage orders wait for the connection (one state change logged), not for
+      // retry batches that would each report every one of them failed; the rescan still runs.
+      mayDeliverNames: () => this.link.connectionState !== "disconnected",
     });
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts watching. Resolves false, having started nothing more, when `cancel` fires first (a
+   * SIGTERM during start-up): chokidar's initial scan stats every outbox entry and may take
+   * longer than systemd waits for a stop. stop() cleans up either way.
+   */
+  async start(cancel?: AbortSignal): Promise<boolean> {
     const outbox = await fs.stat(this.config.outbox).catch((error) => {
       throw new StateError(`outbox ${this.config.outbox} cannot be used: ${errorMessage(error)}`, { cause: error });
     });
@@ -79,12 +96,17 @@ export class Watcher {
     await fs.mkdir(this.config.stateDir, { recursive: true, mode: 0o750 });
     await this.beat();
     this.link.start();
+    if (cancel?.aborted) return false;
     const watcher = watchFolder(this.config.outbox, { depth: 0, ignoreInitial: true, atomic: false, ignorePermissionErrors: true, persistent: true });
     this.fsWatcher = watcher;
     const onEvent = (path: string) => this.onEvent(basename(path));
     watcher.on("add", onEvent).on("change", onEvent);
-    watcher.on("error", (error) => this.log.warn("watch: file event error; the rescan still finds every file", { event: "watch-error", error: errorMessage(error) }));
-    await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    watcher.on("error", (error) => this.watchErrors.note(error));
+    const ready = new Promise<boolean>((resolve) => {
+      watcher.once("ready", () => resolve(true));
+      cancel?.addEventListener("abort", () => resolve(false), { once: true });
+    });
+    if (cancel?.aborted || !(await ready)) return false;
     const listen = this.config.metrics.listen;
     if (listen) {
       this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
@@ -93,10 +115,16 @@ export class Watcher {
     }
     // Only now: an order written between the listing and the watch start is seen by one of them.
     this.queue.requestRescan();
-    this.timers.push(setInterval(() => this.queue.requestRescan(), this.config.watch.rescanSeconds * 1000));
+    this.timers.push(
+      setInterval(() => {
+        this.watchErrors.report();
+        this.queue.requestRescan();
+      }, this.config.watch.rescanSeconds * 1000),
+    );
     this.timers.push(setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS));
     this.timers.push(setInterval(() => void this.observeErpInbox(), ERP_INBOX_OBSERVE_MS));
     this.log.info("watch started", { event: "watch-started", outbox: this.config.outbox, settleMs: this.config.watch.settleMs, rescanSeconds: this.config.watch.rescanSeconds });
+    return true;
   }
 
   /**
@@ -112,6 +140,7 @@ export class Watcher {
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
     await this.fsWatcher?.close().catch(() => undefined);
+    this.watchErrors.report();
     this.metricsServer?.close();
     if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
     const finished = this.queue.stop();
@@ -137,16 +166,15 @@ export class Watcher {
     clearTimeout(this.rechecks.get(name));
     this.rechecks.delete(name);
     if (this.stopping) return;
-    let look;
+    let verdict;
     try {
-      look = lookAt(this.config.outbox, name, this.config.maxFileBytes);
+      verdict = this.rule.judge(name, stampOf(this.config.outbox, name), Date.now(), () => lookAt(this.config.outbox, name, this.config.maxFileBytes));
     } catch (error) {
       // Unreadable now (permissions being fixed, I/O error): the rescan's full pass decides.
       this.log.debug("watch: cannot look at a file", { event: "watch-look-failed", file: name, error: errorMessage(error) });
       this.rule.forget(name);
       return;
     }
-    const verdict = this.rule.judge(name, look, Date.now());
     if (verdict.take) {
       if (!this.takenAt.has(name)) this.takenAt.set(name, Date.now());
       this.queue.add(name);
@@ -160,9 +188,20 @@ export class Watcher {
   private async deliver(batch: Batch): Promise<BatchOutcome> {
     if (this.stopping) return { locked: false, retry: [] };
     const names = batch.names.filter((name) => existsSync(`${this.config.outbox}/${name}`));
+    const link = this.link.current();
+    // Connected before the lock is taken: a batch never holds it across a network wait (a cron
+    // pass meanwhile runs, and reports the ERP unreachable itself).
+    const connectError = await link.session().then(
+      () => undefined,
+      (error: unknown) => (error instanceof ConnectError ? error : new ConnectError(errorMessage(error), { cause: error })),
+    );
+    if (this.stopping) return { locked: false, retry: [] };
+    if (connectError) {
+      this.link.noteTrouble();
+      if (!batch.rescan) return { locked: false, retry: [], held: names };
+    } else this.link.noteConnected();
     const deadlines = deadlinesFrom(this.config, Date.now());
     this.batchDeadlines = deadlines;
-    const link = this.link.current();
     const abortTimer = setTimeout(() => {
       this.log.warn("batch deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: this.config.passDeadlineSeconds });
       this.link.abort(`batch deadline of ${this.config.passDeadlineSeconds} s reached`);
@@ -171,13 +210,13 @@ export class Watcher {
     const results: PassResult[] = [];
     try {
       if (batch.rescan) {
-        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines });
-        if (full.summary.skippedLocked) return { locked: true, retry: [] };
+        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines, connectError });
+        if (this.noteLocked(full)) return { locked: true, retry: [], ...(connectError ? { held: names } : {}) };
         results.push(full);
       }
-      if (names.length > 0 && !this.stopping) {
+      if (names.length > 0 && !this.stopping && !connectError) {
         const events = await deliverBatch(this.config, link, this.log, { names, minAgeMs: 0, recover: false, deadlines });
-        if (events.summary.skippedLocked) return { locked: true, retry: [] };
+        if (this.noteLocked(events)) return { locked: true, retry: [] };
         results.push(events);
       }
     } catch (error) {
@@ -194,7 +233,8 @@ export class Watcher {
       this.lastDeliveryAt = new Date().toISOString();
       this.beatSoon();
     }
-    for (const name of batch.names) {
+    // Held names keep their time: their latency is observed when they are delivered.
+    for (const name of connectError ? [] : batch.names) {
       const at = this.takenAt.get(name);
       this.takenAt.delete(name);
       if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
@@ -202,10 +242,19 @@ export class Watcher {
     if (batch.rescan) await this.feedYoungFiles();
     // The first look at the ERP inbox comes with the first batch, not a minute later.
     if (!this.inboxObserved) void this.observeErpInbox();
+    if (connectError) return { locked: false, retry: [], held: names };
     const troubled = results.some((r) => r.summary.failed > 0 || r.connectError !== undefined);
     if (!troubled) return { locked: false, retry: [] };
     this.link.noteTrouble();
     return { locked: false, retry: names.filter((name) => existsSync(`${this.config.outbox}/${name}`)) };
+  }
+
+  /** True when another pass held the lock; said once per stretch of waiting, not per try (every 0.5 s). */
+  private noteLocked(result: PassResult): boolean {
+    const locked = result.summary.skippedLocked === true;
+    if (locked && !this.waitingForLock) this.log.info("watch: another pass holds the lock; waiting for it", { event: "locked" });
+    this.waitingForLock = locked;
+    return locked;
   }
 
   /** One bounded listing of the ERP inbox over the warm connection, when it is up; never two at once. */
@@ -243,6 +292,7 @@ export class Watcher {
     try {
       await writeHeartbeat(this.config.stateDir, {
         pid: process.pid,
+        ...(this.procStart !== undefined ? { procStart: this.procStart } : {}),
         startedAt: this.startedAt,
         heartbeatAt: new Date().toISOString(),
         lastDeliveryAt: this.lastDeliveryAt,
@@ -272,12 +322,17 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 /** Runs the watcher until SIGTERM or SIGINT; returns the exit code (0 after a clean stop). */
 export async function runWatch(config: AgentConfig, privateKey: Buffer, log: Logger, hooks: WatchHooks): Promise<ExitCode> {
   const watcher = new Watcher(config, privateKey, log, hooks);
+  // Before start(): a stop asked for during start-up is honoured within the same 10 s.
+  const cancelStart = new AbortController();
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
+    const on = (signal: NodeJS.Signals) => {
+      cancelStart.abort();
+      resolve(signal);
+    };
+    process.once("SIGTERM", on);
+    process.once("SIGINT", on);
   });
-  await watcher.start();
-  process.stdout.write(`plutus-sync: watching ${config.outbox}\n`);
+  if (await watcher.start(cancelStart.signal)) process.stdout.write(`plutus-sync: watching ${config.outbox}\n`);
   const signal = await signalled;
   const { delivered } = await watcher.stop(signal);
   process.stdout.write(`plutus-sync: watch stopped on ${signal}; ${delivered} delivered\n`);

@@ -70,6 +70,8 @@ export interface StatusReport {
 /** `<stateDir>/watcher.json`: rewritten by `plutus-sync watch` at least every 30 s, also when idle. */
 export interface WatcherHeartbeat {
   pid: number;
+  /** The watcher's start time as the kernel counts it (/proc/<pid>/stat): tells a reused PID apart. */
+  procStart?: string;
   startedAt: string;
   heartbeatAt: string;
   lastDeliveryAt: string | null;

@@ -65,17 +65,26 @@ it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass e
   expect(stagingFiles(erp.stagingDir)).toEqual([]);
 });
 
-it("a connection that completes after the pass was shut down is closed at once, never kept", async () => {
+it("shutdown abandons a connect in progress at once: the attempt fails with its reason, its socket is closed, nothing is kept", async () => {
   const { RemoteLink } = await import("../../agent/src/remoteLink");
   const { createSilentLogger } = await import("../../agent/src/logger");
   const { readFileSync: read } = await import("node:fs");
   const { connect } = await import("node:net");
-  // Forwards to the real sshd, but only after 800 ms: the handshake finishes after the shutdown.
-  let upstreamClosed: Promise<void> | undefined;
+  // Forwards to the real sshd, but only after 800 ms: the handshake could finish only after the
+  // shutdown. What the agent sends meanwhile is read (so its close is seen) and passed on later.
+  let clientClosed: Promise<void> | undefined;
+  let forwarded = false;
   const slow = createServer((client) => {
+    clientClosed = new Promise((resolve) => client.once("close", () => resolve()));
+    const early: Buffer[] = [];
+    const hold = (chunk: Buffer) => early.push(chunk);
+    client.on("data", hold).on("error", () => undefined);
     setTimeout(() => {
+      if (client.destroyed) return;
+      forwarded = true;
       const upstream = connect(erp.port, "127.0.0.1");
-      upstreamClosed = new Promise((resolve) => upstream.once("close", () => resolve()));
+      client.off("data", hold);
+      for (const chunk of early) upstream.write(chunk);
       client.pipe(upstream).pipe(client);
       client.on("error", () => upstream.destroy());
       upstream.on("error", () => client.destroy());
@@ -96,11 +105,17 @@ it("a connection that completes after the pass was shut down is closed at once, 
       },
       createSilentLogger(),
     );
+    const started = Date.now();
     const attempt = link.session();
     setTimeout(() => link.shutdown("pass deadline of 10 s reached"), 200);
     await expect(attempt).rejects.toThrow("pass deadline of 10 s reached");
-    expect(upstreamClosed).toBeDefined();
-    await upstreamClosed;
+    // Not after the connect timeout (5 s), nor when the handshake could have finished (800 ms).
+    expect(Date.now() - started).toBeLessThan(800);
+    expect(clientClosed).toBeDefined();
+    await clientClosed;
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(forwarded).toBe(false);
+    await expect(link.session()).rejects.toThrow("pass deadline of 10 s reached");
   } finally {
     await new Promise((resolve) => slow.close(resolve));
   }

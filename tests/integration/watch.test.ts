@@ -1,5 +1,7 @@
 import { spawn, ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
@@ -15,8 +17,9 @@ interface WatchProcess {
 }
 
 /** Starts `plutus-sync watch` and resolves once it says it is watching. */
-async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<WatchProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], wrapper: string[] = []): Promise<WatchProcess> {
+  const command = [...wrapper, process.execPath, ...nodeArgs, BUNDLE, "watch", "--config", configPath];
+  const child = spawn(command[0], command.slice(1), { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stdout!.on("data", (d) => (out += d));
@@ -53,6 +56,60 @@ async function stop(watch: WatchProcess): Promise<{ code: number | null; ms: num
   watch.child.kill("SIGTERM");
   const { code } = await watch.exited;
   return { code, ms: Date.now() - started };
+}
+
+/** A TCP listener that accepts connections and never sends a byte (a hung or black-holed ERP). */
+async function silentListener(): Promise<{ port: number; accepted(): number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server: Server = createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    accepted: () => accepted,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A TCP front for the ERP: silent (a black-holed ERP: accepts, never answers) until `open()`, then it forwards to `port`. */
+async function erpFront(port: number): Promise<{ port: number; open(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let forwarding = false;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(socket));
+  };
+  const server: Server = createServer((socket) => {
+    track(socket);
+    if (!forwarding) return;
+    const upstream = tcpConnect(port, "127.0.0.1");
+    track(upstream);
+    socket.pipe(upstream).pipe(socket);
+    socket.on("close", () => upstream.destroy());
+    upstream.on("close", () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    open: () => {
+      forwarding = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -123,6 +180,192 @@ describe("plutus-sync watch against a real sshd", () => {
     const after = await runAgent(["status", "--config", ctx.local.configPath]);
     expect(after.stdout).toMatch(/^watcher: stopped at \S+ \(pid \d+, last delivery \S+\)$/m);
   }, 60_000);
+
+  it("delivers an order written in place as '{...}' and then a newline once, not its prefix and then the whole", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    const n = 40;
+    for (let i = 0; i < n; i++) {
+      const fd = openSync(join(ctx.local.outbox, `nl-${i}.json`), "w");
+      writeSync(fd, sampleOrder(i));
+      // The producer's second write (PHP's unbuffered fwrite of "\n") comes a moment later.
+      await new Promise((r) => setTimeout(r, 2 + (i % 10) * 2));
+      writeSync(fd, "\n");
+      closeSync(fd);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await until(() => readdirSync(ctx.local.outbox).length === 0, 30_000, () => `outbox: ${readdirSync(ctx.local.outbox).join(" ")}`);
+    // A prefix taken too early comes back as a "replaced" file and is delivered again under a conflict name.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const expected = Array.from({ length: n }, (_, i) => `nl-${i}.json`).sort();
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual(expected);
+    for (let i = 0; i < n; i++) expect(readFileSync(join(ctx.erp.inboxDir, `nl-${i}.json`), "utf8")).toBe(sampleOrder(i) + "\n");
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual(expected);
+  }, 60_000);
+
+  it("SIGTERM while a batch waits for a connect: exits 0 within 10 s, releases the pass lock, records no failed run", async () => {
+    // An ERP that accepts the TCP connection and never says a word: the connect waits for connectTimeoutSeconds (20).
+    const silent = await silentListener();
+    try {
+      const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+      const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
+      for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `waiting-${i}.json`, sampleOrder(i));
+      watch = await startWatch(configPath);
+      await until(() => silent.accepted() > 0, 10_000, () => "the watcher never connected");
+      await new Promise((r) => setTimeout(r, 1_000));
+      const stopped = await stop(watch);
+      expect(stopped.code).toBe(0);
+      expect(stopped.ms).toBeLessThan(10_000);
+      expect(existsSync(join(ctx.local.stateDir, "pass.lock"))).toBe(false);
+      const status = await runAgent(["status", "--config", configPath, "--json"]);
+      const report = JSON.parse(status.stdout);
+      expect(report.consecutiveFailedRuns).toBe(0);
+      expect(JSON.stringify(report.lastRun ?? null)).not.toContain("did not finish");
+      expect(readdirSync(ctx.local.outbox)).toHaveLength(20);
+    } finally {
+      await silent.close();
+    }
+  }, 60_000);
+
+  it("ERP outage: one failed line per waiting file per rescan, the lock never held across a connect (cron says unreachable), all delivered once after", async () => {
+    const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    const front = await erpFront(config.remote.port);
+    try {
+      const remote = { ...config.remote, port: front.port };
+      const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 2, remote, watch: { rescanSeconds: 10 } });
+      // The cron pass logs elsewhere, so that the watcher's lines can be counted.
+      const cronConfig = join(ctx.local.root, "cron.json");
+      writeFileSync(cronConfig, JSON.stringify({ ...JSON.parse(readFileSync(configPath, "utf8")), logDir: join(ctx.local.root, "cron-log") }));
+      const before = Array.from({ length: 10 }, (_, i) => `before-${i}.json`);
+      const during = Array.from({ length: 10 }, (_, i) => `during-${i}.json`);
+      before.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(i)));
+      watch = await startWatch(configPath);
+      const started = Date.now();
+      const failedLines = () => logEvents(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
+      // The start-up rescan could not connect (2 s): one line for each file it found.
+      await until(() => failedLines().length >= 10, 15_000, () => `failed lines: ${failedLines().join(" ")}`);
+      during.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(100 + i)));
+      // Between the rescans at 10 s and 20 s: no batch is waiting for a connect with the lock held.
+      await new Promise((r) => setTimeout(r, started + 14_000 - Date.now()));
+      const cron = await runAgent(["run", "--config", cronConfig, "--json"]);
+      expect(cron.code).toBe(3);
+      expect(lastJsonLine(cron.stdout).skippedLocked).toBeUndefined();
+      // Rescans at 0, 10, 20 and 30 s; counted at 35 s, before the one at 40 s.
+      await new Promise((r) => setTimeout(r, started + 35_000 - Date.now()));
+      const perFile = new Map<string, number>();
+      for (const file of failedLines()) perFile.set(file, (perFile.get(file) ?? 0) + 1);
+      expect(Object.fromEntries([...perFile].sort())).toEqual(Object.fromEntries([...before.map((n) => [n, 4]), ...during.map((n) => [n, 3])].sort()));
+      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
+      expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+
+      front.open();
+      await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 60_000, () => `delivered after the outage: ${readdirSync(ctx.erp.inboxDir).length}/20`);
+      expect((await stop(watch)).code).toBe(0);
+      expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...before, ...during].sort());
+      expect(deliveredEvents().sort()).toEqual([...before, ...during].sort());
+      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-connected")).toHaveLength(1);
+    } finally {
+      await front.close();
+    }
+  }, 120_000);
+
+  it("says once that another pass holds the lock, however often it tries again; delivers once it is free", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    // A live pass of this host holds the lock (this test process stands in for a long cron pass).
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
+    renameIn(ctx.local.outbox, "behind-lock.json", sampleOrder(1));
+    // The watcher tries again every 0.5 s: about 6 tries in 3 s.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked").map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
+    rmSync(lockPath);
+    await until(() => existsSync(join(ctx.erp.inboxDir, "behind-lock.json")), 10_000, () => "not delivered after the lock was freed");
+    expect((await stop(watch)).code).toBe(0);
+    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked")).toHaveLength(1);
+  }, 60_000);
+
+  it("past fs.inotify.max_user_watches (one watch per file): delivers everything, logs the error once and then a count", async () => {
+    const erp = await FakeErp.start(ctx.erp.inboxDir);
+    try {
+      // The limit lowered to 300 in a user namespace of its own (nothing machine-wide changes).
+      const limit = 'echo 300 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"';
+      watch = await startWatch(configWith({ minAgeSeconds: 60 }), {}, [], ["unshare", "-U", "-r", "sh", "-c", limit]);
+      const names = Array.from({ length: 1_000 }, (_, i) => `many-${i}.json`);
+      const temp = join(ctx.local.root, "producer");
+      mkdirSync(temp);
+      for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+      for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+      await until(() => erp.consumed.length >= names.length, 60_000, () => `${erp.consumed.length}/${names.length} consumed`);
+      expect((await stop(watch)).code).toBe(0);
+      expect(erp.consumed.map((c) => c.name).sort()).toEqual([...names].sort());
+      const errors = logEvents(ctx.local.logDir).filter((e) => e.event === "watch-error" || e.event === "watch-errors");
+      // The first in full; the rest counted, reported at the stop (no rescan interval passed).
+      expect(errors.map((e) => [e.event, e.code])).toEqual([
+        ["watch-error", "ENOSPC"],
+        ["watch-errors", "ENOSPC"],
+      ]);
+      expect(errors[1].count).toBeGreaterThan(100);
+      process.stdout.write(`watch with 300 inotify watches: 1,000 files, ${(errors[1].count as number) + 1} ENOSPC errors, 2 log lines\n`);
+    } finally {
+      await erp.stop();
+    }
+  }, 120_000);
+
+  it("a flapping ERP connection leaves the watcher with one open connection, not one more per outage", async () => {
+    // A proxy in front of sshd that cuts every connection and refuses new ones for a while, 8 times.
+    const pairs = new Set<Socket[]>();
+    let refusing = false;
+    const proxy: Server = createServer((client) => {
+      if (refusing) return void client.destroy();
+      const upstream = tcpConnect(ctx.erp.port, "127.0.0.1");
+      const pair = [client, upstream];
+      pairs.add(pair);
+      const end = () => {
+        pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", end).on("close", end);
+      upstream.on("error", end).on("close", end);
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    let produced = 0;
+    let producing = true;
+    let producer: Promise<void> | undefined;
+    try {
+      watch = await startWatch(configWith({ minAgeSeconds: 60, remote: { ...base.remote, port: (proxy.address() as { port: number }).port } }));
+      producer = (async () => {
+        for (; producing; produced++) {
+          renameIn(ctx.local.outbox, `flap-${produced}.json`, sampleOrder(produced));
+          await new Promise((r) => setTimeout(r, 15));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 1_000));
+      for (let i = 0; i < 8; i++) {
+        refusing = true;
+        for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+        await new Promise((r) => setTimeout(r, 300 + (i % 4) * 250));
+        refusing = false;
+        await new Promise((r) => setTimeout(r, 700 + (i % 3) * 400));
+      }
+      producing = false;
+      await producer;
+      await until(() => readdirSync(ctx.local.outbox).length === 0, 90_000, () => `outbox: ${readdirSync(ctx.local.outbox).length}`);
+      // Longer than the idle check (1 s) and a reconnect: whatever is open now stays open.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(produced);
+      expect(pairs.size).toBe(1);
+      expect((await stop(watch)).code).toBe(0);
+    } finally {
+      producing = false;
+      await producer;
+      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 180_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });

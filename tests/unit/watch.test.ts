@@ -4,56 +4,98 @@ import { join } from "node:path";
 import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
 import { BatchQueue, type Batch, type BatchOutcome } from "../../agent/src/batchQueue";
 import { readWatcherStatus, writeHeartbeat, describeWatcher } from "../../agent/src/heartbeat";
+import { WatchErrorLog } from "../../agent/src/watchErrors";
+import { processStartTime } from "../../agent/src/lock";
+import winston from "winston";
+import { Writable } from "node:stream";
 
 const complete = (size = 10, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: true });
 const partial = (size = 5, mtimeMs = 1_000): FileLook => ({ size, mtimeMs, complete: false });
 
 describe("the completeness rule", () => {
-  it("takes a file complete at first sight at once (renamed in)", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", complete(), 5_000)).toEqual({ take: true });
+  /** The rule, and how often it read a file's content (a look) rather than only its stamp. */
+  function ruleWithReads(settleMs: number) {
+    const rule = new CompletenessRule(settleMs);
+    let reads = 0;
+    return {
+      rule,
+      reads: () => reads,
+      /** The file as it is now (its lstat and, if the rule reads it, its content): undefined when gone. */
+      judge: (name: string, file: FileLook | undefined, now: number) =>
+        rule.judge(name, file && { size: file.size, mtimeMs: file.mtimeMs }, now, () => (reads++, file)),
+    };
+  }
+
+  it("takes a file complete at first sight (renamed in, or between two in-place writes) only once unchanged for settleMs", () => {
+    const { rule, judge, reads } = ruleWithReads(200);
+    expect(judge("a.json", complete(), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(judge("a.json", complete(), 5_199)).toEqual({ take: false, recheckAt: 5_200 });
+    expect(reads()).toBe(0);
+    expect(judge("a.json", complete(), 5_200)).toEqual({ take: true });
+    expect(reads()).toBe(1);
     expect(rule.tracked).toBe(0);
   });
 
+  it("does not take a JSON-object prefix that the producer's next write extends ('{...}', then a newline)", () => {
+    const { judge } = ruleWithReads(200);
+    expect(judge("a.json", complete(10, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    // The newline lands 5 ms later: the settle time starts again from the change.
+    expect(judge("a.json", complete(11, 1_005), 5_010)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_200)).toEqual({ take: false, recheckAt: 5_210 });
+    expect(judge("a.json", complete(11, 1_005), 5_210)).toEqual({ take: true });
+  });
+
   it("takes a file written in place only once it is complete and unchanged for settleMs", () => {
-    const rule = new CompletenessRule(200);
-    expect(rule.judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
+    const { rule, judge } = ruleWithReads(200);
+    expect(judge("a.json", partial(5, 1_000), 5_000)).toEqual({ take: false, recheckAt: 5_200 });
     // Complete now, but it just changed: the settle time starts again.
-    expect(rule.judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
-    expect(rule.judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
+    expect(judge("a.json", complete(10, 1_100), 5_100)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_250)).toEqual({ take: false, recheckAt: 5_300 });
+    expect(judge("a.json", complete(10, 1_100), 5_300)).toEqual({ take: true });
     expect(rule.tracked).toBe(0);
   });
 
   it("notices a change of size alone or of modification time alone", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(5, 1_000), 0);
-    expect(rule.judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
-    expect(rule.judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
-    expect(rule.judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
+    const { judge } = ruleWithReads(200);
+    judge("a.json", partial(5, 1_000), 0);
+    expect(judge("a.json", complete(6, 1_000), 300)).toEqual({ take: false, recheckAt: 500 });
+    expect(judge("a.json", complete(6, 1_001), 500)).toEqual({ take: false, recheckAt: 700 });
+    expect(judge("a.json", complete(6, 1_001), 700)).toEqual({ take: true });
   });
 
-  it("never takes a stable file that is not a JSON object (left to minAgeSeconds and quarantine)", () => {
+  it("settles again when the file changed between its stamp and its read", () => {
     const rule = new CompletenessRule(200);
-    rule.judge("junk.json", partial(5), 0);
-    expect(rule.judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
-    expect(rule.tracked).toBe(1);
+    rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 0, () => undefined);
+    expect(rule.judge("a.json", { size: 5, mtimeMs: 1_000 }, 200, () => complete(9, 1_150))).toEqual({ take: false, recheckAt: 400 });
+    expect(rule.judge("a.json", { size: 9, mtimeMs: 1_150 }, 400, () => complete(9, 1_150))).toEqual({ take: true });
+  });
+
+  it("reads a file growing in place not at all, and a stable non-order once (left to minAgeSeconds and quarantine)", () => {
+    const { rule, judge, reads } = ruleWithReads(200);
+    // 64 KiB more every 20 ms for 10 s: an lstat per look, no read.
+    for (let t = 0; t < 10_000; t += 20) judge("growing.json", partial(65_536 * (t / 20 + 1), 1_000 + t), t);
+    expect(reads()).toBe(0);
+    judge("junk.json", partial(5), 0);
+    expect(judge("junk.json", partial(5), 10_000)).toEqual({ take: false });
+    expect(judge("junk.json", partial(5), 20_000)).toEqual({ take: false });
+    expect(reads()).toBe(1);
+    expect(rule.tracked).toBe(2);
   });
 
   it("forgets a file that is gone, so the tracked set stays bounded", () => {
-    const rule = new CompletenessRule(200);
-    rule.judge("a.json", partial(), 0);
-    expect(rule.judge("a.json", undefined, 50)).toEqual({ take: false });
+    const { rule, judge } = ruleWithReads(200);
+    judge("a.json", partial(), 0);
+    expect(judge("a.json", undefined, 50)).toEqual({ take: false });
     expect(rule.tracked).toBe(0);
-    // A new file under the name, complete at first sight: at once.
-    expect(rule.judge("a.json", complete(), 60)).toEqual({ take: true });
+    // A new file under the name, complete at first sight: judged afresh.
+    expect(judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
   });
 
-  it("settleMs 0 takes an in-place file on its next unchanged look", () => {
-    const rule = new CompletenessRule(0);
-    expect(rule.judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
-    expect(rule.judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
+  it("settleMs 0 takes a file on its next unchanged look", () => {
+    const { judge } = ruleWithReads(0);
+    expect(judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: false, recheckAt: 1 });
+    expect(judge("a.json", complete(12, 2), 1)).toEqual({ take: true });
   });
 });
 
@@ -139,6 +181,62 @@ describe("the batch queue", () => {
     expect(calls[3].at - calls[2].at).toBeGreaterThanOrEqual(40 - 1);
   });
 
+  it("holds names while they may not be delivered (no connection): a rescan still runs without them; wake() sends them", async () => {
+    let mayDeliver = false;
+    const batches: Batch[] = [];
+    const queue = new BatchQueue(async (batch) => {
+      batches.push(batch);
+      return { locked: false, retry: [] };
+    }, { ...options, mayDeliverNames: () => mayDeliver });
+    queue.add("a.json");
+    queue.add("b.json");
+    await new Promise((r) => setTimeout(r, 50));
+    await queue.idle();
+    expect(batches).toEqual([]);
+    expect(queue.waiting).toBe(2);
+    queue.requestRescan();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([{ names: [], rescan: true }]);
+    mayDeliver = true;
+    queue.wake();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([
+      { names: [], rescan: true },
+      { names: ["a.json", "b.json"], rescan: false },
+    ]);
+    expect(queue.waiting).toBe(0);
+  });
+
+  it("takes back the names a batch could not send for want of a connection: no retry loop, sent once wake() comes", async () => {
+    let connected = true;
+    const batches: Batch[] = [];
+    const queue = new BatchQueue(async (batch) => {
+      batches.push(batch);
+      if (batches.length === 1) {
+        // The connect failed: the connection counts as down from now on.
+        connected = false;
+        return { locked: false, retry: [], held: batch.names };
+      }
+      return { locked: false, retry: [] };
+    }, { ...options, mayDeliverNames: () => connected });
+    queue.add("a.json");
+    // Long past firstBackoffMs (20): the queue looked again once, saw no connection, and waits.
+    await new Promise((r) => setTimeout(r, 150));
+    await queue.idle();
+    expect(batches).toEqual([{ names: ["a.json"], rescan: false }]);
+    expect(queue.waiting).toBe(1);
+    connected = true;
+    queue.wake();
+    await new Promise((r) => setTimeout(r, 10));
+    await queue.idle();
+    expect(batches).toEqual([
+      { names: ["a.json"], rescan: false },
+      { names: ["a.json"], rescan: false },
+    ]);
+  });
+
   it("starts no batch after stop, and drops pending retries", async () => {
     const batches: Batch[] = [];
     const queue = new BatchQueue(async (batch) => {
@@ -170,8 +268,42 @@ describe("the watcher heartbeat", () => {
     expect((await readWatcherStatus(dir, at + 61_000))?.state).toBe("stale");
     await writeHeartbeat(dir, { ...beat, pid: 2 ** 22 + 1 });
     expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("stale");
+    // The PID lives, but it is another process now (the watcher was killed and its PID reused).
+    await writeHeartbeat(dir, { ...beat, procStart: "1" });
+    expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("stale");
+    await writeHeartbeat(dir, { ...beat, procStart: processStartTime(process.pid) });
+    expect((await readWatcherStatus(dir, at + 1_000))?.state).toBe("running");
     await writeHeartbeat(dir, { ...beat, stoppedAt: "2026-01-01T00:10:05.000Z" });
     const stopped = await readWatcherStatus(dir, at + 600_000);
     expect(describeWatcher(stopped)).toBe(`watcher: stopped at 2026-01-01T00:10:05.000Z (pid ${process.pid}, last delivery none yet)`);
+  });
+});
+
+describe("the watcher's file event errors", () => {
+  it("logs each error code once, then a count per report (a flood of ENOSPC, one per file, is not a flood of lines)", () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({ objectMode: true, write: (info, _enc, done) => (lines.push(info), done()) });
+    const log = winston.createLogger({ level: "debug", transports: [new winston.transports.Stream({ stream: sink })] });
+    const errors = new WatchErrorLog(log);
+    const enospc = (i: number) => Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '/outbox/o-${i}.json'`), { code: "ENOSPC" });
+    for (let i = 0; i < 1_000; i++) errors.note(enospc(i));
+    errors.note(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" }));
+    errors.note(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" }));
+    const fields = (l: Record<string, unknown>) => ({ level: l.level, event: l.event, code: l.code, count: l.count, error: l.error, hint: l.hint });
+    expect(lines.map(fields)).toEqual([
+      { level: "warn", event: "watch-error", code: "ENOSPC", count: undefined, error: "ENOSPC: System limit for number of file watchers reached, watch '/outbox/o-0.json'", hint: "one inotify watch per outbox file: raise fs.inotify.max_user_watches (see the operations guide)" },
+      { level: "warn", event: "watch-error", code: "EACCES", count: undefined, error: "EACCES: permission denied", hint: undefined },
+    ]);
+    errors.report();
+    expect(lines.slice(2).map(fields)).toEqual([
+      { level: "warn", event: "watch-errors", code: "ENOSPC", count: 999, error: undefined, hint: undefined },
+      { level: "warn", event: "watch-errors", code: "EACCES", count: 1, error: undefined, hint: undefined },
+    ]);
+    // Nothing new: nothing said. Later errors of a known code are only counted.
+    errors.report();
+    errors.note(enospc(1_000));
+    expect(lines).toHaveLength(4);
+    errors.report();
+    expect(lines.slice(4).map(fields)).toEqual([{ level: "warn", event: "watch-errors", code: "ENOSPC", count: 1, error: undefined, hint: undefined }]);
   });
 });

@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { useErpStandIn, sampleOrder, BUNDLE } from "../support/agent";
+import { freePort } from "../support/sshd";
+import { loadConfig, readPrivateKey } from "../../agent/src/config";
+import { createSilentLogger } from "../../agent/src/logger";
+import { WarmLink } from "../../agent/src/warmLink";
+
+/** Watch mode under load: a large outbox at start, growing files, a flapping ERP connection. */
+const ctx = useErpStandIn();
+
+interface WatchProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function spawnWatch(configPath: string): WatchProcess {
+  const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function startWatch(configPath: string): Promise<WatchProcess> {
+  const watch = spawnWatch(configPath);
+  await until(() => watch.stdout().includes("plutus-sync: watching"), 30_000, () => `watch did not start: ${watch.stdout()} ${watch.stderr()}`);
+  return watch;
+}
+
+async function stop(watch: WatchProcess): Promise<number | null> {
+  if (watch.child.exitCode === null && watch.child.signalCode === null) watch.child.kill("SIGTERM");
+  return (await watch.exited).code;
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(what());
+    await sleep(20);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function configWith(overrides: Record<string, unknown>): string {
+  const config = { ...JSON.parse(readFileSync(ctx.local.configPath, "utf8")), ...overrides };
+  writeFileSync(ctx.local.configPath, JSON.stringify(config, null, 2));
+  return ctx.local.configPath;
+}
+
+describe("watch mode under load", () => {
+  it("SIGTERM during start-up with 100,000 files in the outbox and the ERP unreachable: exit 0 within 10 s", async () => {
+    // chokidar's initial scan stats and watches every entry (about 10-30 s for this many files on
+    // a busy 2-core machine); the stop must not wait for it.
+    const n = 100_000;
+    for (let i = 0; i < n; i++) writeFileSync(join(ctx.local.outbox, `backlog-${i}.json`), "{}");
+    const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    const config = configWith({ remote: { ...base.remote, port: await freePort() } });
+    const watch = spawnWatch(config);
+    try {
+      await sleep(1_000);
+      const started = Date.now();
+      watch.child.kill("SIGTERM");
+      const { code } = await watch.exited;
+      const ms = Date.now() - started;
+      process.stdout.write(`SIGTERM during start-up with ${n} files: exit ${code} after ${ms} ms\n`);
+      expect({ code, stopped: watch.stdout().includes("plutus-sync: watch stopped on SIGTERM; 0 delivered"), stderr: watch.stderr() }).toEqual({ code: 0, stopped: true, stderr: "" });
+      expect(ms).toBeLessThan(10_000);
+      // A stop during start-up is still a clean stop: the heartbeat says so.
+      expect(JSON.parse(readFileSync(join(ctx.local.stateDir, "watcher.json"), "utf8")).stoppedAt).toEqual(expect.any(String));
+      expect(readdirSync(ctx.local.outbox)).toHaveLength(n);
+    } finally {
+      if (watch.child.exitCode === null && watch.child.signalCode === null) watch.child.kill("SIGKILL");
+      await watch.exited;
+    }
+  }, 120_000);
+
+  it("files growing in place to 9 MiB (an untrusted writer) do not hold up other orders (renamed-in orders within 1 s, one hiccup under 2 s allowed)", async () => {
+    // Before: every event and recheck read and parsed the whole growing file on the event loop,
+    // and orders renamed in meanwhile waited 2.7-5.2 s. Now a growing file costs one lstat per
+    // look; it is read once, when it has settled.
+    const watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    const producer = join(ctx.local.root, "producer");
+    mkdirSync(producer);
+    const latencies: number[] = [];
+    const dropOrders = async (prefix: string, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const name = `${prefix}-${i}.json`;
+        writeFileSync(join(producer, name), sampleOrder(i));
+        renameSync(join(producer, name), join(ctx.local.outbox, name));
+        const t0 = Date.now();
+        await until(() => existsSync(join(ctx.erp.inboxDir, name)), 60_000, () => `${name} not delivered`);
+        latencies.push(Date.now() - t0);
+        await sleep(100);
+      }
+    };
+    try {
+      await sleep(1_500);
+      await dropOrders("quiet", 10);
+      const quiet = latencies.splice(0);
+      let writing = true;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        const fd = openSync(join(ctx.local.outbox, `growing-${w}.json`), "w");
+        writeSync(fd, '{"note":"');
+        const chunk = "x".repeat(64 * 1024);
+        for (let written = 0; writing && written < 9 * 1024 * 1024; written += chunk.length) {
+          writeSync(fd, chunk);
+          await sleep(20);
+        }
+        closeSync(fd);
+      });
+      await dropOrders("busy", 20);
+      writing = false;
+      await Promise.all(writers);
+      process.stdout.write(`latency ms, quiet: ${quiet.join(" ")}; beside 4 files growing to 9 MiB: ${latencies.join(" ")}\n`);
+      // On this loaded 2-core machine one order in a run can lose about a second to scheduling
+      // alone (seen once in the quiet phase); the stalls measured before were 2.6-5.2 s.
+      expect(latencies.filter((ms) => ms >= 1_000).length).toBeLessThanOrEqual(1);
+      expect(Math.max(...latencies)).toBeLessThan(2_000);
+      // The growing files are never JSON: not taken (the rescan quarantines them after minAgeSeconds).
+      expect(readdirSync(ctx.local.outbox).sort()).toEqual(["growing-0.json", "growing-1.json", "growing-2.json", "growing-3.json"]);
+      expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(30);
+    } finally {
+      expect(await stop(watch)).toBe(0);
+    }
+  }, 180_000);
+
+  it("a batch that reconnects its link after the idle check failed leaves one connection open, not two", async () => {
+    // Before: the failed idle check dropped its RemoteLink without shutting it down; the batch
+    // holding it reconnected it, the check connected a new one, and both stayed open for good.
+    const pairs = new Set<Socket[]>();
+    let refusing = false;
+    const proxy: Server = createServer((client) => {
+      if (refusing) return void client.destroy();
+      const upstream = connect(ctx.erp.port, "127.0.0.1");
+      const pair = [client, upstream];
+      pairs.add(pair);
+      const end = () => {
+        pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", end).on("close", end);
+      upstream.on("error", end).on("close", end);
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+    const config = await loadConfig(configWith({ remote: { ...base.remote, port: (proxy.address() as { port: number }).port } }));
+    const warm = new WarmLink(config, await readPrivateKey(config.remote.privateKeyPath), createSilentLogger(), () => undefined, 100, 200);
+    try {
+      warm.start();
+      await until(() => warm.connectionState === "connected", 20_000, () => `not connected: ${warm.connectionState}`);
+      const heldByBatch = warm.current();
+      // The ERP goes away: the idle check fails to reconnect.
+      refusing = true;
+      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+      await until(() => warm.connectionState === "disconnected", 20_000, () => `still ${warm.connectionState}`);
+      refusing = false;
+      // The batch retries a file over the link it holds, and the idle check reconnects too.
+      await heldByBatch.session();
+      await until(() => warm.connectionState === "connected", 20_000, () => `not reconnected: ${warm.connectionState}`);
+      await sleep(2_500);
+      expect(pairs.size).toBe(1);
+    } finally {
+      warm.close();
+      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 60_000);
+});
