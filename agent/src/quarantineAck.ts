@@ -1,18 +1,9 @@
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "./durableFs";
+import { listQuarantined } from "./localMoves";
 
 const FILE_NAME = "quarantine-ack.json";
-
-/** Files in the quarantine folder (their `.reason` companions and temporary files left out). */
-export async function listQuarantined(quarantineDir: string): Promise<string[]> {
-  try {
-    return (await fs.readdir(quarantineDir)).filter((n) => !n.endsWith(".reason") && !n.endsWith(".tmp")).sort();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-}
 
 /** The quarantined files the operator has not acknowledged with `plutus-sync ack-quarantine`. */
 export async function unacknowledgedQuarantined(quarantineDir: string, stateDir: string): Promise<string[]> {
