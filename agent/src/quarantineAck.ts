@@ -1,7 +1,7 @@
-import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "./durableFs";
 import { listQuarantined } from "./localMoves";
+import { isJsonObject, readStateJson } from "./stateFiles";
 
 const FILE_NAME = "quarantine-ack.json";
 
@@ -20,14 +20,8 @@ export async function acknowledgeQuarantine(quarantineDir: string, stateDir: str
 }
 
 async function readAcknowledged(stateDir: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(stateDir, FILE_NAME), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-  const value = JSON.parse(text) as { names?: unknown };
-  if (!Array.isArray(value.names) || !value.names.every((n) => typeof n === "string")) throw new Error(`${FILE_NAME} holds no list of names`);
-  return value.names as string[];
+  const value = await readStateJson<{ names: string[] }>(stateDir, FILE_NAME, (value) =>
+    isJsonObject(value) && Array.isArray(value.names) && value.names.every((n) => typeof n === "string") ? undefined : "holds no list of names",
+  );
+  return value?.names ?? [];
 }
