@@ -67,6 +67,8 @@ describe("a kill between a quarantine's reason and its move", () => {
     expect(readFileSync(join(ctx.local.outbox, "order-77.json"), "utf8")).toBe(INVALID);
     expect(readdirSync(ctx.local.quarantine)).toEqual(["order-77.json.reason"]);
     expect(await statusJson()).toMatchObject({ quarantined: 0, outbox: { waiting: 2 } });
+    // health (and the metrics, which render its facts) agree.
+    expect(await healthFacts()).toMatchObject({ quarantined: 0, quarantinedUnacknowledged: 0 });
     const ack = await runAgent(["ack-quarantine", "--config", ctx.local.configPath]);
     expect(ack.stdout).toBe("acknowledged 0 quarantined file(s), 0 of them new\n");
 
