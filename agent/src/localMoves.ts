@@ -84,13 +84,14 @@ async function freeNotePath(quarantineDir: string, name: string): Promise<string
 const SET_ASIDE_NOTE = /\.set-aside(\.\d+)?\.reason$/;
 
 /**
- * Whether a set-aside note speaks of an entry that is in the outbox. A note that cannot be read is
- * counted as live: the operator must see it, and it is never replaced.
+ * Whether a set-aside note speaks of an entry that is in the outbox. A note that cannot be read,
+ * or names an entry it cannot name exactly (not UTF-8), is counted as live: the operator must see
+ * it, and it is never replaced.
  */
 function setAsideNoteIsLive(notePath: string): boolean {
   try {
     const keptAs = (JSON.parse(readFileSync(notePath, "utf8")) as { keptInOutboxAs?: unknown }).keptInOutboxAs;
-    return typeof keptAs !== "string" || lstatSync(keptAs, { throwIfNoEntry: false }) !== undefined;
+    return typeof keptAs !== "string" || keptAs.includes("\uFFFD") || lstatSync(keptAs, { throwIfNoEntry: false }) !== undefined;
   } catch {
     return true;
   }

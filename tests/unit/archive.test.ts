@@ -126,10 +126,12 @@ describe("what counts as quarantined", () => {
       "gone.json.set-aside.reason": JSON.stringify({ file: null, keptInOutboxAs: join(outbox, "gone.json.set-aside") }),
       // A note that cannot be read is shown to the operator, never written off.
       "damaged.json.set-aside.1.reason": "{",
+      // A name that is not UTF-8 cannot be looked up from its note: shown, never written off.
+      "lossy.json.set-aside.reason": JSON.stringify({ file: null, keptInOutboxAs: join(outbox, "l\uFFFDssy.json.set-aside") }),
       ".0123abcd.tmp": "",
     };
     for (const [name, content] of Object.entries(files)) writeFileSync(join(quarantine, name), content);
-    expect(await listQuarantined(quarantine)).toEqual(["a.json", "b.json", "damaged.json.set-aside.1.reason", "kept.json.set-aside.reason"]);
+    expect(await listQuarantined(quarantine)).toEqual(["a.json", "b.json", "damaged.json.set-aside.1.reason", "kept.json.set-aside.reason", "lossy.json.set-aside.reason"]);
     expect(await listQuarantined(join(root, "no-such-folder"))).toEqual([]);
   });
 
