@@ -66,7 +66,10 @@ describe("a kill between a quarantine's reason and its move", () => {
     // The order is where it was; only its reason is ahead of it. Nothing counts it as quarantined.
     expect(readFileSync(join(ctx.local.outbox, "order-77.json"), "utf8")).toBe(INVALID);
     expect(readdirSync(ctx.local.quarantine)).toEqual(["order-77.json.reason"]);
-    expect(await statusJson()).toMatchObject({ quarantined: 0, outbox: { waiting: 2 } });
+    // (The valid order may already be delivered: orders go before junk.)
+    const waiting = readdirSync(ctx.local.outbox).filter((n) => n.endsWith(".json")).length;
+    expect(waiting).toBeGreaterThanOrEqual(1);
+    expect(await statusJson()).toMatchObject({ quarantined: 0, outbox: { waiting } });
     // health (and the metrics, which render its facts) agree.
     expect(await healthFacts()).toMatchObject({ quarantined: 0, quarantinedUnacknowledged: 0 });
     const ack = await runAgent(["ack-quarantine", "--config", ctx.local.configPath]);
