@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
-import { promises as fs } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
 import type { HealthReport, HealthState } from "./health";
 import { writeFileAtomic } from "./durableFs";
-import { errorMessage } from "./errors";
+import { DamagedStateFileError, errorMessage } from "./errors";
+import { isJsonObject, readStateJson } from "./stateFiles";
 import type { Logger } from "./logger";
 
 const FILE_NAME = "alert-state.json";
@@ -54,7 +54,7 @@ export function alertReasons(previous: AlertedState, report: HealthReport): stri
 export async function alertOnHealthChange(config: AgentConfig, report: HealthReport, log: Logger, now = new Date()): Promise<AlertEvent | undefined> {
   try {
     const path = join(config.stateDir, FILE_NAME);
-    const previous = await readAlerted(path);
+    const previous = await readAlerted(config.stateDir);
     const reasons = alertReasons(previous, report);
     if (reasons.length === 0) return undefined;
     const event: AlertEvent = {
@@ -85,14 +85,16 @@ export async function alertOnHealthChange(config: AgentConfig, report: HealthRep
   }
 }
 
-async function readAlerted(path: string): Promise<AlertedState> {
+async function readAlerted(stateDir: string): Promise<AlertedState> {
   try {
-    const value = JSON.parse(await fs.readFile(path, "utf8")) as AlertedState;
-    if (typeof value.state === "string" && typeof value.inDoubt === "number" && typeof value.quarantined === "number") return value;
+    const value = await readStateJson<AlertedState>(stateDir, FILE_NAME, (value) =>
+      isJsonObject(value) && typeof value.state === "string" && typeof value.inDoubt === "number" && typeof value.quarantined === "number" ? undefined : "not an alert state",
+    );
+    if (value) return value;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
+    if (!(error instanceof DamagedStateFileError)) throw error;
   }
-  // Nothing alerted yet: a first bad state is news, a first good one is not.
+  // Nothing alerted yet (or the record is damaged): a first bad state is news, a first good one is not.
   return { state: "OK", inDoubt: 0, quarantined: 0, at: "" };
 }
 

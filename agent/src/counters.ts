@@ -1,7 +1,7 @@
-import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { ExitCode, type RunSummary } from "@plutus/shared";
 import { writeFileAtomic } from "./durableFs";
+import { isJsonObject, readStateJson } from "./stateFiles";
 
 const FILE_NAME = "counters.json";
 
@@ -18,20 +18,13 @@ export interface PassCounters {
 
 const ZERO: PassCounters = { passes: 0, delivered: 0, failed: 0, quarantined: 0, recovered: 0, lastSuccessAt: null };
 
-/** Null when no pass was counted yet; throws when the file is damaged. */
+/** Null when no pass was counted yet; throws DamagedStateFileError when the file is damaged. */
 export async function readCounters(stateDir: string): Promise<PassCounters | null> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(stateDir, FILE_NAME), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw error;
-  }
-  const value = JSON.parse(text) as PassCounters;
-  for (const key of ["passes", "delivered", "failed", "quarantined", "recovered"] as const) {
-    if (!Number.isSafeInteger(value[key]) || value[key] < 0) throw new Error(`${FILE_NAME}: ${key} is not a count`);
-  }
-  return value;
+  return readStateJson<PassCounters>(stateDir, FILE_NAME, (value) => {
+    if (!isJsonObject(value)) return "not a set of counters";
+    const notCount = (["passes", "delivered", "failed", "quarantined", "recovered"] as const).find((key) => !Number.isSafeInteger(value[key]) || (value[key] as number) < 0);
+    return notCount === undefined ? undefined : `${notCount} is not a count`;
+  });
 }
 
 /** Adds one finished pass. A pass is a success only when it exited 0: work that failed is no success. */

@@ -2,7 +2,7 @@ import { lstatSync, renameSync } from "node:fs";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
-import { Journal, JournalEntry, JournalRecord } from "./journal";
+import { EVIDENCE_MARK, Journal, JournalEntry, JournalRecord } from "./journal";
 import { RemoteLink } from "./remoteLink";
 import { SftpSession, SFTP_NO_SUCH_FILE } from "./sftpSession";
 import { archiveFile, explainMoveError } from "./localMoves";
@@ -323,14 +323,70 @@ export class Courier {
    *   staging gone, folder not proven   -> InDoubtError: an operator decides (resolve)
    */
   async settle(entry: JournalEntry): Promise<Settlement> {
-    if (entry.doubt !== undefined) {
-      // A pass's own report already ends with the verdict; repair's reason does not.
-      const verdict = cannotBeTold(entry.name);
-      throw new InDoubtError(entry.doubt.endsWith(verdict) ? entry.doubt : `${entry.doubt}${verdict}`);
-    }
+    if (entry.doubt !== undefined) return this.recheckDoubt(entry, entry.doubt);
     const session: SftpSession = await this.link.session();
     if (await session.exists(this.stagingPath(entry))) return { entry: await this.publish(entry), presumed: false };
     return { entry: await this.presumePublished(session, entry, "the staging copy is gone"), presumed: true };
+  }
+
+  /**
+   * An entry a pass reported in doubt waits for an operator, but its evidence is read again on
+   * every pass. Only one finding settles it without the operator: the staging folder proven again
+   * (its sentinel is the one the commit record remembers: the folder was away and came back, e.g. a
+   * volume mounted again) AND the upload still in it with its size and SHA-256. A RENAME removes
+   * the staging name, so that upload was never renamed (or was linked beside a copy in the inbox,
+   * which publish recognises): the entry is exactly what a crash after its commit record leaves,
+   * and is made that again (its commit record, durable, without the doubt) and settled by the
+   * ordinary rule. Nothing is ever uploaded again without `resolve --resend`. Any other change is
+   * only reported (`in-doubt-evidence-changed`, once per change) and kept with the doubt for status.
+   */
+  private async recheckDoubt(entry: JournalEntry, doubt: string): Promise<Settlement> {
+    const marked = doubt.indexOf(EVIDENCE_MARK);
+    const reported = marked === -1 ? doubt : doubt.slice(0, marked);
+    const before = marked === -1 ? undefined : doubt.slice(marked + EVIDENCE_MARK.length);
+    // A pass's own report already ends with the verdict; repair's reason does not.
+    const verdict = cannotBeTold(entry.name);
+    const reason = reported.endsWith(verdict) ? reported : `${reported}${verdict}`;
+    const evidence = await this.doubtEvidence(entry).catch((error) => {
+      if (error instanceof HostileReplyError) throw error;
+      // Not readable now (a later pass reads it again): the doubt stands as reported.
+      return { settles: false, news: before } as const;
+    });
+    if (evidence.settles) {
+      this.log.warn("the staging folder is proven again and still holds the verified upload: the rename never happened; settling the in-doubt delivery", {
+        event: "in-doubt-settled",
+        file: entry.name,
+        staging: this.stagingPath(entry),
+        sha256: entry.sha256,
+      });
+      const ordinary: JournalEntry = { ...entry, doubt: undefined };
+      delete ordinary.doubt;
+      await this.journal.record(commitRecord(ordinary));
+      return { entry: await this.publish(ordinary), presumed: false };
+    }
+    if (evidence.news !== before && evidence.news !== undefined) {
+      this.log.warn("the evidence on an in-doubt delivery has changed; it still waits for plutus-sync resolve", { event: "in-doubt-evidence-changed", file: entry.name, evidence: evidence.news });
+    }
+    throw new InDoubtError(evidence.news === undefined ? reason : `${reason}${EVIDENCE_MARK}${evidence.news}`);
+  }
+
+  /** What the server shows now about an in-doubt entry: whether it settles it, else what an operator should know. */
+  private async doubtEvidence(entry: JournalEntry): Promise<{ settles: boolean; news?: string }> {
+    // Entries rebuilt by repair name no upload: nothing on the server speaks of them.
+    if (!entry.staging.startsWith(this.stagingPrefix) || entry.stagingDir === undefined || entry.sentinel === undefined) return { settles: false };
+    const session: SftpSession = await this.link.session();
+    const stagingPath = this.stagingPath(entry);
+    const folderDoubt = await this.stagingFolderDoubt(session, entry);
+    const copy = await targetContent(session, stagingPath, entry);
+    if (copy.kind === "ours" && folderDoubt === undefined) return { settles: true };
+    if (copy.kind === "ours") {
+      return { settles: false, news: `the upload ${stagingPath} is there again with its SHA-256, but ${folderDoubt}: the rename has not happened through that copy; if the ERP does not have ${entry.name}, resolve it with --resend` };
+    }
+    if (copy.kind === "other") return { settles: false, news: `${stagingPath} is there again but does not hold the upload (${copy.size} bytes): nothing can be decided from it` };
+    if (folderDoubt === undefined) {
+      return { settles: false, news: `${entry.stagingDir} is proven again (its sentinel is back) and the upload is not in it: the rename most likely took effect; if the ERP has ${entry.name}, resolve it with --delivered` };
+    }
+    return { settles: false };
   }
 
   /**

@@ -17,11 +17,15 @@ export const CRASH_STEPS = [
 ] as const;
 export type CrashStep = (typeof CRASH_STEPS)[number];
 
+/** Steps outside a delivery: the quarantine's reason is durable, the entry not yet moved. */
+export const LOCAL_CRASH_STEPS = ["after-quarantine-reason"] as const;
+export type LocalCrashStep = (typeof LOCAL_CRASH_STEPS)[number];
+
 const spec = process.env.PLUTUS_CRASH_AT;
 const [crashStep, crashCount] = spec ? [spec.split(":")[0], Number(spec.split(":")[1] ?? "1")] : [undefined, 0];
 let reached = 0;
 
-export function crashPoint(step: CrashStep): void {
+export function crashPoint(step: CrashStep | LocalCrashStep): void {
   if (step !== crashStep) return;
   reached++;
   if (reached === crashCount) process.kill(process.pid, "SIGKILL");

@@ -73,8 +73,13 @@ const madeDirs = new Set<string>();
  * "look, then rename" cannot race. Across volumes it copies, fsyncs, then unlinks; a crash in
  * between leaves an identical copy behind, which the next call recognises instead of copying
  * again. Returns the destination path.
+ *
+ * `prepare(dest)` runs before the source leaves its place for `dest` (before the rename or copy,
+ * and before the source is unlinked beside an identical copy): what must be durable before the
+ * file is found at `dest` (a quarantine reason) is written there, so a kill never leaves the file
+ * moved without it.
  */
-export async function moveWithoutOverwrite(source: string | Buffer, destDir: string, name: string): Promise<string> {
+export async function moveWithoutOverwrite(source: string | Buffer, destDir: string, name: string, prepare?: (dest: string) => Promise<void>): Promise<string> {
   if (!madeDirs.has(destDir)) {
     await fs.mkdir(destDir, { recursive: true, mode: 0o750 });
     madeDirs.add(destDir);
@@ -85,11 +90,13 @@ export async function moveWithoutOverwrite(source: string | Buffer, destDir: str
     const existing = lstatSync(dest, { throwIfNoEntry: false });
     if (existing) {
       if (await sameRegularFileContent(source, dest)) {
+        await prepare?.(dest);
         await fs.unlink(source);
         return dest;
       }
       continue;
     }
+    await prepare?.(dest);
     try {
       renameSync(source, dest);
     } catch (error) {

@@ -1,8 +1,8 @@
-import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import type { AgentConfig } from "@plutus/shared";
 import type { RemoteEntry } from "./sftpSession";
 import { writeFileAtomic } from "./durableFs";
+import { isJsonObject, readStateJson } from "./stateFiles";
 import { errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
@@ -63,16 +63,9 @@ export async function observeAndRecordErpInbox(config: AgentConfig, session: () 
   }
 }
 
-/** The last observation, null when none was made yet; throws when the file is damaged. */
+/** The last observation, null when none was made yet; throws DamagedStateFileError when the file is damaged. */
 export async function readErpInbox(stateDir: string): Promise<ErpInboxObservation | null> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(stateDir, FILE_NAME), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw error;
-  }
-  const value = JSON.parse(text) as ErpInboxObservation;
-  if (typeof value.waiting !== "number" || typeof value.observedAt !== "string") throw new Error(`${FILE_NAME} is not an ERP inbox observation`);
-  return value;
+  return readStateJson<ErpInboxObservation>(stateDir, FILE_NAME, (value) =>
+    isJsonObject(value) && typeof value.waiting === "number" && typeof value.observedAt === "string" ? undefined : "not an ERP inbox observation",
+  );
 }

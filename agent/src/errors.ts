@@ -67,6 +67,9 @@ export class StateError extends AgentError {
   readonly exitCode = ExitCode.ConfigError;
 }
 
+/** A file in the state folder exists but is not what the agent writes there (torn, edited, wrong shape). */
+export class DamagedStateFileError extends StateError {}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

@@ -23,6 +23,15 @@ export type JournalRecord =
 
 export type EntryState = "committing" | "published";
 
+/** In a `doubt` reason: between the reason as reported and what a later pass found on the server. */
+export const EVIDENCE_MARK = "; since then: ";
+
+/** What a later pass found on the server about an in-doubt entry, if anything. */
+export function doubtEvidence(doubt: string | undefined): string | undefined {
+  const at = doubt?.indexOf(EVIDENCE_MARK) ?? -1;
+  return at === -1 ? undefined : doubt!.slice(at + EVIDENCE_MARK.length);
+}
+
 /**
  * Where an upload went, as the commit record saw it. Absent in records written before these were
  * kept: such an entry can only be decided from a staging copy that is still there.

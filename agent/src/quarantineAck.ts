@@ -1,18 +1,9 @@
-import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "./durableFs";
+import { listQuarantined } from "./localMoves";
+import { isJsonObject, readStateJson } from "./stateFiles";
 
 const FILE_NAME = "quarantine-ack.json";
-
-/** Files in the quarantine folder (their `.reason` companions and temporary files left out). */
-export async function listQuarantined(quarantineDir: string): Promise<string[]> {
-  try {
-    return (await fs.readdir(quarantineDir)).filter((n) => !n.endsWith(".reason") && !n.endsWith(".tmp")).sort();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-}
 
 /** The quarantined files the operator has not acknowledged with `plutus-sync ack-quarantine`. */
 export async function unacknowledgedQuarantined(quarantineDir: string, stateDir: string): Promise<string[]> {
@@ -29,14 +20,8 @@ export async function acknowledgeQuarantine(quarantineDir: string, stateDir: str
 }
 
 async function readAcknowledged(stateDir: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(stateDir, FILE_NAME), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-  const value = JSON.parse(text) as { names?: unknown };
-  if (!Array.isArray(value.names) || !value.names.every((n) => typeof n === "string")) throw new Error(`${FILE_NAME} holds no list of names`);
-  return value.names as string[];
+  const value = await readStateJson<{ names: string[] }>(stateDir, FILE_NAME, (value) =>
+    isJsonObject(value) && Array.isArray(value.names) && value.names.every((n) => typeof n === "string") ? undefined : "holds no list of names",
+  );
+  return value?.names ?? [];
 }

@@ -37,7 +37,7 @@ export class RemoteLink {
   }
 
   private async connect(): Promise<SftpSession> {
-    this.current?.close();
+    if (this.current) this.closeSession(this.current);
     for (let attempt = 0; ; attempt++) {
       if (this.finalError) throw this.finalError;
       const started = Date.now();
@@ -71,7 +71,19 @@ export class RemoteLink {
   shutdown(reason: string): void {
     this.finalError ??= new OutcomeUnknownError(reason);
     this.ending.abort(reason);
-    this.current?.close();
+    if (this.current) this.closeSession(this.current);
     this.current = undefined;
+  }
+
+  /** Closes a connection, saying once whether its server held fewer handles than it was allowed. */
+  private closeSession(session: SftpSession): void {
+    session.close();
+    if (session.handleShortages === 0) return;
+    this.log.warn("the server refused opens for lack of handles: it holds fewer than it announced (or the 100 assumed); refused opens waited for a close and were retried", {
+      event: "handles-short",
+      refusedOpens: session.handleShortages,
+      maxOpenHandles: session.handleCap,
+    });
+    session.handleShortages = 0;
   }
 }

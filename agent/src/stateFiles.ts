@@ -4,6 +4,8 @@ import { randomBytes } from "node:crypto";
 import { ExitCode, type LastRunRecord } from "@plutus/shared";
 import { writeFileAtomic } from "./durableFs";
 import { abandonedLockStartedAt } from "./lock";
+import { DamagedStateFileError } from "./errors";
+import { describeJsonSyntaxError } from "./jsonSyntax";
 
 /** A stable id for this agent's uploads, so it only ever sweeps its own staging files. */
 export async function agentId(stateDir: string): Promise<string> {
@@ -19,13 +21,38 @@ export async function agentId(stateDir: string): Promise<string> {
   return id;
 }
 
-export async function readLastRun(stateDir: string): Promise<LastRunRecord | null> {
+/**
+ * A JSON file the agent keeps in its state folder: null when there is none yet; a file that is not
+ * JSON, or whose value `check` rejects (it returns what is wrong), is a DamagedStateFileError
+ * naming the file; any other failure to read it (permissions) is thrown as it is.
+ */
+export async function readStateJson<T>(stateDir: string, name: string, check: (value: unknown) => string | undefined): Promise<T | null> {
+  const path = join(stateDir, name);
+  let text: string;
   try {
-    return JSON.parse(await fs.readFile(join(stateDir, "last-run.json"), "utf8")) as LastRunRecord;
+    text = await fs.readFile(path, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw error;
   }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new DamagedStateFileError(`${path} is damaged: invalid JSON: ${describeJsonSyntaxError(text)}`, { cause: error });
+  }
+  const problem = check(value);
+  if (problem !== undefined) throw new DamagedStateFileError(`${path} is damaged: ${problem}`);
+  return value as T;
+}
+
+/** For readStateJson: the value must be a JSON object. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export async function readLastRun(stateDir: string): Promise<LastRunRecord | null> {
+  return readStateJson<LastRunRecord>(stateDir, "last-run.json", (value) => (isJsonObject(value) ? undefined : "not a record of a run"));
 }
 
 export async function writeLastRun(stateDir: string, record: LastRunRecord): Promise<void> {

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import type { AgentConfig, StatusReport } from "@plutus/shared";
-import { Journal } from "./journal";
+import { Journal, doubtEvidence } from "./journal";
 import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRunOrAbandoned } from "./stateFiles";
@@ -35,6 +35,10 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     awaitingArchive: entries.filter((e) => e.state === "published").length,
     awaitingArchiveFiles: entries.filter((e) => e.state === "published").map((e) => e.name),
     needResolveFiles: entries.filter((e) => e.state === "committing" && e.doubt !== undefined).map((e) => e.name),
+    inDoubtEvidence: entries.flatMap((e) => {
+      const evidence = e.state === "committing" ? doubtEvidence(e.doubt) : undefined;
+      return evidence === undefined ? [] : [{ file: e.name, evidence }];
+    }),
     consecutiveFailedRuns: lastRun?.consecutiveFailedRuns ?? 0,
     ...(watcher ? { watcher } : {}),
   };
@@ -49,6 +53,7 @@ export function formatStatus(report: StatusReport): string {
     `outbox: ${report.outbox.waiting} waiting${report.outbox.oldestAgeSeconds === null ? "" : `, oldest ${report.outbox.oldestAgeSeconds} s old`}`,
     `quarantined: ${report.quarantined}`,
     report.inDoubt > 0 && report.inDoubtFiles ? `in doubt: ${report.inDoubt} (${describeInDoubt(report.inDoubtFiles, report.needResolveFiles ?? [])})` : `in doubt: ${report.inDoubt}`,
+    ...(report.inDoubtEvidence ?? []).map(({ file, evidence }) => `  ${file}: since it was reported: ${printable(evidence)}`),
     ...((report.awaitingArchive ?? 0) > 0
       ? [`delivered, awaiting archive: ${report.awaitingArchive} (${(report.awaitingArchiveFiles ?? []).join(", ")}; never sent again; the next run moves them; archive-failed in the log says why)`]
       : []),

@@ -62,6 +62,8 @@ export interface StatusReport {
   awaitingArchiveFiles?: string[];
   /** Those of them a run reported in doubt: they wait for `plutus-sync resolve`; the others the next run settles. */
   needResolveFiles?: string[];
+  /** What a later pass found on the ERP about an order held in doubt (e.g. its upload is back in staging). */
+  inDoubtEvidence?: { file: string; evidence: string }[];
   consecutiveFailedRuns: number;
   /** The `plutus-sync watch` process, from its heartbeat; absent when it never ran here. */
   watcher?: WatcherStatus;

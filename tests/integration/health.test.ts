@@ -57,7 +57,12 @@ it("UNKNOWN before the first pass and on damaged state, with the reason", async 
   writeFileSync(join(local.stateDir, "last-run.json"), "{ torn");
   h = await health();
   expect(h.code).toBe(3);
-  expect(h.line).toMatch(/^PLUTUS-SYNC UNKNOWN - the status \(last-run.json, journal or outbox\) in \S+ cannot be read: .*JSON/);
+  expect(h.line).toBe(
+    `PLUTUS-SYNC UNKNOWN - the status (last-run.json, journal or outbox) in ${local.stateDir} cannot be read: ${local.stateDir}/last-run.json is damaged: invalid JSON: expected a double-quoted property name at line 1, column 3`,
+  );
+  // status says the same, as a state error (exit 2), not as an unexpected failure.
+  const status = await runAgent(["status", "--config", local.configPath]);
+  expect(status).toMatchObject({ code: 2, stdout: "", stderr: `plutus-sync: ${local.stateDir}/last-run.json is damaged: invalid JSON: expected a double-quoted property name at line 1, column 3\n` });
 
   writeFileSync(local.configPath, "{}");
   h = await health();

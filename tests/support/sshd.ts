@@ -24,6 +24,8 @@ export interface SshdOptions {
    * device, so tests can `chattr +a` the folders (tmpfs and overlay file systems cannot).
    */
   ext4Bytes?: number;
+  /** Arguments for the account's `internal-sftp` (e.g. `-P limits`: no limits@openssh.com, as Win32-OpenSSH 8.1). */
+  sftpArgs?: string[];
 }
 
 export interface ErpServer {
@@ -153,7 +155,7 @@ export async function startErpServer(options: SshdOptions = {}): Promise<ErpServ
       "Subsystem sftp internal-sftp",
       ...(options.extraConfig ?? []),
       `Match User ${ERP_USER}`,
-      "  ForceCommand internal-sftp",
+      `  ForceCommand ${["internal-sftp", ...(options.sftpArgs ?? [])].join(" ")}`,
       `  ChrootDirectory ${jail}`,
       "  AllowTcpForwarding no",
       "  X11Forwarding no",

@@ -8,7 +8,7 @@ import { Courier } from "../../agent/src/courier";
 import { Journal, JournalEntry } from "../../agent/src/journal";
 import { RemoteLink } from "../../agent/src/remoteLink";
 import { createSilentLogger } from "../../agent/src/logger";
-import { dayFolder, quarantineFile } from "../../agent/src/localMoves";
+import { dayFolder, listQuarantined, quarantineFile } from "../../agent/src/localMoves";
 import { moveWithoutOverwrite } from "../../agent/src/durableFs";
 
 let root: string;
@@ -107,6 +107,50 @@ describe("archiving a delivered file", () => {
   it("a file already gone closes the entry", async () => {
     expect(await courier.archive(await published("gone.json", "v1"), undefined)).toEqual({ archived: true, path: null });
     expect(journal.entries()).toEqual([]);
+  });
+});
+
+describe("what counts as quarantined", () => {
+  it("files with or without their reason and live set-aside notes count; a reason without its file, a note whose entry is gone and temporary files do not", async () => {
+    const quarantine = join(root, "quarantine");
+    mkdirSync(quarantine);
+    mkdirSync(join(outbox, "kept.json.set-aside"));
+    const files: Record<string, string> = {
+      "a.json": "{",
+      "a.json.reason": "{}",
+      // A file quarantined by an agent before reasons were written first, killed in between.
+      "b.json": "{",
+      // A reason whose move a kill cut off: the order is still in the outbox.
+      "pending.json.reason": "{}",
+      "kept.json.set-aside.reason": JSON.stringify({ file: null, keptInOutboxAs: join(outbox, "kept.json.set-aside") }),
+      "gone.json.set-aside.reason": JSON.stringify({ file: null, keptInOutboxAs: join(outbox, "gone.json.set-aside") }),
+      // A note that cannot be read is shown to the operator, never written off.
+      "damaged.json.set-aside.1.reason": "{",
+      // A name that is not UTF-8 cannot be looked up from its note: shown, never written off.
+      "lossy.json.set-aside.reason": JSON.stringify({ file: null, keptInOutboxAs: join(outbox, "l\uFFFDssy.json.set-aside") }),
+      ".0123abcd.tmp": "",
+    };
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(quarantine, name), content);
+    expect(await listQuarantined(quarantine)).toEqual(["a.json", "b.json", "damaged.json.set-aside.1.reason", "kept.json.set-aside.reason", "lossy.json.set-aside.reason"]);
+    expect(await listQuarantined(join(root, "no-such-folder"))).toEqual([]);
+  });
+
+  it("a reason left without its file is taken over by the next quarantine of that name; a live note is not", async () => {
+    const quarantine = join(root, "quarantine");
+    mkdirSync(quarantine);
+    writeFileSync(join(quarantine, "x.json.reason"), JSON.stringify({ file: "x.json", reason: "left by a kill" }));
+    writeFileSync(join(outbox, "x.json"), "{");
+    expect(await quarantineFile(join(outbox, "x.json"), "x.json", "invalid JSON", quarantine)).toBe(join(quarantine, "x.json"));
+    expect(JSON.parse(readFileSync(join(quarantine, "x.json.reason"), "utf8"))).toMatchObject({ file: "x.json", reason: "invalid JSON" });
+
+    // Two folders of one name set aside in turn: the first's note is live and stays.
+    mkdirSync(join(outbox, "d.json"));
+    expect(await quarantineFile(join(outbox, "d.json"), "d.json", "first", quarantine)).toBe(join(outbox, "d.json.set-aside"));
+    mkdirSync(join(outbox, "d.json"));
+    expect(await quarantineFile(join(outbox, "d.json"), "d.json", "second", quarantine)).toBe(join(outbox, "d.json.1.set-aside"));
+    expect(JSON.parse(readFileSync(join(quarantine, "d.json.set-aside.reason"), "utf8"))).toMatchObject({ keptInOutboxAs: join(outbox, "d.json.set-aside"), reason: "first" });
+    expect(JSON.parse(readFileSync(join(quarantine, "d.json.1.set-aside.reason"), "utf8"))).toMatchObject({ keptInOutboxAs: join(outbox, "d.json.1.set-aside"), reason: "second" });
+    expect(await listQuarantined(quarantine)).toEqual(["d.json.1.set-aside.reason", "d.json.set-aside.reason", "x.json"]);
   });
 });
 
