@@ -6,6 +6,13 @@
  *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
  *                     [--json]
  *   node bench/run.js --latency [--quick] [--json] [--no-lsyncd]
+ *   node bench/run.js --soak [--minutes N] [--rate R] [--burst B] [--burst-every S] [--json]
+ *
+ * --scaling N[,N…] backlog sizes for the scaling rows (default 100,1000,10000,50000); with
+ * `--only scaling` only those are measured (e.g. `--only scaling --scaling 50000`).
+ *
+ * --soak runs one `plutus-sync watch` for N minutes (default 8) under a steady stream of orders
+ * plus bursts and samples its resident size (bench/soak.js): does memory stay flat?
  *
  * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
  * bursts, during an sshd restart, killed and restarted; cron only (computed); lsyncd + rsync.
@@ -47,6 +54,7 @@ const RTT_MS = Number(option("--rtt", 0));
 const PLAN = QUICK
   ? { compare: 300, loopSubset: 10, scaling: [100, 1000, 3000], runsBig: 1, bigFrom: 3000 }
   : { compare: 2000, loopSubset: 100, scaling: [100, 1000, 10000, 50000], runsBig: 1, bigFrom: 50000 };
+if (option("--scaling")) PLAN.scaling = option("--scaling").split(",").map(Number);
 if (SKIP_50K) PLAN.scaling = PLAN.scaling.filter((n) => n < 50000);
 
 const SSHD = "/usr/sbin/sshd";
@@ -624,7 +632,7 @@ async function main() {
     log(`${BUNDLE_SRC} missing: building (npm run build)`);
     execFileSync("npm", ["run", "build"], { cwd: REPO, stdio: "inherit" });
   }
-  const maxFiles = flag("--latency") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
+  const maxFiles = flag("--latency") || flag("--soak") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
   const fx = new Fixture();
   fx.loopSubset = PLAN.loopSubset;
   const cleanup = () => fx.destroy(flag("--keep"));
@@ -669,6 +677,18 @@ async function main() {
         lsyncd: !flag("--no-lsyncd"),
         lsyncdOrders: quick ? 10 : 30,
         lsyncdDefaultOrders: quick ? 4 : 12,
+      });
+    }
+    if (flag("--soak")) {
+      return await require("./soak").soakBench(fx, {
+        minutes: Number(option("--minutes", 8)),
+        rate: Number(option("--rate", 10)),
+        burst: Number(option("--burst", 500)),
+        burstEverySeconds: Number(option("--burst-every", 60)),
+        sampleSeconds: Number(option("--sample", 2)),
+        samplesFile: option("--samples-file"),
+        json: flag("--json"),
+        bundleSha,
       });
     }
     if (option("--ab")) return await compareBundles(fx, option("--ab").split(","), Number(option("--ab-files", PLAN.compare)));

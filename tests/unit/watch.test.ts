@@ -49,6 +49,20 @@ describe("the completeness rule", () => {
     expect(rule.judge("a.json", complete(), 60)).toEqual({ take: true });
   });
 
+  it("forgets files a rescan no longer lists (a never-complete file the pass quarantined), keeps the others", () => {
+    const rule = new CompletenessRule(200);
+    rule.judge("junk.json", partial(5), 0);
+    rule.judge("junk.json", partial(5), 10_000);
+    rule.judge("writing.json", partial(5), 10_000);
+    expect(rule.tracked).toBe(2);
+    // The rescan's pass moved junk.json to the quarantine: no event says so, the next listing does.
+    rule.retainOnly(new Set(["writing.json", "other.json"]));
+    expect(rule.tracked).toBe(1);
+    expect(rule.judge("writing.json", partial(5), 10_100)).toEqual({ take: false, recheckAt: 10_200 });
+    // A new file under the old name is judged afresh, not against the forgotten entry.
+    expect(rule.judge("junk.json", complete(), 10_200)).toEqual({ take: true });
+  });
+
   it("settleMs 0 takes an in-place file on its next unchanged look", () => {
     const rule = new CompletenessRule(0);
     expect(rule.judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
