@@ -9,6 +9,7 @@
  * (R a second, 1–8 KB) plus a burst of B every S seconds; a consumer plays the ERP and takes every
  * file out of the inbox (as the real ERP does), checking its content. Every few seconds the
  * watcher's resident size is read from /proc (VmRSS, VmHWM) and from its heartbeat (rssBytes).
+ * `--watch-node-args "…"` adds V8 flags to the watcher's node (e.g. --max-semi-space-size=8).
  * Reported: orders delivered, exactly once, RSS at start / after warm-up / at the end, the peak,
  * and the least-squares slope of VmRSS over time after the warm-up.
  */
@@ -96,9 +97,9 @@ class Consumer {
  */
 const MARK_COMPACT = /\s(\d+) ms: Mark-Compact(?: \([a-z ]+\))? ([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/;
 
-function startWatcher(bundle, configFile, onMarkCompact) {
+function startWatcher(bundle, configFile, nodeArgs, onMarkCompact) {
   // As plutus-sync-watch.service runs it (install.sh: ExecStart=node plutus-sync.cjs watch --config …), plus --trace-gc.
-  const child = spawn(process.execPath, ["--trace-gc", bundle, "watch", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--trace-gc", ...nodeArgs, bundle, "watch", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let partial = "";
   const keep = (text) => (out = (out + text).slice(-20_000));
@@ -134,6 +135,16 @@ function deliveriesPerName(logDir) {
     }
   }
   return counts;
+}
+
+/** Mean of the samples in each whole minute of the run. */
+function perMinute(samples) {
+  const minutes = [];
+  for (const s of samples) {
+    const m = Math.floor(s.t / 60);
+    (minutes[m] ??= []).push(s.rssKiB);
+  }
+  return minutes.filter(Boolean).map((list) => list.reduce((a, b) => a + b, 0) / list.length);
 }
 
 const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
@@ -177,7 +188,7 @@ async function soakBench(fx, opts) {
 
   const fullGcs = [];
   let t0 = Date.now();
-  const watcher = startWatcher(fx.bundle, configFile, (gc) => fullGcs.push({ t: (Date.now() - t0) / 1000, ...gc }));
+  const watcher = startWatcher(fx.bundle, configFile, opts.nodeArgs, (gc) => fullGcs.push({ t: (Date.now() - t0) / 1000, ...gc }));
   await watcher.ready();
   const pid = watcher.child.pid;
   t0 = Date.now();
@@ -278,12 +289,13 @@ async function soakBench(fx, opts) {
   const lines = [
     `# Watch soak (npm run bench -- --soak --minutes ${opts.minutes})`,
     `${started.toISOString()}; bundle ${opts.bundleSha}; node ${process.version}; load at start ${loadAtStart}, at end ${load()} (2 CPUs shared with other test runs)`,
-    `one \`plutus-sync watch\` (as its systemd unit runs it, default settings: concurrency 256, handles ≤ 100), ${opts.minutes} min: ${opts.rate} orders/s renamed in (1–8 KB) plus ${opts.burst} at once every ${opts.burstEverySeconds} s; the ERP takes each file out of the inbox`,
+    `one \`plutus-sync watch\` (as its systemd unit runs it${opts.nodeArgs.length ? `, with ${opts.nodeArgs.join(" ")}` : ""}, default settings: concurrency 256, handles ≤ 100), ${opts.minutes} min: ${opts.rate} orders/s renamed in (1–8 KB) plus ${opts.burst} at once every ${opts.burstEverySeconds} s; the ERP takes each file out of the inbox`,
     "",
     `orders: ${producedAll} produced, ${consumer.arrivals.size} delivered; exactly once: ${exactlyOnce ? "yes" : "NO"}` +
       (exactlyOnce ? "" : ` (missing ${missing.length}, twice ${twice.length}, logged twice ${loggedTwice.length}, foreign ${foreign.length}, wrong content ${consumer.wrongContent.length}, partial names ${consumer.partialNames.length}, left in outbox ${left.length}, left in staging ${stagingLeft.length})`),
     `drained ${result.drainedAfterSeconds} s after the stream stopped; SIGTERM: exit ${stopped.code ?? stopped.signal}`,
     `VmRSS (from /proc, every ${opts.sampleSeconds} s, ${samples.length} samples): start ${mib(samples[0].rssKiB)}, after the ${warmupMs / 1000} s warm-up ${mib(atWarmup.rssKiB)}, end ${mib(end.rssKiB)}; after warm-up between ${mib(minAfter)} and ${mib(maxAfter)}, mean ${mib(meanAfterWarmup)}`,
+    `VmRSS mean per minute: ${perMinute(samples).map((kib) => (kib / 1024).toFixed(0)).join(", ")} MiB`,
     `peak (VmHWM): ${mib(peak)}`,
     `slope of VmRSS after warm-up (least squares, ${afterWarmup.length} samples): ${rssSlope.toFixed(1)} KiB/min = ${((rssSlope * 60) / 1024).toFixed(1)} MiB/hour (${((rssSlope * 60 * 100) / meanAfterWarmup).toFixed(1)} % of the mean RSS per hour)`,
     `slope of the heartbeat's rssBytes after warm-up (${hb.length} samples): ${hbSlope.toFixed(1)} KiB/min`,
