@@ -406,8 +406,15 @@ export class Rig {
     }
     this.fake.paused = false;
     let last: PassRecord | undefined;
-    for (let i = 0; i < maxPasses; i++) {
+    for (let i = 0, lockedWaits = 0; i < maxPasses; i++) {
       last = await this.bookedPass(row);
+      // A pass killed while creating pass.lock or its break guard leaves a file that counts as
+      // held for 5 s (lock.ts); quick passes would all say "locked". Wait that out (15 s at most).
+      if (last.code === 0 && last.summary?.skippedLocked && lockedWaits++ < 15) {
+        i--;
+        await sleep(1_000);
+        continue;
+      }
       const open = await Journal.peek(this.stateDir);
       if (last.code === 0 && open.length === 0 && this.outboxOrders().every(mayRemain)) break;
     }
