@@ -12,7 +12,7 @@
  * --scaling N[,N…] backlog sizes for the scaling rows (default 100,1000,10000,50000); with
  * `--only scaling` only those are measured (e.g. `--only scaling --scaling 50000`).
  *
- * --soak runs one `plutus-sync watch` for N minutes (default 8) under a steady stream of orders
+ * --soak runs one `plutus-sync watch` for N minutes (default 9) under a steady stream of orders
  * plus bursts and samples its resident size (bench/soak.js): does memory stay flat?
  *
  * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
@@ -706,7 +706,7 @@ async function main() {
     }
     if (flag("--soak")) {
       return await require("./soak").soakBench(fx, {
-        minutes: Number(option("--minutes", 8)),
+        minutes: Number(option("--minutes", 9)),
         rate: Number(option("--rate", 10)),
         burst: Number(option("--burst", 500)),
         burstEverySeconds: Number(option("--burst-every", 60)),

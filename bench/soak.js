@@ -193,7 +193,8 @@ async function soakBench(fx, opts) {
   const pid = watcher.child.pid;
   t0 = Date.now();
   const durationMs = opts.minutes * 60_000;
-  const warmupMs = Math.min(120_000, durationMs / 3);
+  // RSS climbs for about 5 minutes while V8 sizes its heap (measured over 25 minutes, bench/README.md).
+  const warmupMs = Math.min(300_000, durationMs / 2);
   const samples = [];
   const sample = () => {
     const mem = procMemory(pid);
