@@ -6,6 +6,14 @@
  *                     [--no-50k] [--keep] [--save] [--tune-rclone] [--rtt MS]
  *                     [--json]
  *   node bench/run.js --latency [--quick] [--json] [--no-lsyncd]
+ *   node bench/run.js --soak [--minutes N] [--rate R] [--burst B] [--burst-every S] [--watch-node-args "…"] [--json]
+ *
+ * --concurrency N sets the agent's files in flight (default: the agent's own, 256).
+ * --scaling N[,N…] backlog sizes for the scaling rows (default 100,1000,10000,50000); with
+ * `--only scaling` only those are measured (e.g. `--only scaling --scaling 50000`).
+ *
+ * --soak runs one `plutus-sync watch` for N minutes (default 9) under a steady stream of orders
+ * plus bursts and samples its resident size (bench/soak.js): does memory stay flat?
  *
  * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
  * bursts, during an sshd restart, killed and restarted; cron only (computed); lsyncd + rsync.
@@ -47,6 +55,7 @@ const RTT_MS = Number(option("--rtt", 0));
 const PLAN = QUICK
   ? { compare: 300, loopSubset: 10, scaling: [100, 1000, 3000], runsBig: 1, bigFrom: 3000 }
   : { compare: 2000, loopSubset: 100, scaling: [100, 1000, 10000, 50000], runsBig: 1, bigFrom: 50000 };
+if (option("--scaling")) PLAN.scaling = option("--scaling").split(",").map(Number);
 if (SKIP_50K) PLAN.scaling = PLAN.scaling.filter((n) => n < 50000);
 
 const SSHD = "/usr/sbin/sshd";
@@ -438,18 +447,41 @@ function timed(argv, { env, cwd } = {}) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn("/usr/bin/time", ["-f", "%e %M %U %S", "-o", timeFile, ...argv], { env: env || process.env, cwd, stdio: ["ignore", "pipe", "pipe"] });
+    // The same peak read from /proc as the kernel keeps it (VmHWM of the tool's process under time).
+    let hwmKb = 0;
+    const sampler = setInterval(() => {
+      for (const pid of descendantsOf(child.pid)) hwmKb = Math.max(hwmKb, vmHwmKb(pid));
+    }, 20);
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     child.on("error", reject);
     child.on("close", (code) => {
+      clearInterval(sampler);
       const wall = Number(process.hrtime.bigint() - started) / 1e9;
       const [, maxKb, user, sys] = fs.readFileSync(timeFile, "utf8").trim().split("\n").pop().split(" ").map(Number);
       fs.rmSync(timeFile, { force: true });
-      resolve({ code, wall, rssMb: maxKb / 1024, cpu: user + sys, stdout: out, stderr: err });
+      resolve({ code, wall, rssMb: maxKb / 1024, hwmMb: hwmKb / 1024, cpu: user + sys, stdout: out, stderr: err });
     });
   });
+}
+
+/** The processes below pid (sync_plutus.sh runs node under timeout(1)). */
+function descendantsOf(pid) {
+  let children = [];
+  try {
+    children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {}
+  return children.flatMap((c) => [c, ...descendantsOf(c)]);
+}
+
+function vmHwmKb(pid) {
+  try {
+    return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
+  } catch {
+    return 0;
+  }
 }
 
 function dropDirInBackground(dir) {
@@ -513,6 +545,7 @@ const TOOLS = {
           stateDir: path.join(src.dir, "state"),
           logDir: path.join(src.dir, "log"),
           minAgeSeconds: 10,
+          ...(option("--concurrency") ? { concurrency: Number(option("--concurrency")) } : {}),
           remote: { host: "127.0.0.1", port: fx.port, username: ERP_USER, privateKeyPath: fx.clientKey, hostKeySha256: fx.hostKeySha256, inbox: "/Inbox", staging: "/Staging" },
         }),
       );
@@ -624,7 +657,7 @@ async function main() {
     log(`${BUNDLE_SRC} missing: building (npm run build)`);
     execFileSync("npm", ["run", "build"], { cwd: REPO, stdio: "inherit" });
   }
-  const maxFiles = flag("--latency") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
+  const maxFiles = flag("--latency") || flag("--soak") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
   const fx = new Fixture();
   fx.loopSubset = PLAN.loopSubset;
   const cleanup = () => fx.destroy(flag("--keep"));
@@ -674,6 +707,19 @@ async function main() {
         lsyncdDefaultOrders: quick ? 4 : 12,
       });
     }
+    if (flag("--soak")) {
+      return await require("./soak").soakBench(fx, {
+        minutes: Number(option("--minutes", 9)),
+        rate: Number(option("--rate", 10)),
+        burst: Number(option("--burst", 500)),
+        burstEverySeconds: Number(option("--burst-every", 60)),
+        sampleSeconds: Number(option("--sample", 2)),
+        samplesFile: option("--samples-file"),
+        nodeArgs: option("--watch-node-args", "").split(" ").filter(Boolean),
+        json: flag("--json"),
+        bundleSha,
+      });
+    }
     if (option("--ab")) return await compareBundles(fx, option("--ab").split(","), Number(option("--ab-files", PLAN.compare)));
 
     /** results[key] = list of runs */
@@ -682,7 +728,7 @@ async function main() {
     const runOne = async (toolId, n) => {
       const r = await measure(fx, TOOLS[toolId], n);
       add(`${toolId}:${n}`, r);
-      log(`  ${toolId.padEnd(8)} ${String(toolId === "scp-loop" ? fx.loopSubset : n).padStart(6)} files  ${r.wall.toFixed(2)} s  rss ${r.rssMb.toFixed(0)} MB  cpu ${r.cpu.toFixed(2)} s  sshd cpu ${r.serverCpu.toFixed(2)} s  load ${loadavg()}`);
+      log(`  ${toolId.padEnd(8)} ${String(toolId === "scp-loop" ? fx.loopSubset : n).padStart(6)} files  ${r.wall.toFixed(2)} s  rss ${r.rssMb.toFixed(0)} MB (VmHWM ${r.hwmMb.toFixed(0)} MB)  cpu ${r.cpu.toFixed(2)} s  sshd cpu ${r.serverCpu.toFixed(2)} s  load ${loadavg()}`);
     };
 
     // Comparison at PLAN.compare files; repetitions interleaved so load noise hits every tool alike.
@@ -726,6 +772,7 @@ function renderReport(fx, results, meta) {
       runs: runs.length,
       wall: median(runs.map((r) => r.wall)) * scale,
       rssMb: Math.max(...runs.map((r) => r.rssMb)),
+      hwmMb: Math.max(...runs.map((r) => r.hwmMb || 0)),
       cpu: median(runs.map((r) => r.cpu)) * scale,
       serverCpu: median(runs.map((r) => r.serverCpu)) * scale,
       extrapolated: scale !== 1 ? measuredFiles : undefined,
@@ -798,6 +845,7 @@ function renderReport(fx, results, meta) {
         runs: r.runs,
         wallSeconds: Number(r.wall.toFixed(3)),
         peakRssMb: Math.round(r.rssMb),
+        peakVmHwmMb: Math.round(r.hwmMb),
         clientCpuSeconds: Number(r.cpu.toFixed(3)),
         sshdCpuSeconds: Number(r.serverCpu.toFixed(3)),
         rttMs: RTT_MS,

@@ -78,6 +78,15 @@ export class CompletenessRule {
   forget(name: string): void {
     this.seen.delete(name);
   }
+
+  /**
+   * Forgets every tracked file not in `present` (a fresh outbox listing). A file that never
+   * became complete is quarantined by a pass, and its move out of the outbox is no event the
+   * watcher handles: without this its entry would stay for the life of the process.
+   */
+  retainOnly(present: ReadonlySet<string>): void {
+    for (const name of this.seen.keys()) if (!present.has(name)) this.seen.delete(name);
+  }
 }
 
 function changed(before: FileStamp, now: FileStamp): boolean {

@@ -271,7 +271,11 @@ export class Watcher {
 
   /** After a rescan's full pass: what is left and too young for minAgeSeconds goes through the completeness rule. */
   private async feedYoungFiles(): Promise<void> {
-    const names = (await fs.readdir(this.config.outbox).catch(() => [] as string[])).filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
+    const listing = await fs.readdir(this.config.outbox).catch(() => undefined);
+    if (!listing) return;
+    const names = listing.filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
+    // A file seen after the listing was taken has a recheck pending, which settles it either way.
+    this.rule.retainOnly(new Set([...names, ...this.rechecks.keys()]));
     for (let i = 0; i < names.length && !this.stopping; i++) {
       if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToEventLoop();
       this.judge(names[i]);

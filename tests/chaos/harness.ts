@@ -1,5 +1,5 @@
-import { spawn, execFileSync } from "node:child_process";
-import { promises as fsp, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, utimesSync, renameSync, chownSync, chmodSync, copyFileSync, lstatSync, watch } from "node:fs";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { promises as fsp, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, utimesSync, renameSync, chownSync, chmodSync, copyFileSync, lstatSync, watch, openSync, writeSync, closeSync, fchownSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -50,6 +50,15 @@ export function agentBundle(): { path: string; sha256: string } {
 }
 /** The unprivileged account the agent runs as where root would hide the fault. */
 export const AGENT_USER = "plutus-chaos";
+
+/** A running `plutus-sync watch` started by Rig.watcher(). */
+export interface WatcherProcess {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stdout(): string;
+  stderr(): string;
+}
 
 /** One line of the table. */
 export interface Row {
@@ -249,6 +258,37 @@ export class Rig {
 
   /** Writes one valid order atomically (temporary name, then rename), old enough to be taken. */
   produce(extraBytes = 0, name?: string): ProducedOrder {
+    const { n, content, fileName } = this.nextOrder(extraBytes, name);
+    const temp = join(this.outbox, `.incoming-${n}.tmp`);
+    writeFileSync(temp, content);
+    const when = new Date(Date.now() - 60_000);
+    utimesSync(temp, when, when);
+    if (this.uid !== 0) chownSync(temp, this.uid, this.gid);
+    renameSync(temp, join(this.outbox, fileName));
+    return this.booked(fileName, content);
+  }
+
+  /**
+   * Writes one valid order in place under its final name, in two writes `pauseMs` apart, as a
+   * producer that ignores the rename contract does: the first part is not yet a JSON object.
+   */
+  async produceInPlace(extraBytes: number, pauseMs: number): Promise<ProducedOrder> {
+    const { content, fileName } = this.nextOrder(extraBytes);
+    const path = join(this.outbox, fileName);
+    const fd = openSync(path, "wx", 0o640);
+    try {
+      if (this.uid !== 0) fchownSync(fd, this.uid, this.gid);
+      const split = Math.floor(content.length / 2);
+      writeSync(fd, content.slice(0, split));
+      await sleep(pauseMs);
+      writeSync(fd, content.slice(split));
+    } finally {
+      closeSync(fd);
+    }
+    return this.booked(fileName, content);
+  }
+
+  private nextOrder(extraBytes: number, name?: string): { n: number; content: string; fileName: string } {
     const n = ++this.seq;
     const order = {
       orderId: `PL-${String(n).padStart(7, "0")}`,
@@ -258,15 +298,11 @@ export class Rig {
       lines: [{ sku: "LAMP-ARC-01", qty: 1 + (n % 3), price: 149.0 }],
       note: "x".repeat(extraBytes),
     };
-    const content = JSON.stringify(order);
-    const fileName = name ?? `order-${String(n).padStart(7, "0")}.json`;
-    const temp = join(this.outbox, `.incoming-${n}.tmp`);
-    writeFileSync(temp, content);
-    const when = new Date(Date.now() - 60_000);
-    utimesSync(temp, when, when);
-    if (this.uid !== 0) chownSync(temp, this.uid, this.gid);
-    renameSync(temp, join(this.outbox, fileName));
-    const produced = { name: fileName, sha256: sha256(content) };
+    return { n, content: JSON.stringify(order), fileName: name ?? `order-${String(n).padStart(7, "0")}.json` };
+  }
+
+  private booked(name: string, content: string): ProducedOrder {
+    const produced = { name, sha256: sha256(content) };
     this.produced.set(produced.sha256, produced);
     return produced;
   }
@@ -326,6 +362,35 @@ export class Rig {
   }
 
   /**
+   * `plutus-sync watch` (the bundle snapshot) as its own process, like its systemd unit runs it;
+   * resolves once it says it is watching. The caller ends it (SIGKILL or SIGTERM).
+   */
+  async watcher(options: { env?: NodeJS.ProcessEnv; readyWithinMs?: number } = {}): Promise<WatcherProcess> {
+    const child = spawn(process.execPath, [agentBundle().path, "watch", "--config", this.configPath], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(this.uid !== 0 ? { uid: this.uid, gid: this.gid } : {}),
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+    const watcher: WatcherProcess = { child, pid: child.pid!, exited, stdout: () => stdout, stderr: () => stderr };
+    const deadline = Date.now() + (options.readyWithinMs ?? 30_000);
+    while (!stdout.includes("plutus-sync: watching")) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`plutus-sync watch ended (${child.exitCode ?? child.signalCode}) before it was watching: ${stderr.trim().slice(0, 300)}`);
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        await exited;
+        throw new Error(`plutus-sync watch was not watching after ${options.readyWithinMs ?? 30_000} ms: ${stderr.trim().slice(0, 300)}`);
+      }
+      await sleep(10);
+    }
+    return watcher;
+  }
+
+  /**
    * With every fault off, passes until nothing is left to deliver (at most `maxPasses`), then lets
    * the fake ERP empty the inbox. Left-over deferred files named in `mayRemain` are allowed.
    */
@@ -341,8 +406,15 @@ export class Rig {
     }
     this.fake.paused = false;
     let last: PassRecord | undefined;
-    for (let i = 0; i < maxPasses; i++) {
+    for (let i = 0, lockedWaits = 0; i < maxPasses; i++) {
       last = await this.bookedPass(row);
+      // A pass killed while creating pass.lock or its break guard leaves a file that counts as
+      // held for 5 s (lock.ts); quick passes would all say "locked". Wait that out (15 s at most).
+      if (last.code === 0 && last.summary?.skippedLocked && lockedWaits++ < 15) {
+        i--;
+        await sleep(1_000);
+        continue;
+      }
       const open = await Journal.peek(this.stateDir);
       if (last.code === 0 && open.length === 0 && this.outboxOrders().every(mayRemain)) break;
     }

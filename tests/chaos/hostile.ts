@@ -1,9 +1,9 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, lchownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Rig, Row, agentBundle, newRow, sha256, sleep } from "./harness";
-import { STAGING_SENTINEL, localFolders } from "../support/agent";
+import { STAGING_SENTINEL, localFolders, runMeasured, type MeasuredResult } from "../support/agent";
 import { HostileMode, startHostileErp } from "../support/hostileErp";
 import type { Scenario } from "./scenarios";
 
@@ -332,32 +332,9 @@ export const hostileInputs: Scenario = {
 /** Peak resident memory a pass may reach against a hostile ERP (an idle pass takes 60–80 MiB). */
 const HOSTILE_PEAK_RSS_KIB = 250 * 1024;
 
-/** One agent pass as its own process, its peak resident memory (VmHWM) sampled until it exits. */
-function measuredPass(configPath: string, hardLimitMs: number): Promise<{ code: number | null; ms: number; peakRssKiB: number; stdout: string; stderr: string }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [agentBundle().path, "run", "--config", configPath, "--json"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let peakRssKiB = 0;
-    const sample = setInterval(() => {
-      try {
-        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (match) peakRssKiB = Math.max(peakRssKiB, Number(match[1]));
-      } catch {
-        /* exited */
-      }
-    }, 25);
-    const limit = setTimeout(() => child.kill("SIGKILL"), hardLimitMs);
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearInterval(sample);
-      clearTimeout(limit);
-      resolve({ code, ms: Date.now() - started, peakRssKiB, stdout, stderr });
-    });
-  });
+/** One agent pass as its own process (the suite's bundle snapshot), its peak resident memory sampled until it exits. */
+function measuredPass(configPath: string, hardLimitMs: number): Promise<MeasuredResult> {
+  return runMeasured(["run", "--config", configPath, "--json"], { bundle: agentBundle().path, hardLimitMs });
 }
 
 /**

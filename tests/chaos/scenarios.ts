@@ -7,6 +7,7 @@ import { hostileErp, hostileInputs } from "./hostile";
 import { fewHandles, slowLink, suspendedPass } from "./erpLimits";
 import { stagingFiles } from "../support/agent";
 import { erpHoldsInboxFilesOpen, stagingReplacedAfterCrash } from "./windowsServer";
+import { watchKill } from "./watchKill";
 
 export interface Scale {
   long: boolean;
@@ -552,6 +553,7 @@ function readdirCount(dir: string): number {
 
 export const SCENARIOS: Scenario[] = [
   killLoop,
+  watchKill,
   netCut,
   netReset,
   netBlackhole,

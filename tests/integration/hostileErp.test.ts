@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { closeSync, ftruncateSync, openSync, readFileSync, readdirSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { BUNDLE, LocalSide, lastJsonLine, logEvents, makeLocalSide, runAgent, sampleOrder, STAGING_SENTINEL, type AgentResult } from "../support/agent";
+import { LocalSide, lastJsonLine, logEvents, makeLocalSide, runAgent, runMeasured, sampleOrder, STAGING_SENTINEL } from "../support/agent";
 import { EVIL_TEXT, HostileErp, HostileMode, hashOf, startHostileErp } from "../support/hostileErp";
 import type { ErpServer } from "../support/sshd";
 import { generateKey } from "../support/sshd";
@@ -37,32 +36,6 @@ async function against(mode: HostileMode, overrides: Parameters<typeof makeLocal
   config.remote.privateKeyPath = keyPath;
   writeFileSync(local.configPath, JSON.stringify(config, null, 2));
   return { erp, local };
-}
-
-/** Runs the agent, sampling its peak resident memory (VmHWM) until it exits. */
-function runMeasured(args: string[]): Promise<AgentResult & { peakRssKiB: number; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BUNDLE, ...args], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let peakRssKiB = 0;
-    const sample = setInterval(() => {
-      try {
-        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (match) peakRssKiB = Math.max(peakRssKiB, Number(match[1]));
-      } catch {
-        /* exited */
-      }
-    }, 25);
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearInterval(sample);
-      resolve({ code, signal, stdout, stderr, peakRssKiB, ms: Date.now() - started });
-    });
-  });
 }
 
 const orders = (local: LocalSide, count: number, extraBytes = 0) => {

@@ -121,6 +121,44 @@ export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = pro
   });
 }
 
+export interface MeasuredResult extends AgentResult {
+  /** The process's peak resident memory (VmHWM from /proc), sampled every 25 ms until it exits. */
+  peakRssKiB: number;
+  ms: number;
+}
+
+/**
+ * Runs the agent as its own process, sampling its peak resident memory (VmHWM) until it exits.
+ * `bundle` runs another copy of the agent (the chaos suite's snapshot); after `hardLimitMs` the
+ * process is killed with SIGKILL.
+ */
+export function runMeasured(args: string[], options: { bundle?: string; hardLimitMs?: number } = {}): Promise<MeasuredResult> {
+  const started = Date.now();
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [options.bundle ?? BUNDLE, ...args], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let peakRssKiB = 0;
+    const sample = setInterval(() => {
+      try {
+        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (match) peakRssKiB = Math.max(peakRssKiB, Number(match[1]));
+      } catch {
+        /* exited */
+      }
+    }, 25);
+    const limit = options.hardLimitMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), options.hardLimitMs) : undefined;
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearInterval(sample);
+      clearTimeout(limit);
+      resolvePromise({ code, signal, stdout, stderr, peakRssKiB, ms: Date.now() - started });
+    });
+  });
+}
+
 /** The JSON summary `run --json` prints as its last stdout line. */
 export function lastJsonLine(stdout: string): Record<string, unknown> {
   const lines = stdout.trim().split("\n");

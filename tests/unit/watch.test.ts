@@ -91,6 +91,20 @@ describe("the completeness rule", () => {
     expect(judge("a.json", complete(), 60)).toEqual({ take: false, recheckAt: 260 });
   });
 
+  it("forgets files a rescan no longer lists (a never-complete file the pass quarantined), keeps the others", () => {
+    const { rule, judge } = ruleWithReads(200);
+    judge("junk.json", partial(5), 0);
+    judge("junk.json", partial(5), 10_000);
+    judge("writing.json", partial(5), 10_000);
+    expect(rule.tracked).toBe(2);
+    // The rescan's pass moved junk.json to the quarantine: no event says so, the next listing does.
+    rule.retainOnly(new Set(["writing.json", "other.json"]));
+    expect(rule.tracked).toBe(1);
+    expect(judge("writing.json", partial(5), 10_100)).toEqual({ take: false, recheckAt: 10_200 });
+    // A new file under the old name is judged afresh, not against the forgotten entry.
+    expect(judge("junk.json", complete(), 10_200)).toEqual({ take: false, recheckAt: 10_400 });
+  });
+
   it("settleMs 0 takes a file on its next unchanged look", () => {
     const { judge } = ruleWithReads(0);
     expect(judge("a.json", partial(), 0)).toEqual({ take: false, recheckAt: 0 });
