@@ -37,7 +37,7 @@ export interface HungWatcherPolicy {
 export interface HungWatcherOutcome {
   pid: number;
   lockStartedAt: number;
-  /** killed: gone, its lock is broken; survived: still there 5 s after SIGKILL; refused: kill(2) failed. */
+  /** killed: gone, its lock is broken; survived: still there 3 s after SIGKILL; refused: kill(2) failed. */
   result: "killed" | "survived" | "refused";
   error?: string;
 }
@@ -79,7 +79,12 @@ export async function acquirePassLock(stateDir: string, staleAfterMs: number, op
       // Re-read under the guard: remove only the very lock judged stale, never one taken since.
       const again = await readOwner(lockPath);
       if (!again || again.pid !== owner.pid || again.startedAt !== owner.startedAt || again.host !== owner.host) continue;
-      if (alive && !(await killHungWatcher(owner, options.hungWatcher!))) return undefined;
+      if (alive) {
+        if (!(await killHungWatcher(owner, options.hungWatcher!))) return undefined;
+        // The kill took a while: still the very lock judged hung?
+        const still = await readOwner(lockPath);
+        if (!still || still.pid !== owner.pid || still.startedAt !== owner.startedAt || still.host !== owner.host) continue;
+      }
       await fs.rm(lockPath, { force: true });
     } finally {
       await fs.rm(breakPath, { force: true });
@@ -155,7 +160,8 @@ async function killHungWatcher(owner: LockOwner, policy: HungWatcherPolicy): Pro
   return true;
 }
 
-const KILL_WAIT_MS = 5_000;
+/** Well inside BREAK_GUARD_STALE_MS: no other pass takes the break guard from under this one. */
+const KILL_WAIT_MS = 3_000;
 
 /** The lock's owner still runs: same PID, same start time, not a zombie (an unreaped child of its parent). */
 function sameProcess(owner: LockOwner): boolean {
