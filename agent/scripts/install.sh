@@ -497,6 +497,7 @@ if (!/^-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----\n[A-Za-z0-9+\/=\n:, -]+\n-----EN
 fs.writeFileSync(out + "/agent.json", JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
 fs.writeFileSync(out + "/id_key", key, { mode: 0o600 });
 fs.writeFileSync(out + "/folders", folders.map(([, v]) => v + "\0").join(""), { mode: 0o600 });
+fs.writeFileSync(out + "/system-folders", [...SYSTEM].map((v) => v + "\0").join(""), { mode: 0o600 });
 '
 
 cron_file_text() {
@@ -527,7 +528,54 @@ unit_path_word() {
   printf '"%s"' "${1//%/%%}"
 }
 
-# watch_unit_text NODE OUTBOX ARCHIVE QUARANTINE STATE LOGS
+# The watch unit's ReadWritePaths=, from work/folders and work/system-folders (left by PARSER, after
+# the folders exist): work/unit-paths (NUL-separated); on stdout, one line per set of folders that
+# had to be named apart. systemd makes each entry a bind mount of its own, and rename(2) between
+# two mounts fails with EXDEV even on one file system: the outbox, archive and quarantine, which
+# orders move between, are named by their deepest common folder when they share a file system.
+# That folder must be the agent's own: at least two levels deep and not a system folder (the
+# folders above the agent's are root-owned and writable only by root, so the account gains nothing
+# there). Otherwise they stay apart and moves between them are copies. State and log folders need
+# no renames across; they are named unless already inside an entry.
+readonly UNIT_PATHS_TOOL='
+"use strict";
+const fs = require("fs");
+const work = process.argv[1];
+const read = (name) => fs.readFileSync(work + "/" + name, "utf8").split("\0").filter((v) => v !== "");
+const [outbox, archive, quarantine, state, logs] = read("folders");
+const system = new Set(read("system-folders"));
+const commonFolder = (paths) => {
+  let parts = paths[0].split("/");
+  for (const path of paths.slice(1)) {
+    const other = path.split("/");
+    let i = 0;
+    while (i < parts.length && i < other.length && parts[i] === other[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return parts.join("/") || "/";
+};
+const ownFolder = (path) => path.split("/").length >= 3 && !system.has(path);
+const byDevice = new Map();
+for (const path of [outbox, archive, quarantine]) {
+  const dev = fs.statSync(path).dev;
+  byDevice.set(dev, [...(byDevice.get(dev) || []), path]);
+}
+const paths = [];
+const apart = [];
+for (const group of byDevice.values()) {
+  const common = group.length > 1 ? commonFolder(group) : group[0];
+  if (group.length === 1 || ownFolder(common)) paths.push(common);
+  else {
+    paths.push(...group);
+    apart.push(group.join(", ") + " (their common folder is " + common + ")");
+  }
+}
+for (const path of [state, logs]) if (!paths.some((p) => path === p || path.startsWith(p + "/"))) paths.push(path);
+fs.writeFileSync(work + "/unit-paths", paths.map((p) => p + "\0").join(""), { mode: 0o600 });
+process.stdout.write(apart.map((line) => line + "\n").join(""));
+'
+
+# watch_unit_text NODE PATH... (the ReadWritePaths= entries)
 watch_unit_text() {
   local node_bin="$1"
   shift
@@ -808,7 +856,13 @@ install() {
   cron_file_text >"${work}/cron"
   install_file "${work}/cron" "${CRON_FILE}" root root 0644
   if [ "${agent_mode}" = watch ]; then
-    watch_unit_text "${node}" "${outbox}" "${archive}" "${quarantine}" "${state}" "${logs}" >"${work}/plutus-sync-watch.service"
+    local apart unit_paths=()
+    "${node}" -e "${UNIT_PATHS_TOOL}" "${work}" >"${work}/unit-apart" || die "could not work out the watch service's writable folders"
+    while IFS= read -r apart; do
+      warn "the watch service names ${apart} as separate writable folders: in the service, moving an order between them copies it instead of renaming it, and a symbolic link or other special file stays set aside in the outbox instead of being quarantined; put them under one folder of their own (e.g. /var/lib/plutus) to avoid this"
+    done <"${work}/unit-apart"
+    mapfile -d '' -t unit_paths <"${work}/unit-paths"
+    watch_unit_text "${node}" "${unit_paths[@]}" >"${work}/plutus-sync-watch.service"
     # verify exits 0 on unknown keys too: anything it says is a fault of the unit.
     if command -v systemd-analyze >/dev/null 2>&1; then
       systemd-analyze verify "${work}/plutus-sync-watch.service" >"${work}/verify.out" 2>&1 || true

@@ -30,6 +30,19 @@ export async function readWatcherStatus(stateDir: string, now = Date.now()): Pro
   return { state: fresh && processAlive(heartbeat.pid, heartbeat.procStart) ? "running" : "stale", heartbeat };
 }
 
+/**
+ * Whether the watcher with this pid rewrote its heartbeat within HEARTBEAT_STALE_MS, i.e. its event
+ * loop runs. Anything else (no heartbeat, another pid's, a stale or unreadable one) is no sign of life.
+ */
+export async function watcherBeatsRecently(stateDir: string, pid: number, now = Date.now()): Promise<boolean> {
+  try {
+    const heartbeat = JSON.parse(await fs.readFile(heartbeatPath(stateDir), "utf8")) as WatcherHeartbeat;
+    return heartbeat.pid === pid && !heartbeat.stoppedAt && now - Date.parse(heartbeat.heartbeatAt) <= HEARTBEAT_STALE_MS;
+  } catch {
+    return false;
+  }
+}
+
 function processAlive(pid: number, procStart: string | undefined): boolean {
   try {
     process.kill(pid, 0);

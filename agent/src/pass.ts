@@ -7,7 +7,8 @@ import { sftpTarget } from "./sftpSession";
 import { Courier } from "./courier";
 import { inspect, isOrderFileName, Inspection, FileIdentity, listOrderNames, outboxPath, OutboxName, InspectRules, ENTRIES_PER_YIELD, yieldToEventLoop } from "./orderFile";
 import { quarantineFile } from "./localMoves";
-import { acquirePassLock } from "./lock";
+import { acquirePassLock, type LockHolder, type LockOptions } from "./lock";
+import { watcherBeatsRecently } from "./heartbeat";
 import { agentId, lockStaleAfterMs, readLastRun, recordAbandonedPass, writeLastRun } from "./stateFiles";
 import { crashPoint } from "./crashHook";
 import { observeAndRecordErpInbox } from "./erpInbox";
@@ -62,6 +63,8 @@ export interface BatchRequest {
    * sent, local work (archive, quarantine) is done, each order is reported failed with this error.
    */
   connectError?: ConnectError;
+  /** "watcher" for the watcher's batches; a pass (cron or by hand) ends a watcher hung inside one. */
+  holder?: LockHolder;
 }
 
 /** File content held in memory at once across all files in flight (see ByteBudget). */
@@ -124,7 +127,7 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
     (killed) => killed && log.warn("the previous pass did not finish; recorded as a failed run", { event: "pass-abandoned", startedAt: killed.startedAt }),
     (error) => log.error("could not record the previous, unfinished pass", { event: "status-write-failed", error: errorMessage(error) }),
   );
-  const lock = await acquirePassLock(config.stateDir, lockStaleAfterMs(config.passDeadlineSeconds)).catch((error) => {
+  const lock = await acquirePassLock(config.stateDir, lockStaleAfterMs(config.passDeadlineSeconds), lockOptions(config, request, log)).catch((error) => {
     throw new StateError(`cannot take the pass lock in ${config.stateDir}: ${errorMessage(error)}; the agent's account must own it`, { cause: error });
   });
   if (!lock) {
@@ -156,6 +159,28 @@ export async function deliverBatch(config: AgentConfig, link: RemoteLink, log: L
   }
   summary.durationMs = Date.now() - startedAt;
   return result;
+}
+
+/** A watcher's batch outlives its own bound (the watcher's hungTimer) by this long at most. */
+export const WATCH_BATCH_HUNG_AFTER_S = 15;
+
+function lockOptions(config: AgentConfig, request: BatchRequest, log: Logger): LockOptions {
+  if (request.holder === "watcher") return { holder: "watcher" };
+  return {
+    holder: "pass",
+    hungWatcher: {
+      lockOlderThanMs: (config.passDeadlineSeconds + WATCH_BATCH_HUNG_AFTER_S) * 1000,
+      beatsRecently: (pid) => watcherBeatsRecently(config.stateDir, pid),
+      report: ({ pid, lockStartedAt, result, error }) => {
+        const lockHeldSince = new Date(lockStartedAt).toISOString();
+        if (result === "killed") {
+          log.error("the watcher hung inside a batch (its lock outlived the batch deadline, no heartbeat): killed it and broke its lock; recovery settles what it had in flight", { event: "watch-hung-killed", pid, lockHeldSince });
+        } else {
+          log.error("the watcher hung inside a batch holds the lock and could not be ended; nothing done", { event: "watch-hung-kill-failed", pid, lockHeldSince, result, ...(error ? { error } : {}) });
+        }
+      },
+    },
+  };
 }
 
 async function prepareFolders(config: AgentConfig): Promise<void> {

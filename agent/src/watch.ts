@@ -3,7 +3,7 @@ import type { Server } from "node:http";
 import { basename } from "node:path";
 import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
-import { deliverBatch, deadlinesFrom, type Deadlines, type PassResult } from "./pass";
+import { deliverBatch, deadlinesFrom, WATCH_BATCH_HUNG_AFTER_S, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
 import { CompletenessRule, lookAt, stampOf } from "./completeness";
 import { WarmLink } from "./warmLink";
@@ -206,16 +206,17 @@ export class Watcher {
       this.log.warn("batch deadline reached; aborting requests in flight", { event: "deadline", passDeadlineSeconds: this.config.passDeadlineSeconds });
       this.link.abort(`batch deadline of ${this.config.passDeadlineSeconds} s reached`);
     }, deadlines.abortAt - Date.now());
-    const hungTimer = setTimeout(() => this.hooks.onHung(`a watch batch exceeded its deadline of ${this.config.passDeadlineSeconds} s`), deadlines.abortAt + 15_000 - Date.now());
+    // A loop too blocked for this timer is ended from outside: the cron pass kills a watcher whose lock is this old and whose heartbeat stopped.
+    const hungTimer = setTimeout(() => this.hooks.onHung(`a watch batch exceeded its deadline of ${this.config.passDeadlineSeconds} s`), deadlines.abortAt + WATCH_BATCH_HUNG_AFTER_S * 1000 - Date.now());
     const results: PassResult[] = [];
     try {
       if (batch.rescan) {
-        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines, connectError });
+        const full = await deliverBatch(this.config, link, this.log, { minAgeMs: this.config.minAgeSeconds * 1000, recover: true, deadlines, connectError, holder: "watcher" });
         if (this.noteLocked(full)) return { locked: true, retry: [], ...(connectError ? { held: names } : {}) };
         results.push(full);
       }
       if (names.length > 0 && !this.stopping && !connectError) {
-        const events = await deliverBatch(this.config, link, this.log, { names, minAgeMs: 0, recover: false, deadlines });
+        const events = await deliverBatch(this.config, link, this.log, { names, minAgeMs: 0, recover: false, deadlines, holder: "watcher" });
         if (this.noteLocked(events)) return { locked: true, retry: [] };
         results.push(events);
       }

@@ -22,6 +22,7 @@ import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
 import { sampleOrder, stagingFiles } from "../support/agent";
 import { guideCommands, mapGuideBlock, operationsGuideBlocks } from "../support/guide";
+import { mountsOf, spawnInUnitSandbox } from "../support/unitSandbox";
 
 jest.setTimeout(120_000);
 
@@ -139,7 +140,7 @@ RemoveIPC=yes
 CapabilityBoundingSet=
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 SystemCallArchitectures=native
-ReadWritePaths="${FOLDERS.outbox}" "${FOLDERS.archive}" "${FOLDERS.quarantine}" "${FOLDERS.stateDir}" "${FOLDERS.logDir}"
+ReadWritePaths="${BASE}" "${FOLDERS.logDir}"
 
 [Install]
 WantedBy=multi-user.target
@@ -974,15 +975,32 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     const shown = /^#\s+(watcher: .*)$/m.exec(checking);
     expect(shown).not.toBeNull();
     expect(shown![1]).toMatch(watcherShape);
-    const execStart = /^ExecStart=(.+)$/m.exec(EXPECTED_UNIT)![1].split(" ");
-    const watcher = spawn("setpriv", ["--reuid=plutus", "--regid=plutus", "--init-groups", "env", "-i", ...execStart], { stdio: ["ignore", "pipe", "pipe"] });
+    // The unit's command as systemd runs it: User=plutus, Group=plutus, no inherited environment,
+    // inside the unit's file-system sandbox (each ReadWritePaths= entry its own mount, the rest read-only).
+    const watcher = spawnInUnitSandbox(readFileSync(UNIT, "utf8"));
     let out = "";
-    watcher.stdout.on("data", (d) => (out += d));
-    watcher.stderr.on("data", (d) => (out += d));
+    watcher.stdout!.on("data", (d) => (out += d));
+    watcher.stderr!.on("data", (d) => (out += d));
     const exited = new Promise<number | null>((resolve) => watcher.on("close", (code) => resolve(code)));
     try {
       for (let i = 0; i < 200 && !out.includes("plutus-sync: watching"); i++) await new Promise((r) => setTimeout(r, 50));
       expect(out).toBe(`plutus-sync: watching ${FOLDERS.outbox}\n`);
+      const mounts = mountsOf(watcher.pid!);
+      expect([mounts.get("/")?.[0], mounts.get(BASE)?.[0], mounts.get(FOLDERS.logDir)?.[0]]).toEqual(["ro", "rw", "rw"]);
+      // Orders move from the outbox to the archive and quarantine by rename, as under cron (one
+      // mount; across two, each move would be a copy, and a link could not be quarantined).
+      const staged = await host.exec(["setpriv", "--reuid=www-data", "--regid=www-data", "--init-groups", "/bin/sh", "-c", 'umask 077 && cat >"$0/.$1.tmp"', FOLDERS.outbox, "order-3002.json"], { input: sampleOrder(3002) });
+      expect(staged).toMatchObject({ code: 0, stderr: "" });
+      const stagedInode = statSync(join(FOLDERS.outbox, ".order-3002.json.tmp")).ino;
+      expect(await host.exec(["setpriv", "--reuid=www-data", "--regid=www-data", "--init-groups", "mv", join(FOLDERS.outbox, ".order-3002.json.tmp"), join(FOLDERS.outbox, "order-3002.json")])).toMatchObject({ code: 0, stderr: "" });
+      expect(await host.exec(["setpriv", "--reuid=www-data", "--regid=www-data", "--init-groups", "ln", "-s", "/etc/passwd", join(FOLDERS.outbox, "link-3003.json")])).toMatchObject({ code: 0, stderr: "" });
+      const archived = join(FOLDERS.archive, todayLocal(), "order-3002.json");
+      for (let i = 0; i < 200 && (!existsSync(archived) || readdirSync(FOLDERS.outbox).length > 0); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(readdirSync(FOLDERS.outbox)).toEqual([]);
+      expect(readFileSync(join(erp.inboxDir, "order-3002.json"), "utf8")).toBe(sampleOrder(3002));
+      expect(statSync(archived).ino).toBe(stagedInode);
+      expect(lstatSync(join(FOLDERS.quarantine, "link-3003.json")).isSymbolicLink()).toBe(true);
+      expect(JSON.parse(readFileSync(join(FOLDERS.quarantine, "link-3003.json.reason"), "utf8"))).toMatchObject({ file: "link-3003.json", originalName: "link-3003.json" });
       const t0 = Date.now();
       await webAppWrites("order-3001.json", sampleOrder(3001));
       const inbox = join(erp.inboxDir, "order-3001.json");
@@ -1009,7 +1027,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       expect(await exited).toBe(0);
       expect(Date.now() - stopAt).toBeLessThan(10_000);
     }
-    expect(out).toContain("plutus-sync: watch stopped on SIGTERM; 1 delivered\n");
+    expect(out).toContain("plutus-sync: watch stopped on SIGTERM; 2 delivered\n");
 
     // An existing installation switched on again, the stack's install step and an upgrade from the bundle's folder: the unit is kept.
     const again = await followAsAdmin(existingOne, dir);

@@ -413,6 +413,58 @@ describe("plutus-sync watch against a real sshd", () => {
       await erp.stop();
     }
   }, 120_000);
+  it("a watcher frozen inside a batch does not disable cron: past the batch's bound with no heartbeat, the cron pass kills it and delivers everything once", async () => {
+    watch = await startWatch(configWith({ minAgeSeconds: 0, passDeadlineSeconds: 30 }));
+    const names = Array.from({ length: 3_000 }, (_, i) => `frozen-${i}.json`);
+    const temp = join(ctx.local.root, "producer");
+    mkdirSync(temp);
+    for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+    for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+    await until(() => readdirSync(ctx.erp.inboxDir).length >= 10, 30_000, () => `only ${readdirSync(ctx.erp.inboxDir).length} delivered before the freeze`);
+    // Stopped (as a blocked event loop would be: no timer of its own runs) while a batch holds the lock.
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    for (let attempt = 0; ; attempt++) {
+      await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
+      watch.child.kill("SIGSTOP");
+      if (existsSync(lockPath)) break;
+      watch.child.kill("SIGCONT");
+      if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
+    }
+    const frozenLock = JSON.parse(readFileSync(lockPath, "utf8"));
+    expect(frozenLock).toMatchObject({ pid: watch.child.pid, holder: "watcher" });
+
+    // Within the bound (lock younger than passDeadlineSeconds + 15 s, heartbeat fresh): the cron pass leaves it alone.
+    const early = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(early).toMatchObject({ code: 0, stderr: "plutus-sync: another pass holds the lock; nothing done\n" });
+    expect(watch.child.signalCode).toBeNull();
+
+    // 120 s later (the cron pass's wall clock stepped instead of waiting): lock older than 30 + 15 s,
+    // heartbeat older than 60 s. The cron pass ends the watcher, breaks its lock, recovers, delivers.
+    const late = await runAgent(["run", "--config", ctx.local.configPath, "--json"], {
+      NODE_OPTIONS: `--require ${join(__dirname, "../support/clockStep.cjs")}`,
+      PLUTUS_TEST_CLOCK_STEP_MS: "120000",
+    });
+    expect({ code: late.code, stderr: late.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(lastJsonLine(late.stdout).skippedLocked).toBeUndefined();
+    expect(await watch.exited).toEqual({ code: null, signal: "SIGKILL" });
+    const killed = logEvents(ctx.local.logDir).filter((e) => e.event === "watch-hung-killed");
+    expect(killed).toEqual([expect.objectContaining({ level: "error", pid: watch.child.pid, lockHeldSince: new Date(frozenLock.startedAt).toISOString() })]);
+    expect(lastJsonLine(late.stdout).delivered).toBeGreaterThan(0);
+    expect(existsSync(lockPath)).toBe(false);
+
+    // What one pass had no time for goes with the next ones; nothing is sent twice.
+    for (let pass = 0; readdirSync(ctx.local.outbox).length > 0; pass++) {
+      if (pass === 10) throw new Error(`${readdirSync(ctx.local.outbox).length} orders still in the outbox after 10 more passes`);
+      const next = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+      expect({ code: next.code, stderr: next.stderr }).toEqual({ code: 0, stderr: "" });
+    }
+    const last = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    expect(lastJsonLine(last.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, inDoubt: 0 });
+    expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...names].sort());
+    for (const i of [0, 999, 1_999]) expect(readFileSync(join(ctx.erp.inboxDir, names[i]), "utf8")).toBe(sampleOrder(i));
+    expect(stagingFiles(ctx.erp.stagingDir)).toEqual([]);
+  }, 120_000);
+
   it("delivers 10,000 orders dropped at once, each exactly once, three times over in a 96 MiB heap (memory flat)", async () => {
     const erp = await FakeErp.start(ctx.erp.inboxDir);
     try {
