@@ -18,6 +18,7 @@ import { startErpServer, ErpServer, ERP_USER, generateKey, sha256Fingerprint, ui
 import { startLinuxHost, LinuxHost, CommandResult } from "../support/linuxHost";
 import { ensureNode18 } from "../support/node18";
 import { sampleOrder, stagingFiles } from "../support/agent";
+import { MachineLock, MACHINE_LOCK_WAIT_MS } from "../support/machineLock";
 
 jest.setTimeout(120_000);
 
@@ -297,6 +298,10 @@ function newerBundle(dir: string): void {
 function bundleId(dir: string): string {
   return sha256(join(dir, "SHA256SUMS")).slice(0, 12);
 }
+
+// Another jest worker may be running the other deploy suite: the same account and system paths.
+const deployLock = new MachineLock("deploy");
+beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the deploy tests must run as root");
@@ -900,3 +905,5 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect([existsSync(UNIT), existsSync(UNIT_WANTS)]).toEqual([false, false]);
   });
 });
+
+afterAll(() => deployLock.release());
