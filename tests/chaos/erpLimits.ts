@@ -50,15 +50,19 @@ export const slowLink: Scenario = {
       if (slow.summary?.delivered !== files) row.problems.push(`expected ${files}/${files} delivered over the slow link in one pass, got ${JSON.stringify(slow.summary)}`);
       else row.notes.push(`${files} × 1 MiB over 1 MB/s with a ${timeoutMs / 1000} s timeout: ${files}/${files} delivered in one pass of ${(slow.ms / 1000).toFixed(1)} s`);
 
-      // A dead link in the middle of a pass.
+      // A dead link in the middle of a pass: halfway through the 4 MiB it carries, however long a
+      // loaded machine takes to start the pass and open the session.
       for (let i = 0; i < 4; i++) rig.produce(MiB - 400);
       let holeAt = 0;
-      const hole = setTimeout(() => {
+      const forwardedBefore = proxy.bytesForwarded;
+      const hole = setInterval(() => {
+        if (proxy.bytesForwarded - forwardedBefore < 2 * MiB) return;
+        clearInterval(hole);
         holeAt = Date.now();
         proxy.blackhole(true);
-      }, 2_500);
+      }, 20);
       const dead = await rig.bookedPass(row);
-      clearTimeout(hole);
+      clearInterval(hole);
       row.faults++;
       expectCode(row, dead, [1], "pass whose link died");
       const detected = rig

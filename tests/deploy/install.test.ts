@@ -23,6 +23,7 @@ import { ensureNode18 } from "../support/node18";
 import { sampleOrder, stagingFiles } from "../support/agent";
 import { guideCommands, mapGuideBlock, operationsGuideBlocks } from "../support/guide";
 import { mountsOf, spawnInUnitSandbox } from "../support/unitSandbox";
+import { MachineLock, MACHINE_LOCK_WAIT_MS } from "../support/machineLock";
 
 jest.setTimeout(120_000);
 
@@ -329,6 +330,10 @@ function newerBundle(dir: string): void {
 function bundleId(dir: string): string {
   return sha256(join(dir, "SHA256SUMS")).slice(0, 12);
 }
+
+// Another jest worker may be running the other deploy suite: the same account and system paths.
+const deployLock = new MachineLock("deploy");
+beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the deploy tests must run as root");
@@ -1060,3 +1065,5 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     rmSync("/root/plutus-saved", { recursive: true, force: true });
   });
 });
+
+afterAll(() => deployLock.release());

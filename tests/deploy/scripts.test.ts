@@ -7,6 +7,7 @@ import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtemp
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { MachineLock, MACHINE_LOCK_WAIT_MS } from "../support/machineLock";
 
 const SCRIPTS = resolve(__dirname, "../../agent/scripts");
 const AGENT_SRC = resolve(__dirname, "../../agent/src");
@@ -46,6 +47,10 @@ const key = `-----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINE}\n-----END OPENSSH 
 function install(document: unknown, extra: string[] = []) {
   return run("bash", [join(bundle, "install.sh"), "--stdin", ...extra], typeof document === "string" ? document : JSON.stringify(document));
 }
+
+// Another jest worker may be running the other deploy suite: the same account and system paths.
+const deployLock = new MachineLock("deploy");
+beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error("these tests run install.sh, which must run as root");
@@ -478,3 +483,5 @@ describe("release scripts", () => {
     }
   }, 120_000);
 });
+
+afterAll(() => deployLock.release());

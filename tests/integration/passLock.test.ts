@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { BUNDLE, makeLocalSide, runAgent, sampleOrder, LocalSide } from "../support/agent";
 import { startErpServer, ErpServer } from "../support/sshd";
 
@@ -20,6 +20,13 @@ afterEach(() => local?.destroy());
 
 /** passDeadlineSeconds 5 (the smallest allowed): the lock is "stale" by age after 65 s. */
 const STALE_AGE_MS = (5 + 60) * 1000;
+/**
+ * The first pass stays stopped this long (past its 5 s deadline); the second pass's clock is stepped
+ * forward by the rest of the stale age and 2 s more (tests/support/clockStep.cjs): the lock it finds is
+ * older than the stale age by the clock it judges with, as after a suspension of that length.
+ */
+const STOPPED_MS = 7_000;
+const CLOCK_STEP = { NODE_OPTIONS: `--require "${resolve(__dirname, "../support/clockStep.cjs")}"`, PLUTUS_TEST_CLOCK_STEP_MS: String(STALE_AGE_MS + 2_000 - STOPPED_MS) };
 
 it("a pass stopped past the stale age keeps its lock; the next pass exits 0 'locked'; after SIGCONT nothing is lost or sent twice", async () => {
   local = makeLocalSide(erp, { passDeadlineSeconds: 5 });
@@ -46,8 +53,8 @@ it("a pass stopped past the stale age keeps its lock; the next pass exits 0 'loc
       poll();
     });
     expect(owner.pid).toBe(first.pid);
-    await new Promise((resolve) => setTimeout(resolve, STALE_AGE_MS + 2_000));
-    const second = await runAgent(["run", "--config", local.configPath, "--json"]);
+    await new Promise((resolve) => setTimeout(resolve, STOPPED_MS));
+    const second = await runAgent(["run", "--config", local.configPath, "--json"], CLOCK_STEP);
     expect(second.code).toBe(0);
     expect(second.stderr).toBe("plutus-sync: another pass holds the lock; nothing done\n");
     expect(JSON.parse(readFileSync(join(local.stateDir, "pass.lock"), "utf8"))).toEqual(owner);

@@ -53,14 +53,14 @@ export function requireRootAndSshd(): void {
   if (!existsSync(SSHD)) throw new Error(`${SSHD} not found: install it with 'apt-get install -y openssh-server'`);
 }
 
+/** Two jest workers may both find a shared test account missing: only one of them may create it. */
+const ACCOUNTS_LOCK = "/run/lock/plutus-tests-accounts.lock";
+
 export function ensureSystemAccount(name: string): void {
-  try {
-    execFileSync("id", ["-u", name], { stdio: "ignore" });
-  } catch {
-    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
-  }
+  mkdirSync("/run/lock", { recursive: true, mode: 0o755 });
   // useradd --system locks the account ("!"); sshd without PAM then refuses even a valid key.
-  execFileSync("usermod", ["-p", "*", name]);
+  const script = '{ id -u "$1" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$1"; } && usermod -p "*" "$1"';
+  execFileSync("flock", ["--exclusive", ACCOUNTS_LOCK, "sh", "-c", script, "sh", name], { stdio: ["ignore", "ignore", "pipe"] });
 }
 
 export function uidOf(name: string): number {
