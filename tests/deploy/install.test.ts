@@ -7,7 +7,9 @@
  * mode, uninstall and reinstall) are
  * read from docs/operations.md and run as written (operationsGuideBlocks), so a changed command
  * in the guide is what runs here. Runs as root; it creates and removes the `plutus` account, /opt/plutus-sync, /etc/plutus
- * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists.
+ * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists; for the
+ * guide's monitoring blocks also the nagios account, /etc/nagios and /etc/sudoers.d/plutus-sync-health
+ * (refusing if any exists), an ACL on /var/lib/prometheus/node-exporter and a node_exporter process.
  */
 import { ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
