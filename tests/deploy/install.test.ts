@@ -3,12 +3,15 @@
  * an sshd in a network namespace, root login by key, host key pinned) with the commands the stack
  * runs, then checks the installation, the cron job as cron runs it, idempotence, uninstall and
  * Node 18. The operations guide's procedures for the installed agent (manual install, repair,
- * key rotation, pin change, upgrade, archive by hand, watch mode, uninstall and reinstall) are
+ * key rotation, pin change, upgrade, archive by hand, Nagios/NRPE and Prometheus monitoring, watch
+ * mode, uninstall and reinstall) are
  * read from docs/operations.md and run as written (operationsGuideBlocks), so a changed command
  * in the guide is what runs here. Runs as root; it creates and removes the `plutus` account, /opt/plutus-sync, /etc/plutus
- * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists.
+ * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists; for the
+ * guide's monitoring blocks also the nagios account, /etc/nagios and /etc/sudoers.d/plutus-sync-health
+ * (refusing if any exists), an ACL on /var/lib/prometheus/node-exporter and a node_exporter process.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
 import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -335,6 +338,43 @@ function bundleId(dir: string): string {
 const deployLock = new MachineLock("deploy");
 beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
 
+/** What the guide's monitoring procedures touch on this host (test "the guide's Nagios/NRPE and Prometheus blocks"). */
+const MONITORING = {
+  account: "nagios",
+  nrpeDir: "/etc/nagios",
+  sudoers: "/etc/sudoers.d/plutus-sync-health",
+  sudoTimestamps: "/run/sudo/ts/nagios",
+  textfileDir: "/var/lib/prometheus/node-exporter",
+};
+let monitoringIsOurs = false;
+let textfileAclBefore: string | undefined;
+let nodeExporter: ChildProcess | undefined;
+
+/** The monitoring system's parts the guide assumes, which this host lacks, must not exist: the test creates and removes them. */
+function refuseToClobberMonitoring(): void {
+  const present = [MONITORING.nrpeDir, MONITORING.sudoers, join(MONITORING.textfileDir, "plutus_sync.prom")].filter((p) => existsSync(p))
+    .concat(accountExists(MONITORING.account) ? [`account ${MONITORING.account}`] : []);
+  if (present.length > 0) throw new Error(`${present.join(", ")} exist(s) on this machine; the guide's monitoring blocks would change them and this suite would remove them. Move them away first.`);
+  monitoringIsOurs = true;
+}
+
+/** Undoes what the monitoring test did (idempotent; also from afterAll when the test failed half-way). */
+async function removeMonitoring(): Promise<void> {
+  if (!monitoringIsOurs) return;
+  if (nodeExporter && nodeExporter.exitCode === null && nodeExporter.signalCode === null) {
+    const exited = new Promise((r) => nodeExporter!.once("exit", r));
+    nodeExporter.kill("SIGTERM");
+    await exited;
+  }
+  nodeExporter = undefined;
+  if (textfileAclBefore !== undefined) sh("setfacl", ["--restore=-"], textfileAclBefore);
+  rmSync(join(MONITORING.textfileDir, "plutus_sync.prom"), { force: true });
+  for (const path of [MONITORING.sudoers, MONITORING.nrpeDir, MONITORING.sudoTimestamps]) rmSync(path, { recursive: true, force: true });
+  if (accountExists(MONITORING.account)) sh("userdel", [MONITORING.account]);
+  if (sh("getent", ["group", MONITORING.account]).code === 0) sh("groupdel", [MONITORING.account]);
+  monitoringIsOurs = false;
+}
+
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the deploy tests must run as root");
   for (const f of ["plutus-sync.cjs", "sync_plutus.sh", "install.sh", "SHA256SUMS"]) {
@@ -364,6 +404,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
+    await removeMonitoring();
     removeEverything();
     if (rootScratchIsOurs) for (const p of ROOT_SCRATCH) rmSync(p, { recursive: true, force: true });
   } finally {
@@ -492,7 +533,10 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(healthy).toMatchObject({ code: 0, stderr: "" });
     const [line, json] = healthy.stdout.split("\n");
     expect(line).toMatch(/^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, 2 in the ERP inbox \| waiting=0;;;0 /);
-    expect(JSON.parse(json)).toMatchObject({ state: "OK", exitCode: 0, line, problems: [] });
+    // The two commands run a moment apart: the ages in their lines may differ by a second.
+    const ageless = (text: string) => text.replace(/\d+ s ago/, "N s ago").replace(/_s=\d+s;/g, "_s=Ns;");
+    const parsed = JSON.parse(json) as { state: string; exitCode: number; line: string; problems: unknown[] };
+    expect({ ...parsed, line: ageless(parsed.line) }).toMatchObject({ state: "OK", exitCode: 0, line: ageless(line), problems: [] });
   });
 
   test("sync_plutus.sh exits with the agent's code and says what is missing", async () => {
@@ -581,7 +625,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
   });
 
   test("the guide's monitoring blocks that need no monitoring server, as written from the repository's folder: the alert rules check and pass their tests; the alert scripts are installed where plutus can run them", async () => {
-    const [, rules] = operationsGuideBlocks("### Prometheus metrics");
+    const [, , rules] = operationsGuideBlocks("### Prometheus metrics");
     const checked = await followAsRoot(rules, { cwd: REPO });
     expect(checked).toMatchObject({ code: 0, stderr: "" });
     expect(checked.stdout).toMatch(/^Checking plutus-sync\.rules\.yml\n {2}SUCCESS: \d+ rules found\n\nUnit Testing: {2}plutus-sync\.rules\.test\.yml\n {2}SUCCESS\n\n$/);
@@ -598,6 +642,107 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     } finally {
       rmSync(ALERT_SCRIPTS, { recursive: true, force: true });
     }
+  });
+
+  test("the guide's Nagios/NRPE and Prometheus blocks on the installed agent, line by line as written where this host allows (each other line says why and what stands in): NRPE's command gives the OK line and exit 0 as nagios; after a pass node_exporter on 127.0.0.1:9100 serves the agent's series", async () => {
+    refuseToClobberMonitoring();
+    const run = (line: string) => followAsRoot(line, { cwd: REPO });
+    try {
+      // Nagios / NRPE ("Health check").
+      const [, , nagiosBlock] = operationsGuideBlocks("### Health check");
+      const [sudoersLine, nrpeLine, checkAsNagios] = guideCommands(nagiosBlock);
+      expect(guideCommands(nagiosBlock)).toHaveLength(3);
+      // Not on this host: the account nagios-nrpe-server's package makes (created here, removed after).
+      sh("useradd", ["--system", "--no-create-home", "--home-dir", "/var/lib/nagios", "--shell", "/usr/sbin/nologin", MONITORING.account]);
+      expect(await run(sudoersLine)).toEqual({ code: 0, signal: null, stdout: "ops/nagios/sudoers-plutus-sync-health: parsed OK\n", stderr: "" });
+      expect([statSync(MONITORING.sudoers).mode & 0o7777, statSync(MONITORING.sudoers).uid]).toEqual([0o440, 0]);
+      expect(readFileSync(MONITORING.sudoers, "utf8")).toBe(readFileSync(join(REPO, "ops/nagios/sudoers-plutus-sync-health"), "utf8"));
+      // `install … && systemctl restart nagios-nrpe-server`: the install runs as written; the restart cannot
+      // (no systemd as PID 1 here, and nagios-nrpe-server is not installed). What stands in: the folder the
+      // package ships (its nrpe.cfg has include_dir=/etc/nagios/nrpe.d/), made here, and the installed
+      // command run the way NRPE runs a command, as nagios through /bin/sh -c.
+      const [installCfg, restart] = nrpeLine.split(" && ");
+      expect(restart).toBe("systemctl restart nagios-nrpe-server");
+      mkdirSync(join(MONITORING.nrpeDir, "nrpe.d"), { recursive: true, mode: 0o755 });
+      expect(await run(installCfg)).toEqual({ code: 0, signal: null, stdout: "", stderr: "" });
+      const installedCfg = join(MONITORING.nrpeDir, "nrpe.d/plutus-sync.cfg");
+      expect([statSync(installedCfg).mode & 0o7777, statSync(installedCfg).uid]).toEqual([0o644, 0]);
+      const nrpeCommand = /^command\[check_plutus_sync\]=(.*)$/m.exec(readFileSync(installedCfg, "utf8"))![1];
+      const okLine = /^PLUTUS-SYNC OK - last success \d+ s ago, 0 waiting in the outbox, \d+ in the ERP inbox \| waiting=0;;;0 oldest_waiting_s=U;600;1800;0 in_doubt=0;0;;0 quarantined_unacked=0;0;;0 /;
+      const byNrpe = await host.exec(["runuser", "-u", MONITORING.account, "--", "/bin/sh", "-c", nrpeCommand]);
+      expect({ code: byNrpe.code, stderr: byNrpe.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(byNrpe.stdout).toMatch(new RegExp(okLine.source + ".*\n$"));
+      const checked = await run(checkAsNagios);
+      expect(checked).toMatchObject({ code: 0, stderr: "" });
+      const [healthLine, exitLine, ...rest] = checked.stdout.split("\n");
+      expect(healthLine).toMatch(okLine);
+      expect([exitLine, rest]).toEqual(["exit 0", [""]]);
+      // Anything but the health check, as nagios, is refused by sudo.
+      const other = await host.exec(["runuser", "-u", MONITORING.account, "--", "/usr/bin/sudo", "-n", "-u", "plutus", "/usr/bin/node", "/opt/plutus-sync/plutus-sync.cjs", "status", "--config", "/etc/plutus/agent.json"]);
+      expect(other.code).toBe(1);
+      expect(other.stderr).toMatch(/^sudo: a password is required\n$/);
+
+      // Prometheus ("Prometheus metrics"): the configuration changed the guide's way, then its check.
+      const [setTextfileDir, scrapeBlock] = operationsGuideBlocks("### Prometheus metrics");
+      const configured = await run(setTextfileDir);
+      expect(configured).toMatchObject({ code: 0, stderr: "" });
+      expect(configured.stdout).toContain("install.sh: updated /etc/plutus/agent.json (root:plutus 0640)\n");
+      expect(configured.stdout).toMatch(/install.sh: check passed; /);
+      expect(JSON.parse(readFileSync("/etc/plutus/agent.json", "utf8"))).toEqual({ ...agentConfig, metrics: { textfileDir: MONITORING.textfileDir } });
+      expect(existsSync("/root/agent.json")).toBe(false);
+      const [aptInstall, acl, pass, scrape] = guideCommands(scrapeBlock);
+      expect(guideCommands(scrapeBlock)).toHaveLength(4);
+      // .ci/run installed the package already: as written it is a no-op (about 3 s, no network needed).
+      const apt = await run(aptInstall);
+      expect({ code: apt.code, stdout: apt.stdout }).toEqual({ code: 0, stdout: expect.stringContaining("prometheus-node-exporter is already the newest version") });
+      textfileAclBefore = sh("getfacl", ["--absolute-names", MONITORING.textfileDir]).stdout;
+      expect(await run(acl)).toEqual({ code: 0, signal: null, stdout: "", stderr: "" });
+      expect(sh("getfacl", ["--omit-header", "--absolute-names", MONITORING.textfileDir]).stdout).toContain("user:plutus:rwx\n");
+      const before = Math.floor(Date.now() / 1000);
+      const passed = await run(pass);
+      expect({ code: passed.code, stderr: passed.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(passed.stdout).toMatch(/^plutus-sync: 0\/0 delivered, 0 failed, 0 quarantined, 0 deferred in [0-9.]+ s\n$/);
+      const prom = statSync(join(MONITORING.textfileDir, "plutus_sync.prom"));
+      expect([prom.mode & 0o777, prom.uid]).toEqual([0o644, uidOf("plutus")]);
+      // systemd would start node_exporter (the package's unit); here it is started as that unit does:
+      // as prometheus, ARGS from /etc/default/prometheus-node-exporter, in the host's network namespace,
+      // whose 127.0.0.1:9100 is its own (so the guide's port needs no mapping).
+      nodeExporter = spawn("ip", ["netns", "exec", host.namespace, "bash", "-c",
+        "set -a && . /etc/default/prometheus-node-exporter && exec setpriv --reuid=prometheus --regid=prometheus --init-groups /usr/bin/prometheus-node-exporter $ARGS"], { stdio: "ignore" });
+      let scraped: CommandResult | undefined;
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        scraped = await run(scrape);
+        if (scraped.code === 0) break;
+      }
+      expect(scraped).toMatchObject({ code: 0, stderr: "" });
+      const series = new Map(scraped!.stdout.trim().split("\n").map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.slice(l.lastIndexOf(" ") + 1))]));
+      expect(Object.fromEntries([...series].filter(([k]) => !/timestamp|duration|_total$|erp_inbox/.test(k)))).toEqual({
+        plutus_sync_last_run_exit_code: 0,
+        plutus_sync_health_state: 0,
+        plutus_sync_outbox_waiting: 0,
+        plutus_sync_outbox_oldest_age_seconds: 0,
+        plutus_sync_in_doubt: 0,
+        plutus_sync_consecutive_failed_runs: 0,
+        plutus_sync_quarantine_files: 0,
+        plutus_sync_quarantine_unacknowledged: 0,
+      });
+      const lastRun = series.get("plutus_sync_last_run_timestamp_seconds")!;
+      expect(lastRun).toBeGreaterThanOrEqual(before);
+      expect(lastRun).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+      expect(series.get("plutus_sync_last_success_timestamp_seconds")).toBe(lastRun);
+      // Counters since install: the deliveries of the tests above (4 orders and the canary), no failures.
+      expect(series.get("plutus_sync_passes_total")).toBeGreaterThanOrEqual(4);
+      expect(series.get("plutus_sync_delivered_total")).toBeGreaterThanOrEqual(4);
+      expect([series.get("plutus_sync_failed_total"), series.get("plutus_sync_quarantined_total")]).toEqual([0, 0]);
+      expect(series.get("plutus_sync_erp_inbox_waiting")).toBe(readdirSync(erp.inboxDir).length);
+    } finally {
+      await removeMonitoring();
+      // Back to the configuration the later tests install with (no metrics folder).
+      expect((await deploy()).install).toMatchObject({ code: 0, stderr: "" });
+    }
+    expect([existsSync(MONITORING.sudoers), existsSync(MONITORING.nrpeDir), accountExists(MONITORING.account)]).toEqual([false, false, false]);
+    expect(sh("getfacl", ["--absolute-names", MONITORING.textfileDir]).stdout).toBe(textfileAclBefore);
+    expect(readdirSync(MONITORING.textfileDir)).toEqual([]);
   });
 
   test("the guide's manual install, as written, from the bundle's folder: with agent.json and the key (also by the script's absolute path), and with the stdin document the guide builds", async () => {
