@@ -715,7 +715,8 @@ async function main() {
         burstEverySeconds: Number(option("--burst-every", 60)),
         sampleSeconds: Number(option("--sample", 2)),
         samplesFile: option("--samples-file"),
-        nodeArgs: option("--watch-node-args", "").split(" ").filter(Boolean),
+        // The unit's V8 flags (install.sh's ExecStart), unless replaced.
+        nodeArgs: option("--watch-node-args", "--max-semi-space-size=8").split(" ").filter(Boolean),
         json: flag("--json"),
         bundleSha,
       });

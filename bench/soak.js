@@ -4,12 +4,12 @@
  * hours and across thousands of files")? Called by bench/run.js with its fixture (sshd on
  * 127.0.0.1 with a chrooted SFTP-only account).
  *
- * The watcher runs as its systemd unit runs it (`node plutus-sync.cjs watch --config FILE`, no
- * extra V8 flags). A producer in this process renames a steady stream of orders into the outbox
+ * The watcher runs as its systemd unit runs it (`node --max-semi-space-size=8 plutus-sync.cjs watch
+ * --config FILE`). A producer in this process renames a steady stream of orders into the outbox
  * (R a second, 1–8 KB) plus a burst of B every S seconds; a consumer plays the ERP and takes every
  * file out of the inbox (as the real ERP does), checking its content. Every few seconds the
  * watcher's resident size is read from /proc (VmRSS, VmHWM) and from its heartbeat (rssBytes).
- * `--watch-node-args "…"` adds V8 flags to the watcher's node (e.g. --max-semi-space-size=8).
+ * `--watch-node-args "…"` replaces the unit's V8 flags (e.g. "" for none, as before the unit had one).
  * Reported: orders delivered, exactly once, RSS at start / after warm-up / at the end, the peak,
  * and the least-squares slope of VmRSS over time after the warm-up.
  */
@@ -98,7 +98,7 @@ class Consumer {
 const MARK_COMPACT = /\s(\d+) ms: Mark-Compact(?: \([a-z ]+\))? ([\d.]+) \(([\d.]+)\) -> ([\d.]+) \(([\d.]+)\) MB/;
 
 function startWatcher(bundle, configFile, nodeArgs, onMarkCompact) {
-  // As plutus-sync-watch.service runs it (install.sh: ExecStart=node plutus-sync.cjs watch --config …), plus --trace-gc.
+  // As plutus-sync-watch.service runs it (install.sh: ExecStart=node --max-semi-space-size=8 plutus-sync.cjs watch --config …), plus --trace-gc.
   const child = spawn(process.execPath, ["--trace-gc", ...nodeArgs, bundle, "watch", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let partial = "";

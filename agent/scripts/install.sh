@@ -596,7 +596,7 @@ StartLimitBurst=10
 Type=simple
 User=${ACCOUNT}
 Group=${ACCOUNT}
-ExecStart=${node_bin} ${PREFIX}/plutus-sync.cjs watch --config ${CONFIG_FILE}
+ExecStart=${node_bin} --max-semi-space-size=8 ${PREFIX}/plutus-sync.cjs watch --config ${CONFIG_FILE}
 Restart=on-failure
 RestartSec=5
 # The watcher settles in-flight work and exits within 10 s of SIGTERM.

@@ -117,7 +117,7 @@ StartLimitBurst=10
 Type=simple
 User=plutus
 Group=plutus
-ExecStart=/usr/bin/node /opt/plutus-sync/plutus-sync.cjs watch --config /etc/plutus/agent.json
+ExecStart=/usr/bin/node --max-semi-space-size=8 /opt/plutus-sync/plutus-sync.cjs watch --config /etc/plutus/agent.json
 Restart=on-failure
 RestartSec=5
 # The watcher settles in-flight work and exits within 10 s of SIGTERM.
