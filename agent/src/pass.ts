@@ -13,6 +13,7 @@ import { agentId, lockStaleAfterMs, readLastRun, recordAbandonedPass, writeLastR
 import { crashPoint } from "./crashHook";
 import { observeAndRecordErpInbox } from "./erpInbox";
 import { ByteBudget } from "./byteBudget";
+import { keepOldGenerationNearLive } from "./heapPacing";
 import { AuthenticationError, ConnectError, HostKeyMismatchError, HostileReplyError, InDoubtError, OutcomeUnknownError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
 
@@ -86,6 +87,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * order file in the outbox through the courier with `concurrency` files in flight.
  */
 export async function runPass(config: AgentConfig, privateKey: Buffer, log: Logger): Promise<PassResult> {
+  keepOldGenerationNearLive();
   const startedAt = new Date();
   const deadlines = deadlinesFrom(config, startedAt.getTime());
   const link = new RemoteLink(sftpTarget(config, privateKey), log, config.retries, config.retryBaseDelayMs);
