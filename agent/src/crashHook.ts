@@ -17,8 +17,11 @@ export const CRASH_STEPS = [
 ] as const;
 export type CrashStep = (typeof CRASH_STEPS)[number];
 
-/** Steps outside a delivery: the quarantine's reason is durable, the entry not yet moved. */
-export const LOCAL_CRASH_STEPS = ["after-quarantine-reason"] as const;
+/**
+ * Steps outside a delivery: the quarantine's reason is durable, the entry not yet moved; a chunk of
+ * a copy across volumes written (archive or quarantine on another volume).
+ */
+export const LOCAL_CRASH_STEPS = ["after-quarantine-reason", "during-copy"] as const;
 export type LocalCrashStep = (typeof LOCAL_CRASH_STEPS)[number];
 
 const spec = process.env.PLUTUS_CRASH_AT;

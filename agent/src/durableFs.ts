@@ -3,6 +3,7 @@ import type { FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { errorCode } from "./errors";
+import { crashPoint } from "./crashHook";
 
 /** Makes a rename or unlink in `dir` survive a power cut. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -70,9 +71,9 @@ const madeDirs = new Set<string>();
 /**
  * Moves a file into `destDir` without ever replacing an existing file: `name`, then
  * `<stem>.1<ext>`, `<stem>.2<ext>`, … Only the agent writes `destDir` (under the pass lock), so
- * "look, then rename" cannot race. Across volumes it copies, fsyncs, then unlinks; a crash in
- * between leaves an identical copy behind, which the next call recognises instead of copying
- * again. Returns the destination path.
+ * "look, then rename" cannot race. Across volumes it copies (to a temporary name, linked under
+ * `dest` once durable), fsyncs, then unlinks; a crash in between leaves an identical copy behind,
+ * which the next call recognises instead of copying again. Returns the destination path.
  *
  * `prepare(dest)` runs before the source leaves its place for `dest` (before the rename or copy,
  * and before the source is unlinked beside an identical copy): what must be durable before the
@@ -170,13 +171,12 @@ async function copyExclusive(source: string | Buffer, dest: string): Promise<Sta
       // A fifo, socket or folder cannot be copied as data; across volumes it must stay put.
       throw Object.assign(new Error(`cannot move a ${describeKind(sourceStat)} across volumes`), { code: "EXDEV" });
     }
-    let output: FileHandle;
-    try {
-      output = await fs.open(dest, "wx", 0o640);
-    } catch (error) {
-      if (errorCode(error) === "EEXIST") return false;
-      throw error;
-    }
+    if (lstatSync(dest, { throwIfNoEntry: false })) return false;
+    // The copy is written under a temporary name and linked to `dest` only once complete and
+    // durable: a kill mid-copy leaves no partial file under the order's name (only the agent writes
+    // this folder, under the pass lock, so the next move of this name truncates and reuses it).
+    const partial = partialCopyPath(dest);
+    const output = await fs.open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o640);
     try {
       const chunk = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
       const zeros = Buffer.alloc(COPY_CHUNK_BYTES);
@@ -191,19 +191,33 @@ async function copyExclusive(source: string | Buffer, dest: string): Promise<Sta
           }
         }
         position += bytesRead;
+        crashPoint("during-copy");
       }
       await output.truncate(position);
       await output.sync();
       await output.close();
     } catch (error) {
       await output.close().catch(() => undefined);
-      await fs.rm(dest, { force: true });
+      await fs.rm(partial, { force: true });
       throw error;
     }
+    try {
+      await fs.link(partial, dest);
+    } catch (error) {
+      await fs.rm(partial, { force: true });
+      if (errorCode(error) === "EEXIST") return false;
+      throw error;
+    }
+    await fs.unlink(partial);
     return sourceStat;
   } finally {
     await input.close().catch(() => undefined);
   }
+}
+
+/** Where a copy across volumes is written before it is linked under `dest` (its `.tmp` end keeps it out of listings). */
+export function partialCopyPath(dest: string): string {
+  return `${dest}.copy.tmp`;
 }
 
 export function describeKind(stat: import("node:fs").Stats): string {

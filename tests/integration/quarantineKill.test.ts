@@ -130,7 +130,7 @@ describe("a kill between a quarantine's reason and its move", () => {
     let otherVolume: string;
     beforeAll(() => {
       otherVolume = mkdtempSync(join(tmpdir(), "s3-qvol-"));
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "s3-qvol", otherVolume]);
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0700", "s3-qvol", otherVolume]);
     });
     afterAll(() => {
       execFileSync("umount", [otherVolume]);
@@ -153,6 +153,28 @@ describe("a kill between a quarantine's reason and its move", () => {
       expect(readdirSync(quarantine)).toEqual(["order-77.json", "order-77.json.reason"]);
       expect(readFileSync(join(quarantine, "order-77.json"), "utf8")).toBe(INVALID);
       expect(note(quarantine, "order-77.json.reason")).toMatchObject({ file: "order-77.json", reason: INVALID_REASON });
+      expect(await statusJson()).toMatchObject({ quarantined: 1 });
+    });
+
+    it("a 3 MiB invalid order killed mid-copy: no partial file under its name; the next pass quarantines it whole, once", async () => {
+      const quarantine = join(otherVolume, "quarantine-big");
+      configure({ quarantine });
+      const big = '{"orderId": "PL-000088", "note": "' + "x".repeat(3 * 1024 * 1024);
+      ctx.local.writeOrder("order-88.json", big);
+
+      // Killed after the second of three 1 MiB chunks of the copy.
+      expect((await run({ PLUTUS_CRASH_AT: "during-copy:2" })).signal).toBe("SIGKILL");
+      expectNothingQuarantinedWithoutReason(quarantine);
+      expect(readdirSync(ctx.local.outbox)).toEqual(["order-88.json"]);
+      expect(readdirSync(quarantine)).toEqual(["order-88.json.copy.tmp", "order-88.json.reason"]);
+      expect(lstatSync(join(quarantine, "order-88.json.copy.tmp")).size).toBe(2 * 1024 * 1024);
+      expect(await statusJson()).toMatchObject({ quarantined: 0, outbox: { waiting: 1 } });
+
+      expect((await run()).code).toBe(0);
+      expect(readdirSync(ctx.local.outbox)).toEqual([]);
+      expect(readdirSync(quarantine)).toEqual(["order-88.json", "order-88.json.reason"]);
+      expect(readFileSync(join(quarantine, "order-88.json"), "utf8")).toBe(big);
+      expect(note(quarantine, "order-88.json.reason")).toMatchObject({ file: "order-88.json", reason: expect.stringMatching(/^invalid JSON: /) });
       expect(await statusJson()).toMatchObject({ quarantined: 1 });
     });
 
