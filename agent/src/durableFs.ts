@@ -71,7 +71,7 @@ const madeDirs = new Set<string>();
 /**
  * Moves a file into `destDir` without ever replacing an existing file: `name`, then
  * `<stem>.1<ext>`, `<stem>.2<ext>`, … Only the agent writes `destDir` (under the pass lock), so
- * "look, then rename" cannot race. Across volumes it copies (to a temporary name, linked under
+ * "look, then rename" cannot race. Across volumes it copies (to a temporary name, renamed to
  * `dest` once durable), fsyncs, then unlinks; a crash in between leaves an identical copy behind,
  * which the next call recognises instead of copying again. Returns the destination path.
  *
@@ -201,14 +201,13 @@ async function copyExclusive(source: string | Buffer, dest: string): Promise<Sta
       await fs.rm(partial, { force: true });
       throw error;
     }
-    try {
-      await fs.link(partial, dest);
-    } catch (error) {
+    // Look, then rename, as on one volume (only the agent writes here); a rename, unlike a hard
+    // link, works on every file system an archive may be on (vfat, SMB).
+    if (lstatSync(dest, { throwIfNoEntry: false })) {
       await fs.rm(partial, { force: true });
-      if (errorCode(error) === "EEXIST") return false;
-      throw error;
+      return false;
     }
-    await fs.unlink(partial);
+    renameSync(partial, dest);
     return sourceStat;
   } finally {
     await input.close().catch(() => undefined);
