@@ -1,11 +1,11 @@
 import { spawn, ChildProcess } from "node:child_process";
-import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
 import { freePort } from "../support/sshd";
+import { TcpProxy } from "../support/tcpProxy";
 
 const ctx = useErpStandIn();
 
@@ -59,57 +59,10 @@ async function stop(watch: WatchProcess): Promise<{ code: number | null; ms: num
 }
 
 /** A TCP listener that accepts connections and never sends a byte (a hung or black-holed ERP). */
-async function silentListener(): Promise<{ port: number; accepted(): number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let accepted = 0;
-  const server: Server = createServer((socket) => {
-    accepted++;
-    sockets.add(socket);
-    socket.on("error", () => undefined);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    accepted: () => accepted,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-/** A TCP front for the ERP: silent (a black-holed ERP: accepts, never answers) until `open()`, then it forwards to `port`. */
-async function erpFront(port: number): Promise<{ port: number; open(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let forwarding = false;
-  const track = (socket: Socket) => {
-    sockets.add(socket);
-    socket.on("error", () => undefined);
-    socket.on("close", () => sockets.delete(socket));
-  };
-  const server: Server = createServer((socket) => {
-    track(socket);
-    if (!forwarding) return;
-    const upstream = tcpConnect(port, "127.0.0.1");
-    track(upstream);
-    socket.pipe(upstream).pipe(socket);
-    socket.on("close", () => upstream.destroy());
-    upstream.on("close", () => socket.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    open: () => {
-      forwarding = true;
-      for (const socket of sockets) socket.destroy();
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+async function silentListener(): Promise<TcpProxy> {
+  const proxy = await TcpProxy.start({ host: "127.0.0.1", port: ctx.erp.port });
+  proxy.blackhole(true);
+  return proxy;
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -211,7 +164,7 @@ describe("plutus-sync watch against a real sshd", () => {
       const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
       for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `waiting-${i}.json`, sampleOrder(i));
       watch = await startWatch(configPath);
-      await until(() => silent.accepted() > 0, 10_000, () => "the watcher never connected");
+      await until(() => silent.connections > 0, 10_000, () => "the watcher never connected");
       await new Promise((r) => setTimeout(r, 1_000));
       const stopped = await stop(watch);
       expect(stopped.code).toBe(0);
@@ -223,13 +176,14 @@ describe("plutus-sync watch against a real sshd", () => {
       expect(JSON.stringify(report.lastRun ?? null)).not.toContain("did not finish");
       expect(readdirSync(ctx.local.outbox)).toHaveLength(20);
     } finally {
-      await silent.close();
+      await silent.stop();
     }
   }, 60_000);
 
   it("ERP outage: one failed line per waiting file per rescan, the lock never held across a connect (cron says unreachable), all delivered once after", async () => {
     const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
-    const front = await erpFront(config.remote.port);
+    // Silent (a black-holed ERP: accepts, never answers) until it is opened, then it forwards.
+    const front = await silentListener();
     try {
       const remote = { ...config.remote, port: front.port };
       const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 2, remote, watch: { rescanSeconds: 10 } });
@@ -258,14 +212,15 @@ describe("plutus-sync watch against a real sshd", () => {
       expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
       expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
 
-      front.open();
+      front.cutAll();
+      front.blackhole(false);
       await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 60_000, () => `delivered after the outage: ${readdirSync(ctx.erp.inboxDir).length}/20`);
       expect((await stop(watch)).code).toBe(0);
       expect(readdirSync(ctx.erp.inboxDir).sort()).toEqual([...before, ...during].sort());
       expect(deliveredEvents().sort()).toEqual([...before, ...during].sort());
       expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-connected")).toHaveLength(1);
     } finally {
-      await front.close();
+      await front.stop();
     }
   }, 120_000);
 
@@ -314,29 +269,13 @@ describe("plutus-sync watch against a real sshd", () => {
 
   it("a flapping ERP connection leaves the watcher with one open connection, not one more per outage", async () => {
     // A proxy in front of sshd that cuts every connection and refuses new ones for a while, 8 times.
-    const pairs = new Set<Socket[]>();
-    let refusing = false;
-    const proxy: Server = createServer((client) => {
-      if (refusing) return void client.destroy();
-      const upstream = tcpConnect(ctx.erp.port, "127.0.0.1");
-      const pair = [client, upstream];
-      pairs.add(pair);
-      const end = () => {
-        pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on("error", end).on("close", end);
-      upstream.on("error", end).on("close", end);
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const proxy = await TcpProxy.start({ host: "127.0.0.1", port: ctx.erp.port });
     const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
     let produced = 0;
     let producing = true;
     let producer: Promise<void> | undefined;
     try {
-      watch = await startWatch(configWith({ minAgeSeconds: 60, remote: { ...base.remote, port: (proxy.address() as { port: number }).port } }));
+      watch = await startWatch(configWith({ minAgeSeconds: 60, remote: { ...base.remote, port: proxy.port } }));
       producer = (async () => {
         for (; producing; produced++) {
           renameIn(ctx.local.outbox, `flap-${produced}.json`, sampleOrder(produced));
@@ -345,10 +284,10 @@ describe("plutus-sync watch against a real sshd", () => {
       })();
       await new Promise((r) => setTimeout(r, 1_000));
       for (let i = 0; i < 8; i++) {
-        refusing = true;
-        for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+        proxy.refuseNew = true;
+        proxy.cutAll();
         await new Promise((r) => setTimeout(r, 300 + (i % 4) * 250));
-        refusing = false;
+        proxy.refuseNew = false;
         await new Promise((r) => setTimeout(r, 700 + (i % 3) * 400));
       }
       producing = false;
@@ -357,13 +296,12 @@ describe("plutus-sync watch against a real sshd", () => {
       // Longer than the idle check (1 s) and a reconnect: whatever is open now stays open.
       await new Promise((r) => setTimeout(r, 3_000));
       expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(produced);
-      expect(pairs.size).toBe(1);
+      expect(proxy.openConnections).toBe(1);
       expect((await stop(watch)).code).toBe(0);
     } finally {
       producing = false;
       await producer;
-      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.stop();
     }
   }, 180_000);
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { TcpProxy } from "../support/tcpProxy";
 import { join } from "node:path";
 import { useErpStandIn, sampleOrder, BUNDLE } from "../support/agent";
 import { freePort } from "../support/sshd";
@@ -135,44 +135,27 @@ describe("watch mode under load", () => {
   it("a batch that reconnects its link after the idle check failed leaves one connection open, not two", async () => {
     // Before: the failed idle check dropped its RemoteLink without shutting it down; the batch
     // holding it reconnected it, the check connected a new one, and both stayed open for good.
-    const pairs = new Set<Socket[]>();
-    let refusing = false;
-    const proxy: Server = createServer((client) => {
-      if (refusing) return void client.destroy();
-      const upstream = connect(ctx.erp.port, "127.0.0.1");
-      const pair = [client, upstream];
-      pairs.add(pair);
-      const end = () => {
-        pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on("error", end).on("close", end);
-      upstream.on("error", end).on("close", end);
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const proxy = await TcpProxy.start({ host: "127.0.0.1", port: ctx.erp.port });
     const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
-    const config = await loadConfig(configWith({ remote: { ...base.remote, port: (proxy.address() as { port: number }).port } }));
+    const config = await loadConfig(configWith({ remote: { ...base.remote, port: proxy.port } }));
     const warm = new WarmLink(config, await readPrivateKey(config.remote.privateKeyPath), createSilentLogger(), () => undefined, 100, 200);
     try {
       warm.start();
       await until(() => warm.connectionState === "connected", 20_000, () => `not connected: ${warm.connectionState}`);
       const heldByBatch = warm.current();
       // The ERP goes away: the idle check fails to reconnect.
-      refusing = true;
-      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
+      proxy.refuseNew = true;
+      proxy.cutAll();
       await until(() => warm.connectionState === "disconnected", 20_000, () => `still ${warm.connectionState}`);
-      refusing = false;
+      proxy.refuseNew = false;
       // The batch retries a file over the link it holds, and the idle check reconnects too.
       await heldByBatch.session();
       await until(() => warm.connectionState === "connected", 20_000, () => `not reconnected: ${warm.connectionState}`);
       await sleep(2_500);
-      expect(pairs.size).toBe(1);
+      expect(proxy.openConnections).toBe(1);
     } finally {
       warm.close();
-      for (const pair of [...pairs]) for (const socket of pair) socket.destroy();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.stop();
     }
   }, 60_000);
 });

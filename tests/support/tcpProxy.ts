@@ -16,6 +16,7 @@ import { createServer, connect, Server, Socket } from "node:net";
  *                       after the server acted on the request
  *   bytesPerSecond      a slow link: each direction of each connection carries at most this many
  *                       bytes a second; the sender is paused (TCP backpressure) while 64 KiB wait
+ *   refuseNew           new connections are closed at once (an ERP that is down), open ones stay
  */
 export interface Upstream {
   host: string;
@@ -63,6 +64,8 @@ export class TcpProxy {
   delayDownMs = 0;
   /** Bandwidth of each direction of each connection (bytes a second); 0: unlimited. */
   bytesPerSecond = 0;
+  /** Closes new connections at once instead of carrying them. */
+  refuseNew = false;
   /** Decides, for each new connection, whether and where it will be cut. */
   planFor: ((connection: number) => CutPlan | undefined) | undefined;
   /** Connections accepted so far. */
@@ -156,6 +159,7 @@ export class TcpProxy {
   }
 
   private accept(client: Socket): void {
+    if (this.refuseNew) return void client.destroy();
     const id = this.nextId++;
     this.connections++;
     const link: Link = { id, client, server: undefined, bytes: 0, plan: this.planFor?.(id), closed: false, doomed: false, pendingUp: [], lanes: { up: newLane(), down: newLane() } };
