@@ -65,6 +65,18 @@ async function silentListener(): Promise<TcpProxy> {
   return proxy;
 }
 
+/** Stops the watcher (SIGSTOP) at a moment one of its batches holds the pass lock; returns the lock's path. */
+async function stopInsideBatch(watch: WatchProcess): Promise<string> {
+  const lockPath = join(ctx.local.stateDir, "pass.lock");
+  for (let attempt = 0; ; attempt++) {
+    await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
+    watch.child.kill("SIGSTOP");
+    if (existsSync(lockPath)) return lockPath;
+    watch.child.kill("SIGCONT");
+    if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
+  }
+}
+
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
 
 describe("plutus-sync watch against a real sshd", () => {
@@ -325,14 +337,7 @@ describe("plutus-sync watch against a real sshd", () => {
       for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
       await until(() => erp.consumed.length >= 50, 30_000, () => `only ${erp.consumed.length} delivered before SIGTERM`);
       // Frozen while a batch holds the pass lock: the cron pass finds it held, does nothing, exits 0.
-      const lockPath = join(ctx.local.stateDir, "pass.lock");
-      for (let attempt = 0; ; attempt++) {
-        await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
-        watch.child.kill("SIGSTOP");
-        if (existsSync(lockPath)) break;
-        watch.child.kill("SIGCONT");
-        if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
-      }
+      await stopInsideBatch(watch);
       const locked = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
       watch.child.kill("SIGCONT");
       expect(locked).toMatchObject({ code: 0, stderr: "plutus-sync: another pass holds the lock; nothing done\n" });
@@ -360,14 +365,7 @@ describe("plutus-sync watch against a real sshd", () => {
     for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
     await until(() => readdirSync(ctx.erp.inboxDir).length >= 10, 30_000, () => `only ${readdirSync(ctx.erp.inboxDir).length} delivered before the freeze`);
     // Stopped (as a blocked event loop would be: no timer of its own runs) while a batch holds the lock.
-    const lockPath = join(ctx.local.stateDir, "pass.lock");
-    for (let attempt = 0; ; attempt++) {
-      await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
-      watch.child.kill("SIGSTOP");
-      if (existsSync(lockPath)) break;
-      watch.child.kill("SIGCONT");
-      if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
-    }
+    const lockPath = await stopInsideBatch(watch);
     const frozenLock = JSON.parse(readFileSync(lockPath, "utf8"));
     expect(frozenLock).toMatchObject({ pid: watch.child.pid, holder: "watcher" });
 
