@@ -93,6 +93,7 @@ async function waitAll(observer, drops, timeoutMs) {
 /** Random intervals (exponential, mean `meanMs`, at least 20 ms). */
 const randomGap = (meanMs) => Math.max(20, -Math.log(1 - Math.random()) * meanMs);
 
+/** The agent's configuration for a bench run in `dir` (outbox made); returns its file and content. */
 function agentConfig(fx, dir) {
   const config = {
     outbox: path.join(dir, "outbox"),
@@ -375,4 +376,4 @@ async function latencyBench(fx, opts) {
   return rows;
 }
 
-module.exports = { latencyBench, percentile, summarise };
+module.exports = { latencyBench, percentile, summarise, agentConfig };

@@ -18,6 +18,7 @@ const { spawn } = require("node:child_process");
 const crypto = require("node:crypto");
 const fs = require("node:fs");
 const path = require("node:path");
+const { agentConfig } = require("./latency");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stderr.write(a.join(" ") + "\n");
@@ -154,20 +155,10 @@ async function soakBench(fx, opts) {
   const load = () => fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const loadAtStart = load();
   const dir = path.join(fx.root, "soak");
-  const config = {
-    outbox: path.join(dir, "outbox"),
-    archive: path.join(dir, "archive"),
-    quarantine: path.join(dir, "quarantine"),
-    stateDir: path.join(dir, "state"),
-    logDir: path.join(dir, "log"),
-    // The lab stack's default; every other setting is the agent's default (concurrency 256).
-    minAgeSeconds: 30,
-    remote: { host: "127.0.0.1", port: fx.port, username: fx.erpUser, privateKeyPath: fx.clientKey, hostKeySha256: fx.hostKeySha256, inbox: "/Inbox", staging: "/Staging" },
-  };
+  // The lab stack's minAgeSeconds; every other setting is the agent's default (concurrency 256).
+  const { file: configFile, config } = agentConfig(fx, dir);
   const staging = path.join(dir, "producer-tmp");
-  for (const d of [config.outbox, staging]) fs.mkdirSync(d, { recursive: true });
-  const configFile = path.join(dir, "agent.json");
-  fs.writeFileSync(configFile, JSON.stringify(config));
+  fs.mkdirSync(staging, { recursive: true });
   const inbox = path.join(fx.jail, "Inbox");
 
   const produced = new Map();
