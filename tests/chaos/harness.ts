@@ -312,18 +312,23 @@ export class Rig {
     return readdirSync(this.outbox).filter((n) => /\.json$/i.test(n) && n.length > 5);
   }
 
-  /** One pass of the bundled agent as its own process; optionally killed with SIGKILL after `killAfterMs`. */
-  async pass(options: { killAfterMs?: number; crashAt?: string; hardLimitMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PassRecord> {
-    const started = Date.now();
-    const child = spawn(process.execPath, [agentBundle().path, "run", "--config", this.configPath, "--json"], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...(options.crashAt ? { PLUTUS_CRASH_AT: options.crashAt } : {}), ...options.env },
+  /** The bundled agent with `args`, as the rig's account, with only PATH and `env`; its output gathered as it comes. */
+  private spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const child = spawn(process.execPath, [agentBundle().path, ...args], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
       stdio: ["ignore", "pipe", "pipe"],
       ...(this.uid !== 0 ? { uid: this.uid, gid: this.gid } : {}),
     });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    const output = { stdout: "", stderr: "" };
+    child.stdout.on("data", (d) => (output.stdout += d));
+    child.stderr.on("data", (d) => (output.stderr += d));
+    return { child, output };
+  }
+
+  /** One pass of the bundled agent as its own process; optionally killed with SIGKILL after `killAfterMs`. */
+  async pass(options: { killAfterMs?: number; crashAt?: string; hardLimitMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<PassRecord> {
+    const started = Date.now();
+    const { child, output } = this.spawnAgent(["run", "--config", this.configPath, "--json"], { ...(options.crashAt ? { PLUTUS_CRASH_AT: options.crashAt } : {}), ...options.env });
     const killer = options.killAfterMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), options.killAfterMs) : undefined;
     const hardLimitMs = options.hardLimitMs ?? ((this.configObject.passDeadlineSeconds ?? 240) + 60) * 1000;
     let overran = false;
@@ -338,7 +343,8 @@ export class Rig {
     clearTimeout(killer);
     clearTimeout(limit);
     const ms = Date.now() - started;
-    if (overran) stderr += `\n[chaos] pass overran ${hardLimitMs} ms and was killed by the harness`;
+    const { stdout } = output;
+    const stderr = overran ? `${output.stderr}\n[chaos] pass overran ${hardLimitMs} ms and was killed by the harness` : output.stderr;
     let summary: Record<string, number> | undefined;
     const last = stdout.trim().split("\n").pop() ?? "";
     if (last.startsWith("{")) {
@@ -366,24 +372,16 @@ export class Rig {
    * resolves once it says it is watching. The caller ends it (SIGKILL or SIGTERM).
    */
   async watcher(options: { env?: NodeJS.ProcessEnv; readyWithinMs?: number } = {}): Promise<WatcherProcess> {
-    const child = spawn(process.execPath, [agentBundle().path, "watch", "--config", this.configPath], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
-      ...(this.uid !== 0 ? { uid: this.uid, gid: this.gid } : {}),
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    const { child, output } = this.spawnAgent(["watch", "--config", this.configPath], options.env);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
-    const watcher: WatcherProcess = { child, pid: child.pid!, exited, stdout: () => stdout, stderr: () => stderr };
+    const watcher: WatcherProcess = { child, pid: child.pid!, exited, stdout: () => output.stdout, stderr: () => output.stderr };
     const deadline = Date.now() + (options.readyWithinMs ?? 30_000);
-    while (!stdout.includes("plutus-sync: watching")) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`plutus-sync watch ended (${child.exitCode ?? child.signalCode}) before it was watching: ${stderr.trim().slice(0, 300)}`);
+    while (!output.stdout.includes("plutus-sync: watching")) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`plutus-sync watch ended (${child.exitCode ?? child.signalCode}) before it was watching: ${output.stderr.trim().slice(0, 300)}`);
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
         await exited;
-        throw new Error(`plutus-sync watch was not watching after ${options.readyWithinMs ?? 30_000} ms: ${stderr.trim().slice(0, 300)}`);
+        throw new Error(`plutus-sync watch was not watching after ${options.readyWithinMs ?? 30_000} ms: ${output.stderr.trim().slice(0, 300)}`);
       }
       await sleep(10);
     }
