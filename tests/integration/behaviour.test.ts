@@ -1,8 +1,8 @@
-import { readdirSync, readFileSync, rmSync, writeFileSync, symlinkSync, chownSync, statSync, utimesSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, symlinkSync, chownSync, statSync, utimesSync } from "node:fs";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles } from "../support/agent";
+import { useErpStandIn, runAgent, type AgentResult, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -118,20 +118,42 @@ describe("log level debug", () => {
 describe("one pass at a time", () => {
   it("a second pass started during the first does nothing and exits 0; every order arrives once", async () => {
     for (let i = 0; i < 300; i++) ctx.local.writeOrder(`o-${i}.json`, sampleOrder(i));
-    const [a, b] = await Promise.all([
-      runAgent(["run", "--config", ctx.local.configPath, "--json"]),
-      new Promise((r) => setTimeout(r, 150)).then(() => runAgent(["run", "--config", ctx.local.configPath, "--json"])),
-    ]);
-    expect([a.code, b.code]).toEqual([0, 0]);
-    const summaries = [lastJsonLine(a.stdout), lastJsonLine(b.stdout)];
-    const skipped = summaries.filter((s) => s.skippedLocked === true);
-    expect(skipped).toHaveLength(1);
-    expect(skipped[0]).toMatchObject({ found: 0, delivered: 0 });
-    expect([a, b].find((r) => lastJsonLine(r.stdout).skippedLocked)!.stderr).toBe("plutus-sync: another pass holds the lock; nothing done\n");
-    expect(summaries.reduce((n, s) => n + (s.delivered as number), 0)).toBe(300);
+    // The first pass is frozen (SIGSTOP) at an instant it holds the lock, so the second one
+    // starts inside it whatever the machine's load; a delay-based start raced on a busy CI.
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    let first: ChildProcess | undefined;
+    const a = runAgent(["run", "--config", ctx.local.configPath, "--json"], {}, undefined, (child) => (first = child));
+    await untilHeldBy(() => first!, lockPath);
+    let b: AgentResult;
+    try {
+      b = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
+    } finally {
+      first!.kill("SIGCONT");
+    }
+    const finished = await a;
+    expect([finished.code, b.code]).toEqual([0, 0]);
+    expect(lastJsonLine(b.stdout)).toMatchObject({ skippedLocked: true, found: 0, delivered: 0 });
+    expect(b.stderr).toBe("plutus-sync: another pass holds the lock; nothing done\n");
+    expect(lastJsonLine(finished.stdout).skippedLocked).toBeUndefined();
+    expect(lastJsonLine(finished.stdout).delivered).toBe(300);
     expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(300);
   });
 });
+
+/** Waits until the pass holds its lock, then stops it (SIGSTOP) there; retried if the lock went away in between. */
+async function untilHeldBy(child: () => ChildProcess, lockPath: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (existsSync(lockPath)) {
+      child().kill("SIGSTOP");
+      if (existsSync(lockPath)) return;
+      child().kill("SIGCONT");
+    }
+    if (child().exitCode !== null) throw new Error("the first pass ended before it could be caught holding its lock");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error("the first pass never took its lock");
+}
 
 describe("an ERP that takes files while the pass runs", () => {
   it("delivers each order exactly once although the inbox empties under the agent", async () => {
