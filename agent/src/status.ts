@@ -6,7 +6,7 @@ import { isOrderFileName } from "./orderFile";
 import { countQuarantined } from "./localMoves";
 import { readLastRunOrAbandoned } from "./stateFiles";
 import { readWatcherStatus, describeWatcher } from "./heartbeat";
-import { StateError, errorMessage, printable } from "./errors";
+import { DamagedStateFileError, StateError, errorMessage, printable } from "./errors";
 
 /** What an operator (or the deployment canary) needs to know, from local state only. */
 export async function readStatus(config: AgentConfig, now = Date.now()): Promise<StatusReport> {
@@ -24,6 +24,7 @@ export async function readStatus(config: AgentConfig, now = Date.now()): Promise
     throw new StateError(`cannot read the journal in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
   });
   const watcher = await readWatcherStatus(config.stateDir, now).catch((error) => {
+    if (error instanceof DamagedStateFileError) throw error;
     throw new StateError(`cannot read the watcher heartbeat in ${config.stateDir}: ${errorMessage(error)}`, { cause: error });
   });
   return {

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync, symlinkSync, utimesSync, existsSync, readdirSync } from "node:fs";
+import { mkdirSync, rmSync, readFileSync, writeFileSync, symlinkSync, utimesSync, existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { startErpServer, ErpServer } from "../support/sshd";
 import { makeLocalSide, runAgent, sampleOrder, logEvents, LocalSide } from "../support/agent";
@@ -63,6 +63,13 @@ it("UNKNOWN before the first pass and on damaged state, with the reason", async 
   // status says the same, as a state error (exit 2), not as an unexpected failure.
   const status = await runAgent(["status", "--config", local.configPath]);
   expect(status).toMatchObject({ code: 2, stdout: "", stderr: `plutus-sync: ${local.stateDir}/last-run.json is damaged: invalid JSON: expected a double-quoted property name at line 1, column 3\n` });
+
+  // A torn watcher heartbeat is named the same way.
+  rmSync(join(local.stateDir, "last-run.json"));
+  expect((await runAgent(["run", "--config", local.configPath])).code).toBe(0);
+  writeFileSync(join(local.stateDir, "watcher.json"), '{"pid": 4242');
+  expect(await runAgent(["status", "--config", local.configPath])).toMatchObject({ code: 2, stdout: "", stderr: `plutus-sync: ${local.stateDir}/watcher.json is damaged: invalid JSON: unexpected end of input at line 1, column 13\n` });
+  rmSync(join(local.stateDir, "watcher.json"));
 
   writeFileSync(local.configPath, "{}");
   h = await health();

@@ -5,6 +5,7 @@ import { readStateJson, readLastRun, isJsonObject } from "../../agent/src/stateF
 import { readCounters } from "../../agent/src/counters";
 import { readErpInbox } from "../../agent/src/erpInbox";
 import { unacknowledgedQuarantined } from "../../agent/src/quarantineAck";
+import { readHeartbeat } from "../../agent/src/heartbeat";
 import { DamagedStateFileError, StateError } from "../../agent/src/errors";
 
 let stateDir: string;
@@ -68,6 +69,7 @@ describe("the state files read through it", () => {
     ["counters.json", () => readCounters(stateDir), '{"passes": 1, "delivered": -1, "failed": 0, "quarantined": 0, "recovered": 0}', "delivered is not a count"],
     ["erp-inbox.json", () => readErpInbox(stateDir), '{"observedAt": "2026-01-01T00:00:00.000Z"}', "not an ERP inbox observation"],
     ["quarantine-ack.json", () => unacknowledgedQuarantined(join(stateDir, "quarantine"), stateDir), '{"names": [1]}', "holds no list of names"],
+    ["watcher.json", () => readHeartbeat(stateDir), '{"pid": 4242, "startedAt": "2026-01-01T00:00:00.000Z", "heartbeatAt": "soon"}', "heartbeatAt is not a time"],
   ])("%s: missing is nothing yet; torn or of another shape is damaged, with what is wrong", async (name, read, wrongShape, problem) => {
     expect(await read()).toEqual(name === "quarantine-ack.json" ? [] : null);
     writeFileSync(join(stateDir, name), "{");
