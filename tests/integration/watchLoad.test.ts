@@ -65,6 +65,10 @@ describe("watch mode under load", () => {
     const config = configWith({ remote: { ...base.remote, port: await freePort() } });
     const watch = spawnWatch(config);
     try {
+      // The watcher's first heartbeat comes after its signal handlers are in place and before the
+      // scan; a SIGTERM before it (a loaded machine still starting node) would test node, not us.
+      const heartbeat = join(ctx.local.stateDir, "watcher.json");
+      await until(() => existsSync(heartbeat) && JSON.parse(readFileSync(heartbeat, "utf8")).pid === watch.child.pid, 60_000, () => "the watcher wrote no heartbeat");
       await sleep(1_000);
       const started = Date.now();
       watch.child.kill("SIGTERM");
