@@ -10,6 +10,8 @@
  * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists; for the
  * guide's monitoring blocks also the nagios account, /etc/nagios and /etc/sudoers.d/plutus-sync-health
  * (refusing if any exists), an ACL on /var/lib/prometheus/node-exporter and a node_exporter process.
+ * Where a cron daemon runs, it is stopped (SIGSTOP) for the suite: the job installed here would
+ * otherwise run at every 5-minute mark beside the suite's own passes.
  */
 import { ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -28,6 +30,7 @@ import { guideCommands, mapGuideBlock, operationsGuideBlocks } from "../support/
 import { mountsOf, spawnInUnitSandbox } from "../support/unitSandbox";
 import { MachineLock, MACHINE_LOCK_WAIT_MS } from "../support/machineLock";
 import { archiveDayOf, localDay, sameLocalDayFor } from "../support/localDay";
+import { CronPause } from "../support/cronDaemons";
 
 jest.setTimeout(120_000);
 
@@ -334,6 +337,7 @@ function bundleId(dir: string): string {
 // Another jest worker may be running the other deploy suite: the same account and system paths.
 const deployLock = new MachineLock("deploy");
 beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
+const cronPause = new CronPause();
 
 /** What the guide's monitoring procedures touch on this host (test "the guide's Nagios/NRPE and Prometheus blocks"). */
 const MONITORING = {
@@ -378,6 +382,7 @@ beforeAll(async () => {
     if (!existsSync(join(BUILT_BUNDLE, f))) throw new Error(`${BUILT_BUNDLE}/${f} is missing: run 'npm run build' first`);
   }
   refuseToClobberARealInstallation();
+  await cronPause.pause();
   const inTheWay = ROOT_SCRATCH.filter((p) => existsSync(p));
   if (inTheWay.length > 0) throw new Error(`${inTheWay.join(", ")} exist(s); the guide's procedures this suite follows would overwrite them. Move them away first.`);
   rootScratchIsOurs = true;
@@ -405,6 +410,8 @@ afterAll(async () => {
     removeEverything();
     if (rootScratchIsOurs) for (const p of ROOT_SCRATCH) rmSync(p, { recursive: true, force: true });
   } finally {
+    // Only once the job is gone from /etc/cron.d.
+    await cronPause.resume();
     await host?.destroy();
     // Let the ERP's sshd session processes finish logging before its folder goes.
     await erp?.stop();
