@@ -1171,7 +1171,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       const t0 = Date.now();
       await webAppWrites("order-3001.json", sampleOrder(3001));
       const inbox = join(erp.inboxDir, "order-3001.json");
-      for (const deadline = Date.now() + 30_000; !existsSync(inbox) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
+      for (const deadline = t0 + 30_000; !existsSync(inbox) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
       expect(readFileSync(inbox, "utf8")).toBe(sampleOrder(3001));
       // Delivered by this watcher, not by a cron pass; well within a cron interval even on a
       // loaded machine (the latency bench measures the latency properly).
