@@ -718,7 +718,8 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       nodeExporter = spawn("ip", ["netns", "exec", host.namespace, "bash", "-c",
         "set -a && . /etc/default/prometheus-node-exporter && exec setpriv --reuid=prometheus --regid=prometheus --init-groups /usr/bin/prometheus-node-exporter $ARGS"], { stdio: "ignore" });
       let scraped: CommandResult | undefined;
-      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      // node_exporter's start-up, each try an ssh login: seconds apiece on a loaded machine.
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
         scraped = await run(scrape);
         if (scraped.code === 0) break;
       }
