@@ -2,7 +2,7 @@ import { chownSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync, c
 import { join } from "node:path";
 import { CRASH_STEPS } from "../../agent/src/crashHook";
 import { ERP_USER, uidOf, startErpServer } from "../support/sshd";
-import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord, afterStagingEvents } from "./harness";
+import { Rig, Row, Rng, newRow, sleep, countEvents, descendants, PassRecord, afterStagingEvents, DEADLINE_MARGIN_MS } from "./harness";
 import { hostileErp, hostileInputs } from "./hostile";
 import { fewHandles, slowLink, suspendedPass } from "./erpLimits";
 import { stagingFiles } from "../support/agent";
@@ -31,8 +31,6 @@ export const FAULT_TUNING = {
   retries: 3,
   retryBaseDelayMs: 200,
 } as const;
-/** Process start, compaction, status file and log flush after the deadline. */
-export const DEADLINE_MARGIN_MS = 3_000;
 
 export async function withRig(row: Row, options: Parameters<typeof Rig.start>[0], body: (rig: Rig) => Promise<void>): Promise<Row> {
   const rig = await Rig.start(options);
@@ -49,7 +47,7 @@ export async function withRig(row: Row, options: Parameters<typeof Rig.start>[0]
 
 function expectDeadline(row: Row, deadlineSeconds: number): void {
   const limit = deadlineSeconds * 1000 + DEADLINE_MARGIN_MS;
-  if (row.longestPassMs > limit) row.problems.push(`longest pass ${row.longestPassMs} ms exceeds passDeadlineSeconds (${deadlineSeconds} s) + ${DEADLINE_MARGIN_MS} ms`);
+  if (row.longestPassMs > limit) row.problems.push(`longest pass ${row.longestPassMs} ms from its start exceeds passDeadlineSeconds (${deadlineSeconds} s) + ${DEADLINE_MARGIN_MS} ms`);
 }
 
 export function expectExit(row: Row, record: PassRecord, codes: number[], what: string): void {
@@ -510,10 +508,12 @@ const securityPasswordOnly: Scenario = {
         const record = await rig.bookedPass(row);
         expectExit(row, record, [3], "pass against a password-only server");
         if (!/authentication as plutus-erp@.* failed: .*only public-key authentication is attempted/.test(record.stderr)) row.problems.push(`unclear error: ${record.stderr.trim().slice(0, 200)}`);
-        await sleep(200);
+        // sshd logs the session's end after the agent has gone; everything it logs comes before that line.
+        const closed = /Connection closed by authenticating user plutus-erp/;
+        for (const until = Date.now() + 30_000; !closed.test(readFileSync(pwd.logPath, "utf8")) && Date.now() < until; ) await sleep(50);
         const log = readFileSync(pwd.logPath, "utf8");
         if (/password for|Accepted/i.test(log)) row.problems.push(`the server log shows a password attempt: ${log.match(/.*password for.*/i)?.[0]}`);
-        if (!/Connection closed by authenticating user plutus-erp/.test(log)) row.problems.push("the server log does not show the client giving up at authentication");
+        if (!closed.test(log)) row.problems.push("the server log does not show the client giving up at authentication within 30 s");
         else row.notes.push("sshd VERBOSE log: no password attempt, client closed at authentication");
         if (readdirCount(pwd.inboxDir) + readdirCount(pwd.stagingDir) > 0) row.problems.push("files reached the password-only server");
         rig.writeConfig((c) => ({ ...c, remote: { ...c.remote, port: rig.erp.port, hostKeySha256: rig.erp.hostKeySha256 } }));

@@ -2,7 +2,7 @@ import { chownSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync } from
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { Journal } from "../../agent/src/journal";
-import { Rig, newRow, sleep, agentBundle } from "./harness";
+import { Rig, newRow, sleep, agentBundle, afterStagingEvents } from "./harness";
 import { FAULT_TUNING, Scenario, expectExit, topUp, withRig } from "./scenarios";
 
 // Failure modes of the ERP's Win32-OpenSSH server, modelled on Linux (issue 10).
@@ -114,10 +114,20 @@ export const erpHoldsInboxFilesOpen: Scenario = {
         await sleep(100); // a take in progress finishes before its unlink would be refused
         appendOnly(true, held);
         row.faults++;
-        const release = setTimeout(() => appendOnly(false, held), rng.int(0, 2000));
+        // Timed from the pass's first upload, not from its spawn: on a loaded machine Node.js
+        // start-up and the login alone can outlast a hold timed from the spawn.
+        const holdMs = rng.int(0, 2000);
+        let release: NodeJS.Timeout | undefined;
+        let passOver = false;
+        const uploading = afterStagingEvents(rig.erp.stagingDir, 1);
+        void uploading.reached.then(() => {
+          if (!passOver) release = setTimeout(() => appendOnly(false, held), holdMs);
+        });
         const cut = both && rng.chance(0.4);
         rmSync(join(durable, "journal.jsonl"), { force: true });
         const record = await rig.bookedPass(row, cut ? { crashAt: `after-published-record:${rng.int(1, 3)}`, env: { PLUTUS_DURABLE_COPY_DIR: durable } } : {});
+        passOver = true;
+        uploading.release();
         clearTimeout(release);
         appendOnly(false, held);
         if (record.killed) {

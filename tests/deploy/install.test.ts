@@ -10,6 +10,8 @@
  * and /etc/cron.d/plutus-sync, so it refuses to run where a real installation exists; for the
  * guide's monitoring blocks also the nagios account, /etc/nagios and /etc/sudoers.d/plutus-sync-health
  * (refusing if any exists), an ACL on /var/lib/prometheus/node-exporter and a node_exporter process.
+ * Where a cron daemon runs, it is stopped (SIGSTOP) for the suite: the job installed here would
+ * otherwise run at every 5-minute mark beside the suite's own passes.
  */
 import { ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -27,6 +29,8 @@ import { sampleOrder, stagingFiles } from "../support/agent";
 import { guideCommands, mapGuideBlock, operationsGuideBlocks } from "../support/guide";
 import { mountsOf, spawnInUnitSandbox } from "../support/unitSandbox";
 import { MachineLock, MACHINE_LOCK_WAIT_MS } from "../support/machineLock";
+import { archiveDayOf, localDay, sameLocalDayFor } from "../support/localDay";
+import { CronPause } from "../support/cronDaemons";
 
 jest.setTimeout(120_000);
 
@@ -160,6 +164,8 @@ let privateKey: string;
 let node18: string;
 let firstUid: number;
 let rootScratchIsOurs = false;
+/** The archive day folder of the first delivery (test "the cron line …"), which uninstall must keep. */
+let firstArchiveDay: string | undefined;
 
 function sh(file: string, argv: string[], input?: string): CommandResult {
   const r = spawnSync(file, argv, { input: input ?? "", encoding: "utf8" });
@@ -269,19 +275,13 @@ function asCron(job: CronJob, command: string, extraEnv: Record<string, string> 
   ]);
 }
 
-function todayLocal(): string {
-  const d = new Date();
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
-}
-
-/** Log files are named by the UTC date (their timestamps are UTC too); archive day folders by the local date. */
-function todayUtc(): string {
-  return new Date().toISOString().slice(0, 10);
+/** The agent's log files, oldest first: named by the UTC date (archive day folders by the local date), so a run across midnight writes two. */
+function logFiles(): string[] {
+  return readdirSync(FOLDERS.logDir).filter((f) => /^plutus-sync-\d{4}-\d{2}-\d{2}\.log$/.test(f)).sort().map((f) => join(FOLDERS.logDir, f));
 }
 
 function logEvents(): Array<Record<string, unknown>> {
-  const file = join(FOLDERS.logDir, `plutus-sync-${todayUtc()}.log`);
-  return readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  return logFiles().flatMap((file) => readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>));
 }
 
 /** Runs lines of the operations guide in a root shell on the host (the guide's commands run after `sudo -i`). */
@@ -337,6 +337,7 @@ function bundleId(dir: string): string {
 // Another jest worker may be running the other deploy suite: the same account and system paths.
 const deployLock = new MachineLock("deploy");
 beforeAll(() => deployLock.acquire(), MACHINE_LOCK_WAIT_MS);
+const cronPause = new CronPause();
 
 /** What the guide's monitoring procedures touch on this host (test "the guide's Nagios/NRPE and Prometheus blocks"). */
 const MONITORING = {
@@ -381,6 +382,7 @@ beforeAll(async () => {
     if (!existsSync(join(BUILT_BUNDLE, f))) throw new Error(`${BUILT_BUNDLE}/${f} is missing: run 'npm run build' first`);
   }
   refuseToClobberARealInstallation();
+  await cronPause.pause();
   const inTheWay = ROOT_SCRATCH.filter((p) => existsSync(p));
   if (inTheWay.length > 0) throw new Error(`${inTheWay.join(", ")} exist(s); the guide's procedures this suite follows would overwrite them. Move them away first.`);
   rootScratchIsOurs = true;
@@ -408,6 +410,8 @@ afterAll(async () => {
     removeEverything();
     if (rootScratchIsOurs) for (const p of ROOT_SCRATCH) rmSync(p, { recursive: true, force: true });
   } finally {
+    // Only once the job is gone from /etc/cron.d.
+    await cronPause.resume();
     await host?.destroy();
     // Let the ERP's sshd session processes finish logging before its folder goes.
     await erp?.stop();
@@ -507,18 +511,22 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(statSync(join(FOLDERS.outbox, "order-1001.json")).mode & 0o777).toBe(0o660);
     expect(statSync(join(FOLDERS.outbox, "order-1001.json")).gid).toBe(Number(sh("getent", ["group", "www-data"]).stdout.split(":")[2]));
 
+    const dayBefore = localDay();
     const result = await asCron(job, job.command);
     expect(result).toMatchObject({ code: 0, stdout: "", stderr: "" });
     for (const [name, content] of Object.entries(orders)) {
       expect(readFileSync(join(erp.inboxDir, name), "utf8")).toBe(content);
-      expect(readFileSync(join(FOLDERS.archive, todayLocal(), name), "utf8")).toBe(content);
+      expect(readFileSync(join(FOLDERS.archive, archiveDayOf(FOLDERS.archive, name, dayBefore), name), "utf8")).toBe(content);
     }
+    firstArchiveDay = archiveDayOf(FOLDERS.archive, "order-1001.json", dayBefore);
     expect(readdirSync(FOLDERS.outbox)).toEqual([]);
     expect(stagingFiles(erp.stagingDir)).toEqual([]);
 
-    const logFile = join(FOLDERS.logDir, `plutus-sync-${todayUtc()}.log`);
-    const st = statSync(logFile);
-    expect([st.uid, st.mode & 0o777]).toEqual([Number(sh("id", ["-u", "plutus"]).stdout), 0o600]);
+    expect(logFiles().length).toBeGreaterThan(0);
+    for (const logFile of logFiles()) {
+      const st = statSync(logFile);
+      expect({ logFile, owner: st.uid, mode: st.mode & 0o777 }).toEqual({ logFile, owner: Number(sh("id", ["-u", "plutus"]).stdout), mode: 0o600 });
+    }
     const events = logEvents();
     expect(events.filter((e) => e.event === "delivered").map((e) => e.file).sort()).toEqual(Object.keys(orders));
     expect(events.filter((e) => e.event === "pass").pop()).toMatchObject({ exitCode: 0, found: 2, delivered: 2, failed: 0 });
@@ -710,7 +718,8 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       nodeExporter = spawn("ip", ["netns", "exec", host.namespace, "bash", "-c",
         "set -a && . /etc/default/prometheus-node-exporter && exec setpriv --reuid=prometheus --regid=prometheus --init-groups /usr/bin/prometheus-node-exporter $ARGS"], { stdio: "ignore" });
       let scraped: CommandResult | undefined;
-      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      // node_exporter's start-up, each try an ssh login: seconds apiece on a loaded machine.
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
         scraped = await run(scrape);
         if (scraped.code === 0) break;
       }
@@ -807,6 +816,11 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       }`, stage, FOLDERS.outbox, victim], { uid: 33, gid: 33, stdio: "ignore" });
     const runs: CommandResult[] = [];
     try {
+      // The race is live once the swapper (a Node.js start, seconds on a loaded machine) has put its first name in the outbox.
+      for (const deadline = Date.now() + 30_000; !readdirSync(FOLDERS.outbox).some((n) => n.startsWith("waiting-")); ) {
+        if (swapper.exitCode !== null || swapper.signalCode !== null || Date.now() > deadline) throw new Error("the swapper never put a file in the outbox");
+        await new Promise((r) => setTimeout(r, 20));
+      }
       for (let i = 0; i < 3; i++) runs.push(await guideRepairInPlace());
     } finally {
       swapper.kill("SIGKILL");
@@ -864,8 +878,8 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
         while (1) { for my $i (0 .. $n - 1) { syscall($nr, -100, "$outbox/.plutus-claim-left-$i", -100, "$outbox/.v$i", 2); } }`,
         FOLDERS.outbox, victim, String(DECOYS), String(renameat2)], { uid: 33, gid: 33, stdio: "ignore" });
       attackers.push(swapper);
-      for (let waited = 0; !existsSync(join(FOLDERS.outbox, ".v-ready")); waited++) {
-        if (swapper.exitCode !== null || waited > 500) throw new Error("the swapper could not link the victim into the outbox");
+      for (const deadline = Date.now() + 30_000; !existsSync(join(FOLDERS.outbox, ".v-ready")); ) {
+        if (swapper.exitCode !== null || Date.now() > deadline) throw new Error("the swapper could not link the victim into the outbox");
         await new Promise((r) => setTimeout(r, 20));
       }
       rmSync(join(FOLDERS.outbox, ".v-ready"));
@@ -970,8 +984,10 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
   });
 
   test("the guide's archive by hand, as written (as plutus): the order is archived and later passes still archive into that day's folder", async () => {
+    // The move by hand and the later pass on one local day, or they rightly use two folders.
+    await sameLocalDayFor(60_000);
     await webAppWrites("order-1950.json", sampleOrder(1950));
-    const day = todayLocal();
+    const day = localDay();
     const [byHand] = operationsGuideBlocks("### Moving an order to the archive by hand");
     const moved = await followAsRoot(byHand, { mapping: [["order-123.json", "order-1950.json"]] });
     expect(moved).toMatchObject({ code: 0, stdout: "", stderr: "" });
@@ -983,7 +999,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     expect(await asCron(job, job.command)).toMatchObject({ code: 0, stdout: "", stderr: "" });
     expect(readFileSync(join(dayDir, "order-1951.json"), "utf8")).toBe(sampleOrder(1951));
     expect(existsSync(join(erp.inboxDir, "order-1950.json"))).toBe(false);
-  });
+  }, 180_000);
 
   test("uninstall (the guide's save, then its command; then the stack's delete) removes program, config, key, cron job and account, keeps every order", async () => {
     const job = parseCronFile(readFileSync("/etc/cron.d/plutus-sync", "utf8"));
@@ -1000,7 +1016,7 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       execFileSync("find", [BASE, FOLDERS.logDir, "-type", "f", "-exec", "sha256sum", "{}", "+"]).toString().split("\n").sort().join("\n");
     const before = kept();
     expect(before).toContain(`${FOLDERS.outbox}/order-2001.json`);
-    expect(before).toContain(`${FOLDERS.archive}/${todayLocal()}/order-1001.json`);
+    expect(before).toContain(`${FOLDERS.archive}/${firstArchiveDay}/order-1001.json`);
     expect(before).toContain(`${FOLDERS.stateDir}/`);
 
     // /etc/plutus holds the only copy of the rotated key: the guide's block saves it first.
@@ -1133,7 +1149,8 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
     watcher.stderr!.on("data", (d) => (out += d));
     const exited = new Promise<number | null>((resolve) => watcher.on("close", (code) => resolve(code)));
     try {
-      for (let i = 0; i < 200 && !out.includes("plutus-sync: watching"); i++) await new Promise((r) => setTimeout(r, 50));
+      // Node.js start-up in the sandbox, the first connection and the outbox listing: seconds on a loaded machine.
+      for (const deadline = Date.now() + 30_000; !out.includes("plutus-sync: watching") && watcher.exitCode === null && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
       expect(out).toBe(`plutus-sync: watching ${FOLDERS.outbox}\n`);
       const mounts = mountsOf(watcher.pid!);
       expect([mounts.get("/")?.[0], mounts.get(BASE)?.[0], mounts.get(FOLDERS.logDir)?.[0]]).toEqual(["ro", "rw", "rw"]);
@@ -1144,27 +1161,28 @@ describe("install.sh on a real Linux host, through the stack's commands", () => 
       const stagedInode = statSync(join(FOLDERS.outbox, ".order-3002.json.tmp")).ino;
       expect(await host.exec(["setpriv", "--reuid=www-data", "--regid=www-data", "--init-groups", "mv", join(FOLDERS.outbox, ".order-3002.json.tmp"), join(FOLDERS.outbox, "order-3002.json")])).toMatchObject({ code: 0, stderr: "" });
       expect(await host.exec(["setpriv", "--reuid=www-data", "--regid=www-data", "--init-groups", "ln", "-s", "/etc/passwd", join(FOLDERS.outbox, "link-3003.json")])).toMatchObject({ code: 0, stderr: "" });
-      const archived = join(FOLDERS.archive, todayLocal(), "order-3002.json");
-      for (const deadline = Date.now() + 30_000; (!existsSync(archived) || readdirSync(FOLDERS.outbox).length > 0) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
+      const dayBefore = localDay();
+      const archived = () => join(FOLDERS.archive, archiveDayOf(FOLDERS.archive, "order-3002.json", dayBefore), "order-3002.json");
+      for (const deadline = Date.now() + 30_000; (!existsSync(archived()) || readdirSync(FOLDERS.outbox).length > 0) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
       expect(readdirSync(FOLDERS.outbox)).toEqual([]);
       expect(readFileSync(join(erp.inboxDir, "order-3002.json"), "utf8")).toBe(sampleOrder(3002));
-      expect(statSync(archived).ino).toBe(stagedInode);
+      expect(statSync(archived()).ino).toBe(stagedInode);
       expect(lstatSync(join(FOLDERS.quarantine, "link-3003.json")).isSymbolicLink()).toBe(true);
       expect(JSON.parse(readFileSync(join(FOLDERS.quarantine, "link-3003.json.reason"), "utf8"))).toMatchObject({ file: "link-3003.json", originalName: "link-3003.json" });
       const t0 = Date.now();
       await webAppWrites("order-3001.json", sampleOrder(3001));
       const inbox = join(erp.inboxDir, "order-3001.json");
-      for (const deadline = Date.now() + 30_000; !existsSync(inbox) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
+      for (const deadline = t0 + 30_000; !existsSync(inbox) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
       expect(readFileSync(inbox, "utf8")).toBe(sampleOrder(3001));
       // Delivered by this watcher, not by a cron pass; well within a cron interval even on a
       // loaded machine (the latency bench measures the latency properly).
       expect(Date.now() - t0).toBeLessThan(30_000);
       const deliveredBy = readdirSync(FOLDERS.logDir).filter((f) => f.endsWith(".log")).flatMap((f) => readFileSync(join(FOLDERS.logDir, f), "utf8").split("\n")).filter((l) => l.includes('"event":"delivered"') && l.includes('"order-3001.json"')).map((l) => JSON.parse(l).pid);
       expect(deliveredBy).toEqual([watcher.pid]);
-      // The heartbeat follows a delivery within a second.
+      // The heartbeat follows a delivery (within a second; each look is an ssh login and a Node.js start).
       const status = () => followAsRoot(`${guideAgentDefinition()}\n${statusLine}`);
       let checked = await status();
-      for (let i = 0; i < 20 && checked.stdout.includes("last delivery none yet"); i++) {
+      for (const deadline = Date.now() + 30_000; checked.stdout.includes("last delivery none yet") && Date.now() < deadline; ) {
         await new Promise((r) => setTimeout(r, 250));
         checked = await status();
       }

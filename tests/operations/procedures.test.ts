@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { useErpStandIn, runAgent, sampleOrder, logEvents, stagingFiles, BUNDLE, type AgentResult } from "../support/agent";
 import { ERP_USER } from "../support/sshd";
 import { operationsGuideBlocks, runGuideBlock, type GuideRun } from "../support/guide";
+import { archiveDayOf, localDay, sameLocalDayFor } from "../support/localDay";
 
 /**
  * The operations guide's procedures (all but install, upgrade and uninstall, which tests/deploy
@@ -102,11 +103,6 @@ function archived(): string[] {
   return readdirSync(ctx.local.archive).flatMap((day) => readdirSync(join(ctx.local.archive, day))).sort();
 }
 
-function today(): string {
-  const d = new Date();
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
-}
-
 describe("Damaged journal: plutus-sync repair", () => {
   /** Order a renamed into the inbox, the agent killed at once, the ERP takes it; order b never left the outbox. */
   function crashAfterRenameAndErpTakesIt(): string {
@@ -141,13 +137,14 @@ describe("Damaged journal: plutus-sync repair", () => {
     expectRefused();
 
     const [repair] = operationsGuideBlocks("### Damaged journal");
+    const dayBefore = localDay();
     const repaired = follow(repair);
     expect(repaired.stderr).toBe("");
     expect(repaired.status).toBe(0);
     const lines = repaired.stdout.split("\n");
     expect(lines[0]).toBe("plutus-sync: line 1: the commit record of order-a.json could be read");
     expect(lines[1]).toMatch(/^plutus-sync: the damaged journal is kept as .*\/state\/journal\.jsonl\.damaged-\d{8}T\d{6}\.\d{3}Z$/);
-    expect(lines[2]).toMatch(new RegExp(`^plutus-sync: order-a\\.json: delivered; archived as ${ctx.local.archive}/${today()}/order-a\\.json$`));
+    expect(lines[2]).toBe(`plutus-sync: order-a.json: delivered; archived as ${ctx.local.archive}/${archiveDayOf(ctx.local.archive, "order-a.json", dayBefore)}/order-a.json`);
     const [, status] = operationsGuideBlocks("### Damaged journal");
     expect(follow(status).stdout).toContain("\nin doubt: 0\n");
     expect(logEvents(ctx.local.logDir).filter((e) => e.event === "presumed-delivered")).toEqual([expect.objectContaining({ file: "order-a.json" })]);
@@ -238,14 +235,17 @@ describe("Damaged journal: plutus-sync repair", () => {
 
 describe("Moving an order to the archive by hand", () => {
   it("a day folder made by root: archive-failed says what to do, status shows the order awaiting archive; the guide's fix archives it, nothing is sent twice", async () => {
+    // The folder made here must still be the day's when the passes run.
+    await sameLocalDayFor(30_000);
+    const today = localDay();
     // What "move it to the archive by hand" as root leaves behind.
-    mkdirSync(join(ctx.local.archive, today()), { mode: 0o755 });
+    mkdirSync(join(ctx.local.archive, today), { mode: 0o755 });
     writeOrder("order-9.json", sampleOrder(9));
     const failed = run();
     expect(failed.code).toBe(1);
     expect(lastLine(failed.stdout)).toMatchObject({ delivered: 1, archivePending: 1 });
     const [event] = logEvents(ctx.local.logDir).filter((e) => e.event === "archive-failed");
-    const folder = join(ctx.local.archive, today());
+    const folder = join(ctx.local.archive, today);
     expect(event.error).toMatch(
       new RegExp(
         `^EACCES: permission denied, rename '${ctx.local.outbox}/\\.plutus-claim-[0-9a-f-]{36}' -> '${folder}/order-9\\.json': the folder ${folder} is root:root 0755, not writable by ${ACCOUNT}; ` +
@@ -260,20 +260,21 @@ describe("Moving an order to the archive by hand", () => {
     erpConsumes();
 
     const [, giveBack] = operationsGuideBlocks("### Moving an order to the archive by hand");
-    expect(follow(giveBack, [["2025-01-31", today()]])).toEqual({ status: 0, stdout: "", stderr: "" });
+    expect(follow(giveBack, [["2025-01-31", today]])).toEqual({ status: 0, stdout: "", stderr: "" });
     const next = run();
     expect(next.code).toBe(0);
     expect(lastLine(next.stdout)).toMatchObject({ found: 0, delivered: 0, archivePending: 0 });
     expect(archived()).toEqual(["order-9.json"]);
     expect(readdirSync(ctx.local.outbox)).toEqual([]);
     expect(consumed).toEqual(new Map([["order-9.json", [sha(sampleOrder(9))]]]));
-  });
+  }, 120_000);
 
   it("moved by hand as the agent's account, as written: later deliveries that day are archived beside it", async () => {
     writeOrder("order-123.json", sampleOrder(123));
     const [byHand] = operationsGuideBlocks("### Moving an order to the archive by hand");
+    const dayBefore = localDay();
     expect(follow(byHand)).toEqual({ status: 0, stdout: "", stderr: "" });
-    expect(statSync(join(ctx.local.archive, today())).uid).toBe(uid);
+    expect(statSync(join(ctx.local.archive, archiveDayOf(ctx.local.archive, "order-123.json", dayBefore))).uid).toBe(uid);
     writeOrder("order-124.json", sampleOrder(124));
     const next = run();
     expect(next.code).toBe(0);
@@ -321,6 +322,7 @@ describe("Quarantined files: fix and send again", () => {
 describe("Canary orders: plutus-sync canary", () => {
   it("writes a canary the way the web shop does, runs a pass and says where it went", async () => {
     const [canary] = operationsGuideBlocks("## Canary orders");
+    const dayBefore = localDay();
     const sent = follow(canary);
     expect(sent.stderr).toBe("");
     expect(sent.status).toBe(0);
@@ -328,7 +330,7 @@ describe("Canary orders: plutus-sync canary", () => {
     expect(summary).toMatch(/^plutus-sync: 1\/1 delivered, 0 failed, 0 quarantined, 0 deferred in \d+\.\d s$/);
     const name = /^plutus-sync: canary (plutus-canary-\d{8}T\d{6}Z\.json) delivered; archived as (.*)$/.exec(said);
     expect(name).not.toBeNull();
-    expect(name![2]).toBe(join(ctx.local.archive, today(), name![1]));
+    expect(name![2]).toBe(join(ctx.local.archive, archiveDayOf(ctx.local.archive, name![1], dayBefore), name![1]));
     erpConsumes();
     expect([...consumed.keys()]).toEqual([name![1]]);
     const order = JSON.parse(readFileSync(name![2], "utf8"));

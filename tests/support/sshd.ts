@@ -90,13 +90,17 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once something on host:port speaks SSH. */
-export async function waitForBanner(host: string, port: number, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves once something on host:port speaks SSH. sshd re-executes itself for every connection
+ * before it sends its banner, which takes seconds on a loaded machine: a connection that was
+ * accepted waits for the banner until the deadline instead of being given up and tried again.
+ */
+export async function waitForBanner(host: string, port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect(port, host);
-      const timer = setTimeout(() => { socket.destroy(); resolve(false); }, 1_000);
+      const timer = setTimeout(() => { socket.destroy(); resolve(false); }, Math.max(1_000, deadline - Date.now()));
       socket.once("data", (data) => { clearTimeout(timer); socket.destroy(); resolve(data.toString().startsWith("SSH-2.0")); });
       socket.once("error", () => { clearTimeout(timer); resolve(false); });
     });
