@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { TcpProxy } from "../support/tcpProxy";
 import { join } from "node:path";
 import { useErpStandIn, sampleOrder, BUNDLE } from "../support/agent";
@@ -65,7 +65,9 @@ describe("watch mode under load", () => {
     const config = configWith({ remote: { ...base.remote, port: await freePort() } });
     const watch = spawnWatch(config);
     try {
-      await sleep(1_000);
+      // Its first heartbeat is written once the watcher has begun starting up, after its SIGTERM
+      // handler is in place; a fixed wait raced node's own start-up on a loaded machine.
+      await until(() => existsSync(join(ctx.local.stateDir, "watcher.json")), 60_000, () => `watch never began starting up: ${watch.stdout()} ${watch.stderr()}`);
       const started = Date.now();
       watch.child.kill("SIGTERM");
       const { code } = await watch.exited;
@@ -94,10 +96,12 @@ describe("watch mode under load", () => {
       for (let i = 0; i < n; i++) {
         const name = `${prefix}-${i}.json`;
         writeFileSync(join(producer, name), sampleOrder(i));
+        // Measured by the kernel's clock, from the order's last change just before it is renamed in
+        // to its rename into the ERP inbox: this test process's own scheduling is not counted.
+        const writtenAt = statSync(join(producer, name)).ctimeMs;
         renameSync(join(producer, name), join(ctx.local.outbox, name));
-        const t0 = Date.now();
         await until(() => existsSync(join(ctx.erp.inboxDir, name)), 60_000, () => `${name} not delivered`);
-        latencies.push(Date.now() - t0);
+        latencies.push(Math.round(statSync(join(ctx.erp.inboxDir, name)).ctimeMs - writtenAt));
         await sleep(100);
       }
     };
