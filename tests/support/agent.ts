@@ -202,3 +202,39 @@ export async function stopped(child: ChildProcess, timeoutMs = 30_000): Promise<
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** The state letter /proc gives the process (T: stopped), or undefined once it is gone. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops `child` (SIGSTOP) at a moment `holds()` is true (e.g. its lock file exists), whatever the
+ * machine's load: `holds()` is looked at again once the stop has taken effect (the process runs on
+ * until the signal lands), and the process is resumed and watched again if it no longer holds.
+ * Rejects if the process ends first, or after `timeoutMs`.
+ */
+export async function stopWhile(child: ChildProcess, holds: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const ended = () => child.exitCode !== null || child.signalCode !== null;
+  for (;;) {
+    if (ended()) throw new Error(`the process ended before it could be stopped while ${what}`);
+    if (holds()) {
+      child.kill("SIGSTOP");
+      let state = processState(child.pid!);
+      while (state !== undefined && state !== "T" && state !== "Z") {
+        await new Promise((r) => setImmediate(r));
+        state = processState(child.pid!);
+      }
+      if (state === "T" && holds()) return;
+      child.kill("SIGCONT");
+    }
+    if (Date.now() > deadline) throw new Error(`the process was not seen while ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
