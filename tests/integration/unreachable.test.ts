@@ -40,14 +40,14 @@ it("an ERP that accepts TCP but never answers: in-doubt entries stay, the pass e
     local.configPath,
     JSON.stringify({ ...local.config, connectTimeoutSeconds: 2, passDeadlineSeconds: 10, operationTimeoutSeconds: 2, remote: { ...local.config.remote, port: silentPort } }),
   );
-  const started = Date.now();
   const result = await runAgent(["run", "--config", local.configPath, "--json"]);
-  const elapsed = Date.now() - started;
+  const endedAt = Date.now();
   expect(result.code).toBe(3);
   expect(result.stderr).toBe(`plutus-sync: cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms\n`);
   expect(lastJsonLine(result.stdout)).toMatchObject({ found: 0, delivered: 0, recovered: 0, failed: 0 });
-  expect(elapsed).toBeLessThan(10_000);
   const lastRun = JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"));
+  // Within its deadline, counted from the pass's start (node's start-up, slow on a loaded machine, is not part of it).
+  expect(endedAt - Date.parse(lastRun.startedAt)).toBeLessThan(10_000);
   // Two failed runs in a row: the killed pass (its lock outlived it) and this one.
   expect(lastRun).toMatchObject({ exitCode: 3, consecutiveFailedRuns: 2, error: `cannot connect to plutus-erp@127.0.0.1:${silentPort}: no SSH session within 2000 ms` });
   const status = JSON.parse((await runAgent(["status", "--config", local.configPath, "--json"])).stdout);

@@ -124,7 +124,10 @@ export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = pro
 export interface MeasuredResult extends AgentResult {
   /** The process's peak resident memory (VmHWM from /proc), sampled every 25 ms until it exits. */
   peakRssKiB: number;
+  /** From the spawn to the process's end, start-up included. */
   ms: number;
+  /** When the process ended (Date.now()): compared with the pass's own start (last-run.json's startedAt), start-up is left out. */
+  endedAt: number;
 }
 
 /**
@@ -154,7 +157,8 @@ export function runMeasured(args: string[], options: { bundle?: string; hardLimi
     child.on("close", (code, signal) => {
       clearInterval(sample);
       clearTimeout(limit);
-      resolvePromise({ code, signal, stdout, stderr, peakRssKiB, ms: Date.now() - started });
+      const endedAt = Date.now();
+      resolvePromise({ code, signal, stdout, stderr, peakRssKiB, ms: endedAt - started, endedAt });
     });
   });
 }
