@@ -91,12 +91,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Resolves once something on host:port speaks SSH. */
-export async function waitForBanner(host: string, port: number, timeoutMs = 10_000): Promise<void> {
+export async function waitForBanner(host: string, port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect(port, host);
-      const timer = setTimeout(() => { socket.destroy(); resolve(false); }, 1_000);
+      const timer = setTimeout(() => { socket.destroy(); resolve(false); }, 5_000);
       socket.once("data", (data) => { clearTimeout(timer); socket.destroy(); resolve(data.toString().startsWith("SSH-2.0")); });
       socket.once("error", () => { clearTimeout(timer); resolve(false); });
     });
