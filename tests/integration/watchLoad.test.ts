@@ -155,8 +155,8 @@ describe("watch mode under load", () => {
       // The batch retries a file over the link it holds, and the idle check reconnects too.
       await heldByBatch.session();
       await until(() => warm.connectionState === "connected", 20_000, () => `not reconnected: ${warm.connectionState}`);
-      await sleep(2_500);
-      expect(proxy.openConnections).toBe(1);
+      // Two that both stay open is the fault; one being replaced closes however slow the machine is.
+      await until(() => proxy.openConnections === 1, 30_000, () => `${proxy.openConnections} connections open`);
     } finally {
       warm.close();
       await proxy.stop();
