@@ -189,6 +189,36 @@ describe("plutus-sync watch against a real sshd", () => {
     }
   }, 60_000);
 
+  it("SIGTERM while its first connection is still being made: the heartbeat says stopped, every time", async () => {
+    // A heartbeat still being written for the connection's state change (the stop ends the
+    // connect) used to land after the stop's own and drop its stoppedAt: about every other time.
+    const silent = await silentListener();
+    try {
+      const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+      const configPath = configWith({ connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
+      const heartbeatPath = join(ctx.local.stateDir, "watcher.json");
+      for (let round = 0; round < 8; round++) {
+        rmSync(heartbeatPath, { force: true });
+        const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        let err = "";
+        child.stdout.on("data", (d) => (out += d));
+        child.stderr.on("data", (d) => (err += d));
+        const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+        // Its first heartbeat is written as it starts, before it connects; the connect never ends by itself.
+        await until(() => existsSync(heartbeatPath) || child.exitCode !== null, 30_000, () => `round ${round}: no heartbeat: ${out} ${err}`);
+        child.kill("SIGTERM");
+        const code = await exited;
+        expect({ round, code, err, stopped: out.includes("plutus-sync: watch stopped on SIGTERM; 0 delivered\n") }).toEqual({ round, code: 0, err: "", stopped: true });
+        expect({ round, stoppedAt: JSON.parse(readFileSync(heartbeatPath, "utf8")).stoppedAt }).toEqual({ round, stoppedAt: expect.any(String) });
+      }
+      const status = await runAgent(["status", "--config", configPath]);
+      expect(status.stdout).toMatch(/^watcher: stopped at \S+ \(pid \d+, last delivery none yet\)$/m);
+    } finally {
+      await silent.stop();
+    }
+  }, 120_000);
+
   it("ERP outage: one failed line per waiting file per rescan, the lock never held across a connect (cron says unreachable), all delivered once after", async () => {
     const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
     // Silent (a black-holed ERP: accepts, never answers) until it is opened, then it forwards.
