@@ -2,7 +2,7 @@ import { spawn, ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, stopWhile, BUNDLE } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, logEventsSoFar, stagingFiles, stopWhile, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
 import { freePort } from "../support/sshd";
 import { TcpProxy } from "../support/tcpProxy";
@@ -233,7 +233,8 @@ describe("plutus-sync watch against a real sshd", () => {
       const during = Array.from({ length: 10 }, (_, i) => `during-${i}.json`);
       before.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(i)));
       watch = await startWatch(configPath);
-      const failedLines = () => logEvents(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
+      // Read while the watcher writes: a line being written is left for the next look.
+      const failedLines = () => logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
       // The start-up rescan could not connect (2 s): one line for each file it found.
       await until(() => failedLines().length >= 10, 30_000, () => `failed lines: ${failedLines().join(" ")}`);
       during.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(100 + i)));
@@ -250,7 +251,7 @@ describe("plutus-sync watch against a real sshd", () => {
       const perFile = new Map<string, number>();
       for (const file of failedLines()) perFile.set(file, (perFile.get(file) ?? 0) + 1);
       expect(Object.fromEntries([...perFile].sort())).toEqual(Object.fromEntries([...before.map((n) => [n, 4]), ...during.map((n) => [n, 3])].sort()));
-      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
+      expect(logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
       expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
 
       front.cutAll();
@@ -271,12 +272,13 @@ describe("plutus-sync watch against a real sshd", () => {
     const lockPath = join(ctx.local.stateDir, "pass.lock");
     writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
     renameIn(ctx.local.outbox, "behind-lock.json", sampleOrder(1));
-    const lockedLines = () => logEvents(ctx.local.logDir).filter((e) => e.event === "locked");
+    // Read while the watcher writes: a line being written is left for the next look.
+    const lockedLines = () => logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "locked");
     await until(() => lockedLines().length > 0, 30_000, () => "the watcher never found the lock held");
     // The watcher tries again every 0.5 s: about 6 more tries in 3 s.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
-    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked").map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
+    expect(lockedLines().map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
     rmSync(lockPath);
     await until(() => existsSync(join(ctx.erp.inboxDir, "behind-lock.json")), 10_000, () => "not delivered after the lock was freed");
     expect((await stop(watch)).code).toBe(0);

@@ -195,6 +195,20 @@ export function logEvents(logDir: string): Record<string, unknown>[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
+/**
+ * The lines logged so far under `logDir`, to look at while the agent still writes: a last line not
+ * yet ended by its newline (being written) is left for the next look.
+ */
+export function logEventsSoFar(logDir: string): Record<string, unknown>[] {
+  return readdirSync(logDir)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) => {
+      const text = readFileSync(join(logDir, f), "utf8");
+      return text.slice(0, text.lastIndexOf("\n") + 1).split("\n").filter((line) => line !== "");
+    })
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
 /** Resolves once the process is stopped (SIGSTOP, e.g. by PLUTUS_PAUSE_AT); rejects if it ends first. */
 export async function stopped(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
