@@ -56,6 +56,7 @@ export class Watcher {
   private heartbeatFailing = false;
   private lastBeatAt = 0;
   private beatTimer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> = Promise.resolve();
   private observingInbox = false;
   private waitingForLock = false;
   private readonly watchErrors: WatchErrorLog;
@@ -292,7 +293,18 @@ export class Watcher {
     }, Math.max(0, this.lastBeatAt + 1_000 - Date.now()));
   }
 
-  private async beat(stoppedAt?: string): Promise<void> {
+  /**
+   * Heartbeats are written one after another, and none but the stop's own once the stop began: a
+   * beat still in flight (a connection state change) landing after the stop's would drop its
+   * stoppedAt, and status would show a stopped watcher as running or stale.
+   */
+  private beat(stoppedAt?: string): Promise<void> {
+    if (this.stopping && stoppedAt === undefined) return this.beating;
+    this.beating = this.beating.then(() => this.writeBeat(stoppedAt));
+    return this.beating;
+  }
+
+  private async writeBeat(stoppedAt: string | undefined): Promise<void> {
     this.lastBeatAt = Date.now();
     try {
       await writeHeartbeat(this.config.stateDir, {

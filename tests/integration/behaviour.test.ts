@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, symlinkSy
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, type AgentResult, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles } from "../support/agent";
+import { useErpStandIn, runAgent, type AgentResult, lastJsonLine, sampleOrder, logEvents as logEventsIn, stagingFiles, stopWhile } from "../support/agent";
 
 const ctx = useErpStandIn();
 
@@ -123,7 +123,7 @@ describe("one pass at a time", () => {
     const lockPath = join(ctx.local.stateDir, "pass.lock");
     let first: ChildProcess | undefined;
     const a = runAgent(["run", "--config", ctx.local.configPath, "--json"], {}, undefined, (child) => (first = child));
-    await untilHeldBy(() => first!, lockPath);
+    await stopWhile(first!, () => existsSync(lockPath), "the first pass holds its lock");
     let b: AgentResult;
     try {
       b = await runAgent(["run", "--config", ctx.local.configPath, "--json"]);
@@ -139,21 +139,6 @@ describe("one pass at a time", () => {
     expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(300);
   });
 });
-
-/** Waits until the pass holds its lock, then stops it (SIGSTOP) there; retried if the lock went away in between. */
-async function untilHeldBy(child: () => ChildProcess, lockPath: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (existsSync(lockPath)) {
-      child().kill("SIGSTOP");
-      if (existsSync(lockPath)) return;
-      child().kill("SIGCONT");
-    }
-    if (child().exitCode !== null) throw new Error("the first pass ended before it could be caught holding its lock");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error("the first pass never took its lock");
-}
 
 describe("an ERP that takes files while the pass runs", () => {
   it("delivers each order exactly once although the inbox empties under the agent", async () => {

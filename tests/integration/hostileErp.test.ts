@@ -99,10 +99,12 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
     process.stdout.write(`dripped listing: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB\n`);
     expect(result.code).toBe(1);
-    expect(result.ms).toBeLessThan((8 + 3) * 1000);
+    const lastRun = JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"));
+    // From the pass's start, which its deadline counts from (node's start-up, slow on a loaded machine, is not part of it).
+    expect(result.endedAt - Date.parse(lastRun.startedAt)).toBeLessThan((8 + 3) * 1000);
     expect(logEvents(local.logDir).filter((e) => e.event === "deadline")).toHaveLength(1);
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 2 });
-    expect(JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8"))).toMatchObject({ exitCode: 1, consecutiveFailedRuns: 1 });
+    expect(lastRun).toMatchObject({ exitCode: 1, consecutiveFailedRuns: 1 });
   }, 60_000);
 
   it("one-byte READ replies are refused after a few: bounded memory, the order waits in doubt", async () => {
@@ -165,7 +167,8 @@ describe("a hostile ERP cannot exhaust the agent's memory or stall it", () => {
     const result = await runMeasured(["run", "--config", local.configPath, "--json"]);
     process.stdout.write(`garbage replies: exit ${result.code}, ${result.ms} ms, peak RSS ${Math.round(result.peakRssKiB / 1024)} MiB\n`);
     expect(result.code).toBe(1);
-    expect(result.ms).toBeLessThan((15 + 5) * 1000);
+    // From the pass's start, which its deadline counts from (node's start-up is not part of it).
+    expect(result.endedAt - Date.parse(JSON.parse(readFileSync(join(local.stateDir, "last-run.json"), "utf8")).startedAt)).toBeLessThan((15 + 5) * 1000);
     expect(result.stderr).not.toMatch(/unexpected error/);
     expect(result.peakRssKiB).toBeLessThan(PEAK_RSS_BOUND_KIB);
     expect(expectNothingLost(local, erp, sums)).toEqual({ delivered: 0, waiting: 4 });

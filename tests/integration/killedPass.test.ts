@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BUNDLE, localFolders, logEvents, runAgent, sampleOrder } from "../support/agent";
+import { BUNDLE, localFolders, logEvents, runAgent, sampleOrder, stopWhile } from "../support/agent";
 
 // A pass that never gets to write last-run.json (its watchdog's process.exit, the hard-limit kill of
 // sync_plutus.sh, the OOM killer) must still count as a failed run for status and health.
@@ -78,11 +78,16 @@ it("a pass ended by its watchdog is a failed run in status and health, and the n
   pass.stderr.on("data", (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => pass.on("close", (code) => resolve(code)));
   const lockPath = join(root, "state", "pass.lock");
-  for (let waited = 0; !existsSync(lockPath) || readFileSync(lockPath, "utf8") === ""; waited++) {
-    if (pass.exitCode !== null || waited > 3000) throw new Error(`the pass did not take its lock (${stderr})`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  pass.kill("SIGSTOP");
+  const holdsLock = () => {
+    try {
+      return readFileSync(lockPath, "utf8") !== "";
+    } catch {
+      return false;
+    }
+  };
+  await stopWhile(pass, holdsLock, "it holds its lock").catch((error: Error) => {
+    throw new Error(`${error.message} (${stderr})`);
+  });
   try {
     await new Promise((resolve) => setTimeout(resolve, WATCHDOG_MS + 2_000));
   } finally {

@@ -54,7 +54,7 @@ it("plutus-sync watch (chokidar bundled) runs on Node 18: delivers an order rena
   child.stderr.on("data", (d: Buffer) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on("close", (code: number | null) => resolve(code)));
   const until = async (ok: () => boolean, what: string) => {
-    for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+    for (const deadline = Date.now() + 30_000; !ok() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     if (!ok()) throw new Error(`${what}: ${out}`);
   };
   try {
@@ -68,4 +68,4 @@ it("plutus-sync watch (chokidar bundled) runs on Node 18: delivers an order rena
   }
   expect(await exited).toBe(0);
   expect(out).toBe(`plutus-sync: watching ${local.outbox}\nplutus-sync: watch stopped on SIGTERM; 1 delivered\n`);
-}, 60_000);
+}, 90_000);

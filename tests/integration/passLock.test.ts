@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { BUNDLE, makeLocalSide, runAgent, sampleOrder, LocalSide } from "../support/agent";
+import { BUNDLE, makeLocalSide, runAgent, sampleOrder, stopWhile, LocalSide } from "../support/agent";
 import { startErpServer, ErpServer } from "../support/sshd";
 
 // A pass suspended past the lock's stale age (SIGSTOP here; a Hyper-V "Save" or a clock step in
@@ -38,20 +38,15 @@ it("a pass stopped past the stale age keeps its lock; the next pass exits 0 'loc
   const first = spawn(process.execPath, [BUNDLE, "run", "--config", local.configPath], { stdio: ["ignore", "ignore", "ignore"] });
   const firstExit = new Promise<number | null>((resolve) => first.on("close", (code) => resolve(code)));
   try {
-    const owner = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const poll = () => {
-        try {
-          const parsed = JSON.parse(readFileSync(join(local.stateDir, "pass.lock"), "utf8"));
-          first.kill("SIGSTOP");
-          resolve(parsed);
-          return;
-        } catch {
-          if (first.exitCode !== null) return reject(new Error("the first pass ended before it could be stopped"));
-        }
-        setImmediate(poll);
-      };
-      poll();
-    });
+    const lockOwner = () => {
+      try {
+        return JSON.parse(readFileSync(join(local.stateDir, "pass.lock"), "utf8")) as Record<string, unknown>;
+      } catch {
+        return undefined;
+      }
+    };
+    await stopWhile(first, () => lockOwner() !== undefined, "its lock file names it");
+    const owner = lockOwner()!;
     expect(owner.pid).toBe(first.pid);
     await new Promise((resolve) => setTimeout(resolve, STOPPED_MS));
     const second = await runAgent(["run", "--config", local.configPath, "--json"], CLOCK_STEP);

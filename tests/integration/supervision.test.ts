@@ -2,6 +2,7 @@ import { execFile, execFileSync, spawn, ChildProcess } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, symlinkSync, existsSync, readdirSync, rmSync, utimesSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { connect } from "node:net";
 import { promisify } from "node:util";
 import { parseAgentConfig } from "@plutus/shared";
 import { startErpServer, freePort, ErpServer } from "../support/sshd";
@@ -46,6 +47,18 @@ afterEach(async () => {
   local.destroy();
 });
 
+/** True once something accepts TCP connections on 127.0.0.1:port. */
+function acceptsTcp(port: number): Promise<true | undefined> {
+  return new Promise((resolveProbe) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolveProbe(true);
+    });
+    socket.once("error", () => resolveProbe(undefined));
+  });
+}
+
 function writeConfig(extra: Record<string, unknown>): void {
   writeFileSync(local.configPath, JSON.stringify({ ...local.config, retries: 0, retryBaseDelayMs: 0, connectTimeoutSeconds: 5, ...extra }));
 }
@@ -56,7 +69,7 @@ function tempDir(prefix: string): string {
   return dir;
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -332,6 +345,9 @@ describe("central logs", () => {
       children.push(spawn(RSYSLOGD, ["-n", "-f", join(dir, `${name}.conf`), "-i", join(dir, `${name}.pid`)], { stdio: "ignore" }));
     }
     await waitFor("rsyslogd's socket", () => (existsSync(socket) ? true : undefined));
+    // The central one listens before the first line is forwarded: a refused forward is retried only
+    // after rsyslog's resume interval (30 s).
+    await waitFor("the central rsyslogd to listen", () => acceptsTcp(tcpPort));
 
     writeConfig({ log: { syslog: true, syslogSocket: socket } });
     local.writeOrder("order-1.json", sampleOrder(1));
@@ -345,7 +361,8 @@ describe("central logs", () => {
     for (const name of ["local", "central"]) {
       const lines = await waitFor(`${name}.log to hold every line`, () => {
         const text = existsSync(join(dir, `${name}.log`)) ? readFileSync(join(dir, `${name}.log`), "utf8") : "";
-        const got = text.trim().split("\n").filter((l) => l.startsWith("plutus-sync|"));
+        // Complete lines only: rsyslogd may be writing the last one.
+        const got = text.slice(0, text.lastIndexOf("\n") + 1).split("\n").filter((l) => l.startsWith("plutus-sync|"));
         return got.length >= expected.length ? got : undefined;
       });
       // The same JSON as the daily file, line for line; the quarantine is a warning, the pass info.

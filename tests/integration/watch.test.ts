@@ -2,7 +2,7 @@ import { spawn, ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, logEventsSoFar, stagingFiles, stopWhile, BUNDLE } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
 import { freePort } from "../support/sshd";
 import { TcpProxy } from "../support/tcpProxy";
@@ -68,13 +68,8 @@ async function silentListener(): Promise<TcpProxy> {
 /** Stops the watcher (SIGSTOP) at a moment one of its batches holds the pass lock; returns the lock's path. */
 async function stopInsideBatch(watch: WatchProcess): Promise<string> {
   const lockPath = join(ctx.local.stateDir, "pass.lock");
-  for (let attempt = 0; ; attempt++) {
-    await until(() => existsSync(lockPath), 10_000, () => "no batch in flight");
-    watch.child.kill("SIGSTOP");
-    if (existsSync(lockPath)) return lockPath;
-    watch.child.kill("SIGCONT");
-    if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
-  }
+  await stopWhile(watch.child, () => existsSync(lockPath), "a batch holds the pass lock");
+  return lockPath;
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -93,7 +88,7 @@ describe("plutus-sync watch against a real sshd", () => {
     const metricsPort = await freePort();
     watch = await startWatch(configWith({ minAgeSeconds: 60, metrics: { listen: `127.0.0.1:${metricsPort}` } }));
     renameIn(ctx.local.outbox, "renamed-1.json", sampleOrder(1));
-    await until(() => existsSync(join(ctx.erp.inboxDir, "renamed-1.json")), 10_000, () => "renamed-1.json not delivered");
+    await until(() => existsSync(join(ctx.erp.inboxDir, "renamed-1.json")), 30_000, () => "renamed-1.json not delivered");
 
     // Written in place, slowly: the first half is on disk for a second before the rest.
     const body = sampleOrder(2);
@@ -104,7 +99,7 @@ describe("plutus-sync watch against a real sshd", () => {
     expect(readdirSync(ctx.local.outbox)).toContain("in-place-2.json");
     writeSync(fd, body.slice(40));
     closeSync(fd);
-    await until(() => existsSync(join(ctx.erp.inboxDir, "in-place-2.json")), 10_000, () => "in-place-2.json not delivered");
+    await until(() => existsSync(join(ctx.erp.inboxDir, "in-place-2.json")), 30_000, () => "in-place-2.json not delivered");
     expect(readFileSync(join(ctx.erp.inboxDir, "in-place-2.json"), "utf8")).toBe(body);
     expect(readFileSync(join(ctx.erp.inboxDir, "renamed-1.json"), "utf8")).toBe(sampleOrder(1));
 
@@ -113,7 +108,7 @@ describe("plutus-sync watch against a real sshd", () => {
     async function scrape(): Promise<void> {
       metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     }
-    for (let i = 0; i < 50 && !/^plutus_sync_delivery_latency_seconds_count 2$/m.test(metrics); i++) {
+    for (const deadline = Date.now() + 30_000; !/^plutus_sync_delivery_latency_seconds_count 2$/m.test(metrics) && Date.now() < deadline; ) {
       await scrape();
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -121,7 +116,7 @@ describe("plutus-sync watch against a real sshd", () => {
     expect(metrics).toMatch(/^plutus_sync_delivery_latency_seconds_bucket\{le="\+Inf"\} 2$/m);
     // The watcher looks at the ERP inbox itself (with its first batch, then every minute): before any cron pass.
     const inboxSeen = join(ctx.local.stateDir, "erp-inbox.json");
-    await until(() => existsSync(inboxSeen), 10_000, () => "the watcher never recorded the ERP inbox");
+    await until(() => existsSync(inboxSeen), 30_000, () => "the watcher never recorded the ERP inbox");
     // Taken with the first batch: the inbox then held none, one or both of the two orders.
     const seen = JSON.parse(readFileSync(inboxSeen, "utf8"));
     expect(seen).toEqual({ observedAt: expect.any(String), waiting: seen.waiting, oldestModifiedAt: seen.waiting === 0 ? null : expect.any(String), complete: true });
@@ -152,8 +147,10 @@ describe("plutus-sync watch against a real sshd", () => {
     for (let i = 0; i < n; i++) {
       const fd = openSync(join(ctx.local.outbox, `nl-${i}.json`), "w");
       writeSync(fd, sampleOrder(i));
-      // The producer's second write (PHP's unbuffered fwrite of "\n") comes a moment later.
-      await new Promise((r) => setTimeout(r, 2 + (i % 10) * 2));
+      // The producer's second write (PHP's unbuffered fwrite of "\n") comes a moment later: a
+      // blocking wait, so that no turn of this process's event loop (nor a garbage collection)
+      // can stretch the gap past the watcher's settle time on a loaded machine.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2 + (i % 10) * 2);
       writeSync(fd, "\n");
       closeSync(fd);
       await new Promise((r) => setTimeout(r, 50));
@@ -176,7 +173,7 @@ describe("plutus-sync watch against a real sshd", () => {
       const configPath = configWith({ minAgeSeconds: 0, connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
       for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `waiting-${i}.json`, sampleOrder(i));
       watch = await startWatch(configPath);
-      await until(() => silent.connections > 0, 10_000, () => "the watcher never connected");
+      await until(() => silent.connections > 0, 30_000, () => "the watcher never connected");
       await new Promise((r) => setTimeout(r, 1_000));
       const stopped = await stop(watch);
       expect(stopped.code).toBe(0);
@@ -192,6 +189,36 @@ describe("plutus-sync watch against a real sshd", () => {
     }
   }, 60_000);
 
+  it("SIGTERM while its first connection is still being made: the heartbeat says stopped, every time", async () => {
+    // A heartbeat still being written for the connection's state change (the stop ends the
+    // connect) used to land after the stop's own and drop its stoppedAt: about every other time.
+    const silent = await silentListener();
+    try {
+      const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
+      const configPath = configWith({ connectTimeoutSeconds: 20, remote: { ...config.remote, port: silent.port } });
+      const heartbeatPath = join(ctx.local.stateDir, "watcher.json");
+      for (let round = 0; round < 8; round++) {
+        rmSync(heartbeatPath, { force: true });
+        const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        let err = "";
+        child.stdout.on("data", (d) => (out += d));
+        child.stderr.on("data", (d) => (err += d));
+        const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+        // Its first heartbeat is written as it starts, before it connects; the connect never ends by itself.
+        await until(() => existsSync(heartbeatPath) || child.exitCode !== null, 30_000, () => `round ${round}: no heartbeat: ${out} ${err}`);
+        child.kill("SIGTERM");
+        const code = await exited;
+        expect({ round, code, err, stopped: out.includes("plutus-sync: watch stopped on SIGTERM; 0 delivered\n") }).toEqual({ round, code: 0, err: "", stopped: true });
+        expect({ round, stoppedAt: JSON.parse(readFileSync(heartbeatPath, "utf8")).stoppedAt }).toEqual({ round, stoppedAt: expect.any(String) });
+      }
+      const status = await runAgent(["status", "--config", configPath]);
+      expect(status.stdout).toMatch(/^watcher: stopped at \S+ \(pid \d+, last delivery none yet\)$/m);
+    } finally {
+      await silent.stop();
+    }
+  }, 120_000);
+
   it("ERP outage: one failed line per waiting file per rescan, the lock never held across a connect (cron says unreachable), all delivered once after", async () => {
     const config = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));
     // Silent (a black-holed ERP: accepts, never answers) until it is opened, then it forwards.
@@ -206,22 +233,25 @@ describe("plutus-sync watch against a real sshd", () => {
       const during = Array.from({ length: 10 }, (_, i) => `during-${i}.json`);
       before.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(i)));
       watch = await startWatch(configPath);
-      const started = Date.now();
-      const failedLines = () => logEvents(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
+      // Read while the watcher writes: a line being written is left for the next look.
+      const failedLines = () => logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "failed").map((e) => e.file as string);
       // The start-up rescan could not connect (2 s): one line for each file it found.
-      await until(() => failedLines().length >= 10, 15_000, () => `failed lines: ${failedLines().join(" ")}`);
+      await until(() => failedLines().length >= 10, 30_000, () => `failed lines: ${failedLines().join(" ")}`);
       during.forEach((name, i) => renameIn(ctx.local.outbox, name, sampleOrder(100 + i)));
-      // Between the rescans at 10 s and 20 s: no batch is waiting for a connect with the lock held.
-      await new Promise((r) => setTimeout(r, started + 14_000 - Date.now()));
+      // Once the rescan at 10 s has said so and let go of the lock, until the one at 20 s: no batch
+      // is waiting for a connect with the lock held.
+      const lockPath = join(ctx.local.stateDir, "pass.lock");
+      await until(() => failedLines().length >= 30 && !existsSync(lockPath), 30_000, () => `failed lines: ${failedLines().length}`);
       const cron = await runAgent(["run", "--config", cronConfig, "--json"]);
       expect(cron.code).toBe(3);
       expect(lastJsonLine(cron.stdout).skippedLocked).toBeUndefined();
-      // Rescans at 0, 10, 20 and 30 s; counted at 35 s, before the one at 40 s.
-      await new Promise((r) => setTimeout(r, started + 35_000 - Date.now()));
+      // Rescans at 0, 10, 20 and 30 s: counted as soon as the one at 30 s has said so (10 + 20 +
+      // 20 + 20 lines), 10 s before the next; sooner, or more per rescan, and the counts differ.
+      await until(() => failedLines().length >= 70, 60_000, () => `failed lines: ${failedLines().length}`);
       const perFile = new Map<string, number>();
       for (const file of failedLines()) perFile.set(file, (perFile.get(file) ?? 0) + 1);
       expect(Object.fromEntries([...perFile].sort())).toEqual(Object.fromEntries([...before.map((n) => [n, 4]), ...during.map((n) => [n, 3])].sort()));
-      expect(logEvents(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
+      expect(logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "watch-disconnected")).toHaveLength(1);
       expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
 
       front.cutAll();
@@ -242,10 +272,13 @@ describe("plutus-sync watch against a real sshd", () => {
     const lockPath = join(ctx.local.stateDir, "pass.lock");
     writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
     renameIn(ctx.local.outbox, "behind-lock.json", sampleOrder(1));
-    // The watcher tries again every 0.5 s: about 6 tries in 3 s.
+    // Read while the watcher writes: a line being written is left for the next look.
+    const lockedLines = () => logEventsSoFar(ctx.local.logDir).filter((e) => e.event === "locked");
+    await until(() => lockedLines().length > 0, 30_000, () => "the watcher never found the lock held");
+    // The watcher tries again every 0.5 s: about 6 more tries in 3 s.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
-    expect(logEvents(ctx.local.logDir).filter((e) => e.event === "locked").map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
+    expect(lockedLines().map((e) => e.message)).toEqual(["watch: another pass holds the lock; waiting for it"]);
     rmSync(lockPath);
     await until(() => existsSync(join(ctx.erp.inboxDir, "behind-lock.json")), 10_000, () => "not delivered after the lock was freed");
     expect((await stop(watch)).code).toBe(0);
@@ -257,13 +290,14 @@ describe("plutus-sync watch against a real sshd", () => {
     try {
       // The limit lowered to 300 in a user namespace of its own (nothing machine-wide changes).
       const limit = 'echo 300 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"';
-      watch = await startWatch(configWith({ minAgeSeconds: 60 }), {}, [], ["unshare", "-U", "-r", "sh", "-c", limit]);
+      // No rescan interval may pass before the stop (it would report the count early), however long delivery takes.
+      watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }), {}, [], ["unshare", "-U", "-r", "sh", "-c", limit]);
       const names = Array.from({ length: 1_000 }, (_, i) => `many-${i}.json`);
       const temp = join(ctx.local.root, "producer");
       mkdirSync(temp);
       for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
       for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
-      await until(() => erp.consumed.length >= names.length, 60_000, () => `${erp.consumed.length}/${names.length} consumed`);
+      await until(() => erp.consumed.length >= names.length, 120_000, () => `${erp.consumed.length}/${names.length} consumed`);
       expect((await stop(watch)).code).toBe(0);
       expect(erp.consumed.map((c) => c.name).sort()).toEqual([...names].sort());
       const errors = logEvents(ctx.local.logDir).filter((e) => e.event === "watch-error" || e.event === "watch-errors");
@@ -277,7 +311,7 @@ describe("plutus-sync watch against a real sshd", () => {
     } finally {
       await erp.stop();
     }
-  }, 120_000);
+  }, 180_000);
 
   it("a flapping ERP connection leaves the watcher with one open connection, not one more per outage", async () => {
     // A proxy in front of sshd that cuts every connection and refuses new ones for a while, 8 times.
@@ -305,10 +339,10 @@ describe("plutus-sync watch against a real sshd", () => {
       producing = false;
       await producer;
       await until(() => readdirSync(ctx.local.outbox).length === 0, 90_000, () => `outbox: ${readdirSync(ctx.local.outbox).length}`);
-      // Longer than the idle check (1 s) and a reconnect: whatever is open now stays open.
-      await new Promise((r) => setTimeout(r, 3_000));
       expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(produced);
-      expect(proxy.openConnections).toBe(1);
+      // A connection the watcher lost track of stays open for good; one being replaced (the idle
+      // check, 1 s, and a reconnect) closes however slow the machine is.
+      await until(() => proxy.openConnections === 1, 30_000, () => `${proxy.openConnections} connections open`);
       expect((await stop(watch)).code).toBe(0);
     } finally {
       producing = false;
@@ -320,7 +354,7 @@ describe("plutus-sync watch against a real sshd", () => {
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
     for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));
-    await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 15_000, () => `rescan delivered ${readdirSync(ctx.erp.inboxDir).length}/20`);
+    await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 60_000, () => `rescan delivered ${readdirSync(ctx.erp.inboxDir).length}/20`);
     expect((await stop(watch)).code).toBe(0);
     expect(deliveredEvents()).toHaveLength(20);
     expect(new Set(deliveredEvents()).size).toBe(20);
@@ -347,7 +381,7 @@ describe("plutus-sync watch against a real sshd", () => {
       expect(stopped.ms).toBeLessThan(10_000);
       const pass = await runAgent(["run", "--config", configWith({ minAgeSeconds: 0 }), "--json"]);
       expect(pass.code).toBe(0);
-      await until(() => erp.consumed.length >= names.length, 20_000, () => `${erp.consumed.length}/${names.length} consumed`);
+      await until(() => erp.consumed.length >= names.length, 60_000, () => `${erp.consumed.length}/${names.length} consumed`);
       await new Promise((r) => setTimeout(r, 500));
       expect(erp.consumed.map((c) => c.name).sort()).toEqual([...names].sort());
       expect(erp.temporarySeen).toEqual([]);
@@ -417,10 +451,12 @@ describe("plutus-sync watch against a real sshd", () => {
         const expected = (round + 1) * 10_000;
         await until(() => erp.consumed.length >= expected || watch!.child.exitCode !== null, 240_000, () => `round ${round}: ${erp.consumed.length}/${expected} consumed`);
         process.stdout.write(`watch: 10,000 files delivered in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-        // The heartbeat is rewritten after a delivering batch; the last one shows the memory after the round.
-        await new Promise((r) => setTimeout(r, 1_500));
+        // The heartbeat is rewritten within a second of a delivering batch; the one that counts the
+        // round's last delivery shows the memory after the round.
+        const heartbeat = () => JSON.parse(readFileSync(join(ctx.local.stateDir, "watcher.json"), "utf8"));
+        await until(() => heartbeat().delivered >= expected, 30_000, () => `the heartbeat counts ${heartbeat().delivered}/${expected} delivered`);
         await until(() => readdirSync(ctx.local.outbox).length === 0, 30_000, () => `outbox not empty: ${readdirSync(ctx.local.outbox).length}`);
-        rssAfter.push(JSON.parse(readFileSync(join(ctx.local.stateDir, "watcher.json"), "utf8")).rssBytes as number);
+        rssAfter.push(heartbeat().rssBytes as number);
       }
       expect((await stop(watch)).code).toBe(0);
       const names = erp.consumed.map((c) => c.name);

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { TcpProxy } from "../support/tcpProxy";
 import { join } from "node:path";
 import { useErpStandIn, sampleOrder, BUNDLE } from "../support/agent";
@@ -18,8 +18,9 @@ interface WatchProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function spawnWatch(configPath: string): WatchProcess {
-  const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+function spawnWatch(configPath: string, wrapper: string[] = []): WatchProcess {
+  const command = [...wrapper, process.execPath, BUNDLE, "watch", "--config", configPath];
+  const child = spawn(command[0], command.slice(1), { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stdout!.on("data", (d) => (out += d));
@@ -28,8 +29,8 @@ function spawnWatch(configPath: string): WatchProcess {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-async function startWatch(configPath: string): Promise<WatchProcess> {
-  const watch = spawnWatch(configPath);
+async function startWatch(configPath: string, wrapper: string[] = []): Promise<WatchProcess> {
+  const watch = spawnWatch(configPath, wrapper);
   await until(() => watch.stdout().includes("plutus-sync: watching"), 30_000, () => `watch did not start: ${watch.stdout()} ${watch.stderr()}`);
   return watch;
 }
@@ -65,18 +66,20 @@ describe("watch mode under load", () => {
     const config = configWith({ remote: { ...base.remote, port: await freePort() } });
     const watch = spawnWatch(config);
     try {
-      // The watcher's first heartbeat comes after its signal handlers are in place and before the
-      // scan; a SIGTERM before it (a loaded machine still starting node) would test node, not us.
+      // Its first heartbeat is written once the watcher has begun starting up, after its SIGTERM
+      // handler is in place; a fixed wait raced node's own start-up on a loaded machine.
       const heartbeat = join(ctx.local.stateDir, "watcher.json");
-      await until(() => existsSync(heartbeat) && JSON.parse(readFileSync(heartbeat, "utf8")).pid === watch.child.pid, 60_000, () => "the watcher wrote no heartbeat");
-      await sleep(1_000);
+      await until(() => existsSync(heartbeat) && JSON.parse(readFileSync(heartbeat, "utf8")).pid === watch.child.pid, 60_000, () => `watch never began starting up: ${watch.stdout()} ${watch.stderr()}`);
       const started = Date.now();
       watch.child.kill("SIGTERM");
-      const { code } = await watch.exited;
+      // Bounded, so that a watcher that does not stop fails here with what it said.
+      const ended = await Promise.race([watch.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 60_000).unref())]);
       const ms = Date.now() - started;
-      process.stdout.write(`SIGTERM during start-up with ${n} files: exit ${code} after ${ms} ms\n`);
-      expect({ code, stopped: watch.stdout().includes("plutus-sync: watch stopped on SIGTERM; 0 delivered"), stderr: watch.stderr() }).toEqual({ code: 0, stopped: true, stderr: "" });
+      process.stdout.write(`SIGTERM during start-up with ${n} files: exit ${ended?.code} after ${ms} ms\n`);
+      expect({ ended: ended !== undefined, code: ended?.code, stopped: watch.stdout().includes("plutus-sync: watch stopped on SIGTERM; 0 delivered"), stderr: watch.stderr() }).toEqual({ ended: true, code: 0, stopped: true, stderr: "" });
       expect(ms).toBeLessThan(10_000);
+      // Stopped during start-up (chokidar's scan of the outbox), not after it.
+      expect(watch.stdout()).not.toContain("plutus-sync: watching");
       // A stop during start-up is still a clean stop: the heartbeat says so.
       expect(JSON.parse(readFileSync(join(ctx.local.stateDir, "watcher.json"), "utf8")).stoppedAt).toEqual(expect.any(String));
       expect(readdirSync(ctx.local.outbox)).toHaveLength(n);
@@ -84,13 +87,18 @@ describe("watch mode under load", () => {
       if (watch.child.exitCode === null && watch.child.signalCode === null) watch.child.kill("SIGKILL");
       await watch.exited;
     }
-  }, 120_000);
+  }, 300_000);
 
   it("files growing in place to 9 MiB (an untrusted writer) do not hold up other orders (renamed-in orders within 1 s, one hiccup under 2 s allowed)", async () => {
     // Before: every event and recheck read and parsed the whole growing file on the event loop,
     // and orders renamed in meanwhile waited 2.7-5.2 s. Now a growing file costs one lstat per
     // look; it is read once, when it has settled.
-    const watch = await startWatch(configWith({ minAgeSeconds: 60 }));
+    // The watcher and the ERP stand-in's sshd (whose sessions inherit it) run with the CPU a
+    // service is given, not what the rest of a loaded CI machine (the other jest worker) leaves
+    // them: the figure is the watcher's. Its own work (the stalls measured before) is not hidden.
+    const sshdPid = readFileSync(join(ctx.erp.root, "sshd.pid"), "utf8").trim();
+    execFileSync("renice", ["-n", "-10", "-p", sshdPid], { stdio: "ignore" });
+    const watch = await startWatch(configWith({ minAgeSeconds: 60 }), ["nice", "-n", "-10"]);
     const producer = join(ctx.local.root, "producer");
     mkdirSync(producer);
     const latencies: number[] = [];
@@ -98,10 +106,12 @@ describe("watch mode under load", () => {
       for (let i = 0; i < n; i++) {
         const name = `${prefix}-${i}.json`;
         writeFileSync(join(producer, name), sampleOrder(i));
+        // Measured by the kernel's clock, from the order's last change just before it is renamed in
+        // to its rename into the ERP inbox: this test process's own scheduling is not counted.
+        const writtenAt = statSync(join(producer, name)).ctimeMs;
         renameSync(join(producer, name), join(ctx.local.outbox, name));
-        const t0 = Date.now();
         await until(() => existsSync(join(ctx.erp.inboxDir, name)), 60_000, () => `${name} not delivered`);
-        latencies.push(Date.now() - t0);
+        latencies.push(Math.round(statSync(join(ctx.erp.inboxDir, name)).ctimeMs - writtenAt));
         await sleep(100);
       }
     };
@@ -132,6 +142,7 @@ describe("watch mode under load", () => {
       expect(readdirSync(ctx.local.outbox).sort()).toEqual(["growing-0.json", "growing-1.json", "growing-2.json", "growing-3.json"]);
       expect(readdirSync(ctx.erp.inboxDir)).toHaveLength(30);
     } finally {
+      execFileSync("renice", ["-n", "0", "-p", sshdPid], { stdio: "ignore" });
       expect(await stop(watch)).toBe(0);
     }
   }, 180_000);
@@ -155,8 +166,8 @@ describe("watch mode under load", () => {
       // The batch retries a file over the link it holds, and the idle check reconnects too.
       await heldByBatch.session();
       await until(() => warm.connectionState === "connected", 20_000, () => `not reconnected: ${warm.connectionState}`);
-      await sleep(2_500);
-      expect(proxy.openConnections).toBe(1);
+      // Two that both stay open is the fault; one being replaced closes however slow the machine is.
+      await until(() => proxy.openConnections === 1, 30_000, () => `${proxy.openConnections} connections open`);
     } finally {
       warm.close();
       await proxy.stop();

@@ -124,7 +124,10 @@ export function runAgent(args: string[], env: NodeJS.ProcessEnv = {}, node = pro
 export interface MeasuredResult extends AgentResult {
   /** The process's peak resident memory (VmHWM from /proc), sampled every 25 ms until it exits. */
   peakRssKiB: number;
+  /** From the spawn to the process's end, start-up included. */
   ms: number;
+  /** When the process ended (Date.now()): compared with the pass's own start (last-run.json's startedAt), start-up is left out. */
+  endedAt: number;
 }
 
 /**
@@ -154,7 +157,8 @@ export function runMeasured(args: string[], options: { bundle?: string; hardLimi
     child.on("close", (code, signal) => {
       clearInterval(sample);
       clearTimeout(limit);
-      resolvePromise({ code, signal, stdout, stderr, peakRssKiB, ms: Date.now() - started });
+      const endedAt = Date.now();
+      resolvePromise({ code, signal, stdout, stderr, peakRssKiB, ms: endedAt - started, endedAt });
     });
   });
 }
@@ -191,6 +195,20 @@ export function logEvents(logDir: string): Record<string, unknown>[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
+/**
+ * The lines logged so far under `logDir`, to look at while the agent still writes: a last line not
+ * yet ended by its newline (being written) is left for the next look.
+ */
+export function logEventsSoFar(logDir: string): Record<string, unknown>[] {
+  return readdirSync(logDir)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) => {
+      const text = readFileSync(join(logDir, f), "utf8");
+      return text.slice(0, text.lastIndexOf("\n") + 1).split("\n").filter((line) => line !== "");
+    })
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
 /** Resolves once the process is stopped (SIGSTOP, e.g. by PLUTUS_PAUSE_AT); rejects if it ends first. */
 export async function stopped(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -200,5 +218,41 @@ export async function stopped(child: ChildProcess, timeoutMs = 30_000): Promise<
     if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")) return;
     if (Date.now() > deadline) throw new Error(`the agent did not pause within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The state letter /proc gives the process (T: stopped), or undefined once it is gone. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops `child` (SIGSTOP) at a moment `holds()` is true (e.g. its lock file exists), whatever the
+ * machine's load: `holds()` is looked at again once the stop has taken effect (the process runs on
+ * until the signal lands), and the process is resumed and watched again if it no longer holds.
+ * Rejects if the process ends first, or after `timeoutMs`.
+ */
+export async function stopWhile(child: ChildProcess, holds: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const ended = () => child.exitCode !== null || child.signalCode !== null;
+  for (;;) {
+    if (ended()) throw new Error(`the process ended before it could be stopped while ${what}`);
+    if (holds()) {
+      child.kill("SIGSTOP");
+      let state = processState(child.pid!);
+      while (state !== undefined && state !== "T" && state !== "Z") {
+        await new Promise((r) => setImmediate(r));
+        state = processState(child.pid!);
+      }
+      if (state === "T" && holds()) return;
+      child.kill("SIGCONT");
+    }
+    if (Date.now() > deadline) throw new Error(`the process was not seen while ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
   }
 }

@@ -32,6 +32,8 @@ export type HostileMode = "endless-listing" | "drip-listing" | "dribble-reads" |
 
 /** Text a hostile server puts in its messages: an OSC title change, a forged log line, a screen clear. */
 export const EVIL_TEXT = "\x1b]0;owned\x07\r\nDec  1 12:00:00 erp plutus-sync[1]: plutus-sync: 9/9 delivered\x1b[2J\x9b31m\u202e";
+/** tiny-limits: how long no request may come before the replies held back are sent. */
+const HOLD_QUIET_MS = 250;
 
 export interface HostileErp {
   readonly host: string;
@@ -229,8 +231,10 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
     state.maxHandlesOpen = Math.max(state.maxHandlesOpen, handles.size);
     return handle;
   };
-  // tiny-limits: replies are held until no request came for 50 ms, so the most held at once is
-  // how many requests the client sends before it waits for a reply.
+  // tiny-limits: replies are held until no request came for HOLD_QUIET_MS, so the most held at
+  // once is how many requests the client sends before it waits for a reply. Long enough that a
+  // client paused mid-burst by a loaded machine (its sends go on when it runs again) is not taken
+  // for one that waits.
   const held: (() => void)[] = [];
   let release: NodeJS.Timeout | undefined;
   const holdReply = (reply: () => void) => {
@@ -239,7 +243,7 @@ function serveSftp(sftp: SFTPWrapper, files: Map<string, Buffer>, state: ServerS
     clearTimeout(release);
     release = setTimeout(() => {
       for (const next of held.splice(0)) next();
-    }, 50);
+    }, HOLD_QUIET_MS);
   };
   // Garbage: whatever was asked, the channel gets random bytes that do not parse as SFTP.
   const answer = (reply: () => void) => {

@@ -260,7 +260,8 @@ describe("moving to another volume (quarantine or archive on a second file syste
     execFileSync("mkfifo", [join(outbox, "swap")]);
     swapAfterFirstLook(source, join(outbox, "swap"));
     const move = moveWithoutOverwrite(source, join(otherVolume, "archive"), "p.json");
-    const blocked = new Promise<"blocked">((resolve) => setTimeout(() => resolve("blocked"), 5_000).unref());
+    // The old code blocked for good; a move that syncs to a busy disk may take seconds.
+    const blocked = new Promise<"blocked">((resolve) => setTimeout(() => resolve("blocked"), 30_000).unref());
     try {
       const dest = await Promise.race([move, blocked]);
       expect(dest).toBe(join(otherVolume, "archive", "p.json"));

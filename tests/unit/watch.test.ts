@@ -149,15 +149,21 @@ describe("the batch queue", () => {
   it("puts names arriving together into one batch and what arrives meanwhile into the next; duplicates once", async () => {
     const batches: Batch[] = [];
     let release: () => void = () => undefined;
+    let firstStarted: () => void = () => undefined;
+    const firstRunning = new Promise<void>((r) => (firstStarted = r));
     const queue = new BatchQueue(async (batch) => {
       batches.push(batch);
-      if (batches.length === 1) await new Promise<void>((r) => (release = r));
+      if (batches.length === 1) {
+        firstStarted();
+        await new Promise<void>((r) => (release = r));
+      }
       return { locked: false, retry: [] };
     }, options);
     queue.add("a.json");
     queue.add("b.json");
     queue.add("a.json");
-    await new Promise((r) => setTimeout(r, 10));
+    // Meanwhile: while the first batch runs (a fixed wait could end before it started).
+    await firstRunning;
     queue.add("c.json");
     queue.add("c.json");
     queue.requestRescan();
