@@ -1,11 +1,12 @@
 import { existsSync, promises as fs } from "node:fs";
 import type { Server } from "node:http";
-import { basename } from "node:path";
+import { basename, resolve as resolvePath } from "node:path";
 import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
 import { deliverBatch, deadlinesFrom, WATCH_BATCH_HUNG_AFTER_S, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
 import { CompletenessRule, lookAt, stampOf } from "./completeness";
+import { StartScanFilter } from "./startScanFilter";
 import { WarmLink } from "./warmLink";
 import { WatchErrorLog } from "./watchErrors";
 import { processStartTime } from "./lock";
@@ -38,6 +39,7 @@ export interface WatchHooks {
  */
 export class Watcher {
   private readonly rule: CompletenessRule;
+  private readonly startScan: StartScanFilter;
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
@@ -68,6 +70,7 @@ export class Watcher {
     private readonly hooks: WatchHooks,
   ) {
     this.rule = new CompletenessRule(config.watch.settleMs);
+    this.startScan = new StartScanFilter(resolvePath(config.outbox));
     this.watchErrors = new WatchErrorLog(log);
     this.link = new WarmLink(config, privateKey, log, () => {
       void this.beat();
@@ -97,13 +100,17 @@ export class Watcher {
     await this.beat();
     this.link.start();
     if (cancel?.aborted) return false;
-    const watcher = watchFolder(this.config.outbox, { depth: 0, ignoreInitial: true, atomic: false, ignorePermissionErrors: true, persistent: true });
+    // What the initial scan finds is left to the rescan below and watched only once it changes (startScanFilter.ts).
+    const watcher = watchFolder(resolvePath(this.config.outbox), { depth: 0, ignoreInitial: true, ignored: this.startScan.ignored, atomic: false, ignorePermissionErrors: true, persistent: true });
     this.fsWatcher = watcher;
     const onEvent = (path: string) => this.onEvent(basename(path));
     watcher.on("add", onEvent).on("change", onEvent);
     watcher.on("error", (error) => this.watchErrors.note(error));
     const ready = new Promise<boolean>((resolve) => {
-      watcher.once("ready", () => resolve(true));
+      watcher.once("ready", () => {
+        this.startScan.scanDone();
+        resolve(true);
+      });
       cancel?.addEventListener("abort", () => resolve(false), { once: true });
     });
     if (cancel?.aborted || !(await ready)) return false;
@@ -274,6 +281,7 @@ export class Watcher {
   private async feedYoungFiles(): Promise<void> {
     const listing = await fs.readdir(this.config.outbox).catch(() => undefined);
     if (!listing) return;
+    this.startScan.retainOnly(new Set(listing));
     const names = listing.filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
     // A file seen after the listing was taken has a recheck pending, which settles it either way.
     this.rule.retainOnly(new Set([...names, ...this.rechecks.keys()]));

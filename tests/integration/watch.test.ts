@@ -1,5 +1,5 @@
 import { spawn, ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, stagingFiles, BUNDLE } from "../support/agent";
@@ -75,6 +75,19 @@ async function stopInsideBatch(watch: WatchProcess): Promise<string> {
     watch.child.kill("SIGCONT");
     if (attempt > 50) throw new Error("could not catch the watcher inside a batch");
   }
+}
+
+/** inotify watches the process holds (one line per watch in its inotify descriptors' fdinfo). */
+function inotifyWatches(pid: number): number {
+  let watches = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      watches += readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8").split("\n").filter((line) => line.startsWith("inotify wd:")).length;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return watches;
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -316,6 +329,39 @@ describe("plutus-sync watch against a real sshd", () => {
       await proxy.stop();
     }
   }, 180_000);
+
+  it("a backlog found at start costs no watch per file; a later change to one of its files is still an event (written in place, replaced, re-created)", async () => {
+    // Written in place and left half done: not orders, so they stay (minAgeSeconds is 10 minutes).
+    const n = 2_000;
+    for (let i = 0; i < n; i++) writeFileSync(join(ctx.local.outbox, `half-${i}.json`), sampleOrder(i).slice(0, 40));
+    // No rescan in the test's time but the one at start: what is delivered was an event.
+    watch = await startWatch(configWith({ minAgeSeconds: 600, watch: { rescanSeconds: 3_600 } }));
+    const pid = watch.child.pid!;
+    // The start-up rescan has judged them (settleMs 200): not orders, left alone.
+    await new Promise((r) => setTimeout(r, 1_500));
+    // chokidar used to watch every file it found (2,001 watches here); now only the folder.
+    const atStart = inotifyWatches(pid);
+    expect(atStart).toBe(1);
+
+    appendFileSync(join(ctx.local.outbox, "half-7.json"), sampleOrder(7).slice(40));
+    renameIn(ctx.local.outbox, "half-8.json", sampleOrder(8));
+    unlinkSync(join(ctx.local.outbox, "half-9.json"));
+    writeFileSync(join(ctx.local.outbox, "half-9.json"), sampleOrder(9));
+    const expected = ["half-7.json", "half-8.json", "half-9.json"];
+    await until(() => expected.every((name) => existsSync(join(ctx.erp.inboxDir, name))), 15_000, () => `delivered: ${readdirSync(ctx.erp.inboxDir).join(" ")}`);
+    for (const i of [7, 8, 9]) expect(readFileSync(join(ctx.erp.inboxDir, `half-${i}.json`), "utf8")).toBe(sampleOrder(i));
+
+    // A file arriving now is watched as before, until it leaves the outbox.
+    writeFileSync(join(ctx.local.outbox, "late-half.json"), sampleOrder(1).slice(0, 40));
+    await until(() => inotifyWatches(pid) === 2, 10_000, () => `watches: ${inotifyWatches(pid)}`);
+    appendFileSync(join(ctx.local.outbox, "late-half.json"), sampleOrder(1).slice(40));
+    await until(() => existsSync(join(ctx.erp.inboxDir, "late-half.json")), 15_000, () => "late-half.json not delivered");
+    await until(() => inotifyWatches(pid) === 1, 10_000, () => `watches after the delivery: ${inotifyWatches(pid)}`);
+
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual([...expected, "late-half.json"]);
+    expect(readdirSync(ctx.local.outbox)).toHaveLength(n - 3);
+  }, 120_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
