@@ -24,6 +24,13 @@ const GRACE_MS = 5_000;
 const ABORTED_SETTLE_MS = 2_000;
 /** How often the watcher lists the ERP inbox (health and metrics: is the ERP taking orders?). */
 export const ERP_INBOX_OBSERVE_MS = 60_000;
+/**
+ * An event batch of at least this many names runs with chokidar closed, as every rescan does: each
+ * file the batch moves out is a folder event, and chokidar answers every folder event by reading
+ * and lstat-ing the whole outbox, throttled to one read a second but not to one at a time (43
+ * reads at once over a 60,000-file outbox, measured): a big batch would spend its time on them.
+ */
+export const QUIET_BATCH_NAMES = 1_000;
 
 export interface WatchHooks {
   /** A batch outlived its deadline by 15 s (the event loop was blocked, or a bug): the process must end. */
@@ -39,7 +46,9 @@ export interface WatchHooks {
  */
 export class Watcher {
   private readonly rule: CompletenessRule;
-  private readonly startScan: StartScanFilter;
+  private startScan: StartScanFilter | undefined;
+  /** Ends a wait for chokidar's `ready` (stop() during a scan). */
+  private cancelOpen: (() => void) | undefined;
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
@@ -70,7 +79,6 @@ export class Watcher {
     private readonly hooks: WatchHooks,
   ) {
     this.rule = new CompletenessRule(config.watch.settleMs);
-    this.startScan = new StartScanFilter(resolvePath(config.outbox));
     this.watchErrors = new WatchErrorLog(log);
     this.link = new WarmLink(config, privateKey, log, () => {
       void this.beat();
@@ -99,21 +107,7 @@ export class Watcher {
     await fs.mkdir(this.config.stateDir, { recursive: true, mode: 0o750 });
     await this.beat();
     this.link.start();
-    if (cancel?.aborted) return false;
-    // What the initial scan finds is left to the rescan below and watched only once it changes (startScanFilter.ts).
-    const watcher = watchFolder(resolvePath(this.config.outbox), { depth: 0, ignoreInitial: true, ignored: this.startScan.ignored, atomic: false, ignorePermissionErrors: true, persistent: true });
-    this.fsWatcher = watcher;
-    const onEvent = (path: string) => this.onEvent(basename(path));
-    watcher.on("add", onEvent).on("change", onEvent);
-    watcher.on("error", (error) => this.watchErrors.note(error));
-    const ready = new Promise<boolean>((resolve) => {
-      watcher.once("ready", () => {
-        this.startScan.scanDone();
-        resolve(true);
-      });
-      cancel?.addEventListener("abort", () => resolve(false), { once: true });
-    });
-    if (cancel?.aborted || !(await ready)) return false;
+    if (cancel?.aborted || !(await this.openWatcher(cancel))) return false;
     const listen = this.config.metrics.listen;
     if (listen) {
       this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
@@ -135,6 +129,41 @@ export class Watcher {
   }
 
   /**
+   * Starts chokidar on the outbox; true once its initial scan is done, false when stopped or
+   * cancelled first. What that scan finds is not watched until it changes (startScanFilter.ts):
+   * the caller hands it to a listing taken after this resolves (the rescan, feedYoungFiles).
+   */
+  private async openWatcher(cancel?: AbortSignal): Promise<boolean> {
+    if (this.stopping) return false;
+    const outbox = resolvePath(this.config.outbox);
+    const filter = new StartScanFilter(outbox);
+    const watcher = watchFolder(outbox, { depth: 0, ignoreInitial: true, ignored: filter.ignored, atomic: false, ignorePermissionErrors: true, persistent: true });
+    this.fsWatcher = watcher;
+    this.startScan = filter;
+    const onEvent = (path: string) => this.onEvent(basename(path));
+    watcher.on("add", onEvent).on("change", onEvent);
+    watcher.on("error", (error) => this.watchErrors.note(error));
+    const ready = await new Promise<boolean>((resolve) => {
+      this.cancelOpen = () => resolve(false);
+      watcher.once("ready", () => {
+        filter.scanDone();
+        resolve(true);
+      });
+      cancel?.addEventListener("abort", () => resolve(false), { once: true });
+    });
+    this.cancelOpen = undefined;
+    return ready && !this.stopping;
+  }
+
+  private async closeWatcher(): Promise<void> {
+    const watcher = this.fsWatcher;
+    this.fsWatcher = undefined;
+    this.startScan = undefined;
+    this.cancelOpen?.();
+    await watcher?.close().catch(() => undefined);
+  }
+
+  /**
    * Stops taking files, gives the batch in flight GRACE_MS to finish (no new file is started),
    * then aborts its requests: an order whose rename got no answer stays in doubt in the journal
    * for the next pass's recovery.
@@ -146,7 +175,7 @@ export class Watcher {
     clearTimeout(this.beatTimer);
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
-    await this.fsWatcher?.close().catch(() => undefined);
+    await this.closeWatcher();
     this.watchErrors.report();
     this.metricsServer?.close();
     if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
@@ -192,7 +221,19 @@ export class Watcher {
     }
   }
 
+  /**
+   * A rescan or a big batch runs with chokidar closed (QUIET_BATCH_NAMES); afterwards chokidar
+   * starts again and what the outbox holds then is judged, so nothing that arrived meanwhile waits
+   * for the next rescan. While another pass holds the lock chokidar stays closed: nothing can be
+   * delivered meanwhile, and the retry in 0.5 s would close it again.
+   */
   private async deliver(batch: Batch): Promise<BatchOutcome> {
+    const outcome = await this.deliverNow(batch, batch.rescan || batch.names.length >= QUIET_BATCH_NAMES);
+    if (this.fsWatcher === undefined && !outcome.locked && !this.stopping && (await this.openWatcher())) await this.feedYoungFiles();
+    return outcome;
+  }
+
+  private async deliverNow(batch: Batch, quiet: boolean): Promise<BatchOutcome> {
     if (this.stopping) return { locked: false, retry: [] };
     const names = batch.names.filter((name) => existsSync(`${this.config.outbox}/${name}`));
     const link = this.link.current();
@@ -207,6 +248,7 @@ export class Watcher {
       this.link.noteTrouble();
       if (!batch.rescan) return { locked: false, retry: [], held: names };
     } else this.link.noteConnected();
+    if (quiet) await this.closeWatcher();
     const deadlines = deadlinesFrom(this.config, Date.now());
     this.batchDeadlines = deadlines;
     const abortTimer = setTimeout(() => {
@@ -247,7 +289,6 @@ export class Watcher {
       this.takenAt.delete(name);
       if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
     }
-    if (batch.rescan) await this.feedYoungFiles();
     // The first look at the ERP inbox comes with the first batch, not a minute later.
     if (!this.inboxObserved) void this.observeErpInbox();
     if (connectError) return { locked: false, retry: [], held: names };
@@ -277,11 +318,15 @@ export class Watcher {
     }
   }
 
-  /** After a rescan's full pass: what is left and too young for minAgeSeconds goes through the completeness rule. */
+  /**
+   * After chokidar started again (every rescan's full pass, a big batch): what the outbox holds goes
+   * through the completeness rule (what the pass left as too young for minAgeSeconds, what arrived
+   * while chokidar was closed).
+   */
   private async feedYoungFiles(): Promise<void> {
     const listing = await fs.readdir(this.config.outbox).catch(() => undefined);
     if (!listing) return;
-    this.startScan.retainOnly(new Set(listing));
+    this.startScan?.retainOnly(new Set(listing));
     const names = listing.filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
     // A file seen after the listing was taken has a recheck pending, which settles it either way.
     this.rule.retainOnly(new Set([...names, ...this.rechecks.keys()]));

@@ -363,6 +363,50 @@ describe("plutus-sync watch against a real sshd", () => {
     expect(readdirSync(ctx.local.outbox)).toHaveLength(n - 3);
   }, 120_000);
 
+  it("a file arriving while a big batch runs with chokidar closed is delivered after it, without a rescan; chokidar then watches again", async () => {
+    const erp = await FakeErp.start(ctx.erp.inboxDir);
+    try {
+      watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }));
+      const names = Array.from({ length: 5_000 }, (_, i) => `big-${i}.json`);
+      const temp = join(ctx.local.root, "producer-big");
+      mkdirSync(temp);
+      for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+      for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+      // A batch of at least QUIET_BATCH_NAMES (1,000) is under way: chokidar is closed, no watch at all.
+      await until(() => inotifyWatches(watch!.child.pid!) === 0, 60_000, () => `chokidar never closed; ${erp.consumed.length} consumed`);
+      renameIn(ctx.local.outbox, "during.json", sampleOrder(5_000));
+      await until(() => erp.consumed.some((c) => c.name === "during.json"), 120_000, () => `during.json not delivered; ${erp.consumed.length} consumed`);
+      await until(() => erp.consumed.length === names.length + 1, 60_000, () => `${erp.consumed.length}/${names.length + 1} consumed`);
+      // Watching again: the folder's watch, and a file renamed in now is an event.
+      await until(() => inotifyWatches(watch!.child.pid!) === 1, 10_000, () => `watches: ${inotifyWatches(watch!.child.pid!)}`);
+      renameIn(ctx.local.outbox, "after.json", sampleOrder(5_001));
+      await until(() => erp.consumed.some((c) => c.name === "after.json"), 10_000, () => "after.json not delivered");
+      expect((await stop(watch)).code).toBe(0);
+      expect(new Set(erp.consumed.map((c) => c.name)).size).toBe(names.length + 2);
+      expect(deliveredEvents()).toHaveLength(names.length + 2);
+    } finally {
+      await erp.stop();
+    }
+  }, 300_000);
+
+  it("started while another pass holds the lock: what arrives meanwhile is delivered once the lock is free", async () => {
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    mkdirSync(ctx.local.stateDir, { recursive: true });
+    writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
+    watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }));
+    // The start-up rescan waits for the lock, with chokidar closed.
+    await until(() => logEvents(ctx.local.logDir).some((e) => e.event === "locked"), 10_000, () => "the watcher never found the lock held");
+    renameIn(ctx.local.outbox, "while-locked.json", sampleOrder(1));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+    rmSync(lockPath);
+    await until(() => existsSync(join(ctx.erp.inboxDir, "while-locked.json")), 15_000, () => "while-locked.json not delivered after the lock was freed");
+    renameIn(ctx.local.outbox, "after-lock.json", sampleOrder(2));
+    await until(() => existsSync(join(ctx.erp.inboxDir, "after-lock.json")), 10_000, () => "after-lock.json not delivered");
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual(["after-lock.json", "while-locked.json"]);
+  }, 60_000);
+
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
     for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));
