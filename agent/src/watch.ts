@@ -15,6 +15,7 @@ import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFil
 import { ignoreWatchEvents } from "./crashHook";
 import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
 import { assessHealth } from "./health";
+import { keepOldGenerationNearLive } from "./heapPacing";
 import { observeAndRecordErpInbox } from "./erpInbox";
 import { ConnectError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -379,6 +380,8 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 
 /** Runs the watcher until SIGTERM or SIGINT; returns the exit code (0 after a clean stop). */
 export async function runWatch(config: AgentConfig, privateKey: Buffer, log: Logger, hooks: WatchHooks): Promise<ExitCode> {
+  // Its rescans are passes: the same reason as for runPass (heapPacing.ts) holds for them.
+  keepOldGenerationNearLive();
   const watcher = new Watcher(config, privateKey, log, hooks);
   // Before start(): a stop asked for during start-up is honoured within the same 10 s.
   const cancelStart = new AbortController();
