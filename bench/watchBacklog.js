@@ -1,5 +1,5 @@
 /*
- * npm run bench -- --watch-backlog N[,N…] [--ab A.cjs,B.cjs] [--runs R] [--young] [--json]:
+ * npm run bench -- --watch-backlog N[,N…] [--ab A.cjs,B.cjs] [--runs R] [--young] [--limit-seconds S] [--json]:
  * one `plutus-sync watch` started with a backlog of N orders already in the outbox (an ERP outage,
  * a watcher down for a while). Called by bench/run.js with its fixture (sshd on 127.0.0.1 with a
  * chrooted SFTP-only account, the 1–8 KB order documents).
@@ -10,7 +10,8 @@
  * VmRSS read from /proc every 50 ms. Reported per run: when it said "watching" (chokidar ready),
  * when all N were in the ERP inbox, the peak resident size (VmHWM), the resident size 2 s after
  * the last delivery, exactly once (every name in the inbox, one delivery line each), SIGTERM's
- * exit code. With `--ab` the bundles run alternately on the same sizes (before/after side by side).
+ * exit code. With `--ab` the bundles run alternately on the same sizes (before/after side by side);
+ * a run not done within `--limit-seconds` (default 900) is stopped and reported as such.
  */
 "use strict";
 const { spawn } = require("node:child_process");
