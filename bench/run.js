@@ -7,6 +7,7 @@
  *                     [--json]
  *   node bench/run.js --latency [--quick] [--json] [--no-lsyncd]
  *   node bench/run.js --soak [--minutes N] [--rate R] [--burst B] [--burst-every S] [--watch-node-args "…"] [--json]
+ *   node bench/run.js --watch-backlog N[,N…] [--ab A.cjs,B.cjs] [--runs R] [--young] [--json]
  *
  * --concurrency N sets the agent's files in flight (default: the agent's own, 256).
  * --scaling N[,N…] backlog sizes for the scaling rows (default 100,1000,10000,50000); with
@@ -14,6 +15,10 @@
  *
  * --soak runs one `plutus-sync watch` for N minutes (default 9) under a steady stream of orders
  * plus bursts and samples its resident size (bench/soak.js): does memory stay flat?
+ *
+ * --watch-backlog starts `plutus-sync watch` with N orders already in the outbox and reports when
+ * it was watching, when all were delivered and its peak resident size (bench/watchBacklog.js); with
+ * --ab the bundles run alternately (before/after).
  *
  * --latency measures file-to-inbox latency instead (bench/latency.js): plutus-sync watch idle, in
  * bursts, during an sshd restart, killed and restarted; cron only (computed); lsyncd + rsync.
@@ -657,7 +662,8 @@ async function main() {
     log(`${BUNDLE_SRC} missing: building (npm run build)`);
     execFileSync("npm", ["run", "build"], { cwd: REPO, stdio: "inherit" });
   }
-  const maxFiles = flag("--latency") || flag("--soak") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
+  const backlogSizes = option("--watch-backlog") ? option("--watch-backlog").split(",").map(Number) : [];
+  const maxFiles = backlogSizes.length ? Math.max(...backlogSizes) : flag("--latency") || flag("--soak") ? 1 : Math.max(PLAN.compare, Number(option("--ab-files", 0)), ...(ONLY.includes("scaling") ? PLAN.scaling : [0]));
   const fx = new Fixture();
   fx.loopSubset = PLAN.loopSubset;
   const cleanup = () => fx.destroy(flag("--keep"));
@@ -719,6 +725,16 @@ async function main() {
         nodeArgs: option("--watch-node-args", "--max-semi-space-size=8").split(" ").filter(Boolean),
         json: flag("--json"),
         bundleSha,
+      });
+    }
+    if (backlogSizes.length) {
+      return await require("./watchBacklog").watchBacklogBench(fx, {
+        sizes: backlogSizes,
+        bundles: option("--ab") ? option("--ab").split(",") : [],
+        runs: Number(option("--runs", 1)),
+        young: flag("--young"),
+        limitSeconds: Number(option("--limit-seconds", 900)),
+        json: flag("--json"),
       });
     }
     if (option("--ab")) return await compareBundles(fx, option("--ab").split(","), Number(option("--ab-files", PLAN.compare)));

@@ -1,11 +1,12 @@
 import { existsSync, promises as fs } from "node:fs";
 import type { Server } from "node:http";
-import { basename } from "node:path";
+import { basename, resolve as resolvePath } from "node:path";
 import { watch as watchFolder, type FSWatcher } from "chokidar";
 import { ExitCode, type AgentConfig } from "@plutus/shared";
 import { deliverBatch, deadlinesFrom, WATCH_BATCH_HUNG_AFTER_S, type Deadlines, type PassResult } from "./pass";
 import { BatchQueue, type Batch, type BatchOutcome } from "./batchQueue";
 import { CompletenessRule, lookAt, stampOf } from "./completeness";
+import { StartScanFilter } from "./startScanFilter";
 import { WarmLink } from "./warmLink";
 import { WatchErrorLog } from "./watchErrors";
 import { processStartTime } from "./lock";
@@ -14,6 +15,7 @@ import { isOrderFileName, yieldToEventLoop, ENTRIES_PER_YIELD } from "./orderFil
 import { ignoreWatchEvents } from "./crashHook";
 import { LatencyHistogram, renderMetrics, serveMetrics } from "./metrics";
 import { assessHealth } from "./health";
+import { keepOldGenerationNearLive } from "./heapPacing";
 import { observeAndRecordErpInbox } from "./erpInbox";
 import { ConnectError, StateError, errorMessage } from "./errors";
 import type { Logger } from "./logger";
@@ -23,6 +25,13 @@ const GRACE_MS = 5_000;
 const ABORTED_SETTLE_MS = 2_000;
 /** How often the watcher lists the ERP inbox (health and metrics: is the ERP taking orders?). */
 export const ERP_INBOX_OBSERVE_MS = 60_000;
+/**
+ * An event batch of at least this many names runs with chokidar closed, as every rescan does: each
+ * file the batch moves out is a folder event, and chokidar answers every folder event by reading
+ * and lstat-ing the whole outbox, throttled to one read a second but not to one at a time (43
+ * reads at once over a 60,000-file outbox, measured): a big batch would spend its time on them.
+ */
+export const QUIET_BATCH_NAMES = 1_000;
 
 export interface WatchHooks {
   /** A batch outlived its deadline by 15 s (the event loop was blocked, or a bug): the process must end. */
@@ -38,6 +47,9 @@ export interface WatchHooks {
  */
 export class Watcher {
   private readonly rule: CompletenessRule;
+  private startScan: StartScanFilter | undefined;
+  /** Ends a wait for chokidar's `ready` (stop() during a scan). */
+  private cancelOpen: (() => void) | undefined;
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly link: WarmLink;
   private readonly queue: BatchQueue;
@@ -97,17 +109,7 @@ export class Watcher {
     await fs.mkdir(this.config.stateDir, { recursive: true, mode: 0o750 });
     await this.beat();
     this.link.start();
-    if (cancel?.aborted) return false;
-    const watcher = watchFolder(this.config.outbox, { depth: 0, ignoreInitial: true, atomic: false, ignorePermissionErrors: true, persistent: true });
-    this.fsWatcher = watcher;
-    const onEvent = (path: string) => this.onEvent(basename(path));
-    watcher.on("add", onEvent).on("change", onEvent);
-    watcher.on("error", (error) => this.watchErrors.note(error));
-    const ready = new Promise<boolean>((resolve) => {
-      watcher.once("ready", () => resolve(true));
-      cancel?.addEventListener("abort", () => resolve(false), { once: true });
-    });
-    if (cancel?.aborted || !(await ready)) return false;
+    if (cancel?.aborted || !(await this.openWatcher(cancel))) return false;
     const listen = this.config.metrics.listen;
     if (listen) {
       this.metricsServer = await serveMetrics(listen, async () => renderMetrics(await assessHealth(this.config), this.latency)).catch((error) => {
@@ -129,6 +131,41 @@ export class Watcher {
   }
 
   /**
+   * Starts chokidar on the outbox; true once its initial scan is done, false when stopped or
+   * cancelled first. What that scan finds is not watched until it changes (startScanFilter.ts):
+   * the caller hands it to a listing taken after this resolves (the rescan, feedYoungFiles).
+   */
+  private async openWatcher(cancel?: AbortSignal): Promise<boolean> {
+    if (this.stopping) return false;
+    const outbox = resolvePath(this.config.outbox);
+    const filter = new StartScanFilter(outbox);
+    const watcher = watchFolder(outbox, { depth: 0, ignoreInitial: true, ignored: filter.ignored, atomic: false, ignorePermissionErrors: true, persistent: true });
+    this.fsWatcher = watcher;
+    this.startScan = filter;
+    const onEvent = (path: string) => this.onEvent(basename(path));
+    watcher.on("add", onEvent).on("change", onEvent);
+    watcher.on("error", (error) => this.watchErrors.note(error));
+    const ready = await new Promise<boolean>((resolve) => {
+      this.cancelOpen = () => resolve(false);
+      watcher.once("ready", () => {
+        filter.scanDone();
+        resolve(true);
+      });
+      cancel?.addEventListener("abort", () => resolve(false), { once: true });
+    });
+    this.cancelOpen = undefined;
+    return ready && !this.stopping;
+  }
+
+  private async closeWatcher(): Promise<void> {
+    const watcher = this.fsWatcher;
+    this.fsWatcher = undefined;
+    this.startScan = undefined;
+    this.cancelOpen?.();
+    await watcher?.close().catch(() => undefined);
+  }
+
+  /**
    * Stops taking files, gives the batch in flight GRACE_MS to finish (no new file is started),
    * then aborts its requests: an order whose rename got no answer stays in doubt in the journal
    * for the next pass's recovery.
@@ -140,7 +177,7 @@ export class Watcher {
     clearTimeout(this.beatTimer);
     for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.rechecks.clear();
-    await this.fsWatcher?.close().catch(() => undefined);
+    await this.closeWatcher();
     this.watchErrors.report();
     this.metricsServer?.close();
     if (this.batchDeadlines) this.batchDeadlines.stopStarting = Date.now();
@@ -186,7 +223,19 @@ export class Watcher {
     }
   }
 
+  /**
+   * A rescan or a big batch runs with chokidar closed (QUIET_BATCH_NAMES); afterwards chokidar
+   * starts again and what the outbox holds then is judged, so nothing that arrived meanwhile waits
+   * for the next rescan. While another pass holds the lock chokidar stays closed: nothing can be
+   * delivered meanwhile, and the retry in 0.5 s would close it again.
+   */
   private async deliver(batch: Batch): Promise<BatchOutcome> {
+    const outcome = await this.deliverNow(batch, batch.rescan || batch.names.length >= QUIET_BATCH_NAMES);
+    if (this.fsWatcher === undefined && !outcome.locked && !this.stopping && (await this.openWatcher())) await this.feedYoungFiles();
+    return outcome;
+  }
+
+  private async deliverNow(batch: Batch, quiet: boolean): Promise<BatchOutcome> {
     if (this.stopping) return { locked: false, retry: [] };
     const names = batch.names.filter((name) => existsSync(`${this.config.outbox}/${name}`));
     const link = this.link.current();
@@ -201,6 +250,7 @@ export class Watcher {
       this.link.noteTrouble();
       if (!batch.rescan) return { locked: false, retry: [], held: names };
     } else this.link.noteConnected();
+    if (quiet) await this.closeWatcher();
     const deadlines = deadlinesFrom(this.config, Date.now());
     this.batchDeadlines = deadlines;
     const abortTimer = setTimeout(() => {
@@ -241,7 +291,6 @@ export class Watcher {
       this.takenAt.delete(name);
       if (at !== undefined && !existsSync(`${this.config.outbox}/${name}`)) this.latency.observe((Date.now() - at) / 1000);
     }
-    if (batch.rescan) await this.feedYoungFiles();
     // The first look at the ERP inbox comes with the first batch, not a minute later.
     if (!this.inboxObserved) void this.observeErpInbox();
     if (connectError) return { locked: false, retry: [], held: names };
@@ -271,10 +320,15 @@ export class Watcher {
     }
   }
 
-  /** After a rescan's full pass: what is left and too young for minAgeSeconds goes through the completeness rule. */
+  /**
+   * After chokidar started again (every rescan's full pass, a big batch): what the outbox holds goes
+   * through the completeness rule (what the pass left as too young for minAgeSeconds, what arrived
+   * while chokidar was closed).
+   */
   private async feedYoungFiles(): Promise<void> {
     const listing = await fs.readdir(this.config.outbox).catch(() => undefined);
     if (!listing) return;
+    this.startScan?.retainOnly(new Set(listing));
     const names = listing.filter((name) => isOrderFileName(name) && !name.includes("\uFFFD"));
     // A file seen after the listing was taken has a recheck pending, which settles it either way.
     this.rule.retainOnly(new Set([...names, ...this.rechecks.keys()]));
@@ -338,6 +392,8 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 
 /** Runs the watcher until SIGTERM or SIGINT; returns the exit code (0 after a clean stop). */
 export async function runWatch(config: AgentConfig, privateKey: Buffer, log: Logger, hooks: WatchHooks): Promise<ExitCode> {
+  // Its rescans are passes: the same reason as for runPass (heapPacing.ts) holds for them.
+  keepOldGenerationNearLive();
   const watcher = new Watcher(config, privateKey, log, hooks);
   // Before start(): a stop asked for during start-up is honoured within the same 10 s.
   const cancelStart = new AbortController();

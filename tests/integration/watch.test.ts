@@ -1,5 +1,5 @@
 import { spawn, ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, logEventsSoFar, stagingFiles, stopWhile, BUNDLE } from "../support/agent";
@@ -70,6 +70,19 @@ async function stopInsideBatch(watch: WatchProcess): Promise<string> {
   const lockPath = join(ctx.local.stateDir, "pass.lock");
   await stopWhile(watch.child, () => existsSync(lockPath), "a batch holds the pass lock");
   return lockPath;
+}
+
+/** inotify watches the process holds (one line per watch in its inotify descriptors' fdinfo). */
+function inotifyWatches(pid: number): number {
+  let watches = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      watches += readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8").split("\n").filter((line) => line.startsWith("inotify wd:")).length;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return watches;
 }
 
 const deliveredEvents = () => logEvents(ctx.local.logDir).filter((e) => e.event === "delivered").map((e) => e.file as string);
@@ -350,6 +363,83 @@ describe("plutus-sync watch against a real sshd", () => {
       await proxy.stop();
     }
   }, 180_000);
+
+  it("a backlog found at start costs no watch per file; a later change to one of its files is still an event (written in place, replaced, re-created)", async () => {
+    // Written in place and left half done: not orders, so they stay (minAgeSeconds is 10 minutes).
+    const n = 2_000;
+    for (let i = 0; i < n; i++) writeFileSync(join(ctx.local.outbox, `half-${i}.json`), sampleOrder(i).slice(0, 40));
+    // No rescan in the test's time but the one at start: what is delivered was an event.
+    watch = await startWatch(configWith({ minAgeSeconds: 600, watch: { rescanSeconds: 3_600 } }));
+    const pid = watch.child.pid!;
+    // The start-up rescan has judged them (settleMs 200): not orders, left alone.
+    await new Promise((r) => setTimeout(r, 1_500));
+    // chokidar used to watch every file it found (2,001 watches here); now only the folder.
+    const atStart = inotifyWatches(pid);
+    expect(atStart).toBe(1);
+
+    appendFileSync(join(ctx.local.outbox, "half-7.json"), sampleOrder(7).slice(40));
+    renameIn(ctx.local.outbox, "half-8.json", sampleOrder(8));
+    unlinkSync(join(ctx.local.outbox, "half-9.json"));
+    writeFileSync(join(ctx.local.outbox, "half-9.json"), sampleOrder(9));
+    const expected = ["half-7.json", "half-8.json", "half-9.json"];
+    await until(() => expected.every((name) => existsSync(join(ctx.erp.inboxDir, name))), 15_000, () => `delivered: ${readdirSync(ctx.erp.inboxDir).join(" ")}`);
+    for (const i of [7, 8, 9]) expect(readFileSync(join(ctx.erp.inboxDir, `half-${i}.json`), "utf8")).toBe(sampleOrder(i));
+
+    // A file arriving now is watched as before, until it leaves the outbox.
+    writeFileSync(join(ctx.local.outbox, "late-half.json"), sampleOrder(1).slice(0, 40));
+    await until(() => inotifyWatches(pid) === 2, 10_000, () => `watches: ${inotifyWatches(pid)}`);
+    appendFileSync(join(ctx.local.outbox, "late-half.json"), sampleOrder(1).slice(40));
+    await until(() => existsSync(join(ctx.erp.inboxDir, "late-half.json")), 15_000, () => "late-half.json not delivered");
+    await until(() => inotifyWatches(pid) === 1, 10_000, () => `watches after the delivery: ${inotifyWatches(pid)}`);
+
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual([...expected, "late-half.json"]);
+    expect(readdirSync(ctx.local.outbox)).toHaveLength(n - 3);
+  }, 120_000);
+
+  it("a file arriving while a big batch runs with chokidar closed is delivered after it, without a rescan; chokidar then watches again", async () => {
+    const erp = await FakeErp.start(ctx.erp.inboxDir);
+    try {
+      watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }));
+      const names = Array.from({ length: 5_000 }, (_, i) => `big-${i}.json`);
+      const temp = join(ctx.local.root, "producer-big");
+      mkdirSync(temp);
+      for (const [i, name] of names.entries()) writeFileSync(join(temp, name), sampleOrder(i));
+      for (const name of names) renameSync(join(temp, name), join(ctx.local.outbox, name));
+      // A batch of at least QUIET_BATCH_NAMES (1,000) is under way: chokidar is closed, no watch at all.
+      await until(() => inotifyWatches(watch!.child.pid!) === 0, 60_000, () => `chokidar never closed; ${erp.consumed.length} consumed`);
+      renameIn(ctx.local.outbox, "during.json", sampleOrder(5_000));
+      await until(() => erp.consumed.some((c) => c.name === "during.json"), 120_000, () => `during.json not delivered; ${erp.consumed.length} consumed`);
+      await until(() => erp.consumed.length === names.length + 1, 60_000, () => `${erp.consumed.length}/${names.length + 1} consumed`);
+      // Watching again: the folder's watch, and a file renamed in now is an event.
+      await until(() => inotifyWatches(watch!.child.pid!) === 1, 10_000, () => `watches: ${inotifyWatches(watch!.child.pid!)}`);
+      renameIn(ctx.local.outbox, "after.json", sampleOrder(5_001));
+      await until(() => erp.consumed.some((c) => c.name === "after.json"), 10_000, () => "after.json not delivered");
+      expect((await stop(watch)).code).toBe(0);
+      expect(new Set(erp.consumed.map((c) => c.name)).size).toBe(names.length + 2);
+      expect(deliveredEvents()).toHaveLength(names.length + 2);
+    } finally {
+      await erp.stop();
+    }
+  }, 300_000);
+
+  it("started while another pass holds the lock: what arrives meanwhile is delivered once the lock is free", async () => {
+    const lockPath = join(ctx.local.stateDir, "pass.lock");
+    mkdirSync(ctx.local.stateDir, { recursive: true });
+    writeFileSync(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now() }));
+    watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }));
+    // The start-up rescan waits for the lock, with chokidar closed.
+    await until(() => logEvents(ctx.local.logDir).some((e) => e.event === "locked"), 10_000, () => "the watcher never found the lock held");
+    renameIn(ctx.local.outbox, "while-locked.json", sampleOrder(1));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(readdirSync(ctx.erp.inboxDir)).toEqual([]);
+    rmSync(lockPath);
+    await until(() => existsSync(join(ctx.erp.inboxDir, "while-locked.json")), 15_000, () => "while-locked.json not delivered after the lock was freed");
+    renameIn(ctx.local.outbox, "after-lock.json", sampleOrder(2));
+    await until(() => existsSync(join(ctx.erp.inboxDir, "after-lock.json")), 10_000, () => "after-lock.json not delivered");
+    expect((await stop(watch)).code).toBe(0);
+    expect(deliveredEvents().sort()).toEqual(["after-lock.json", "while-locked.json"]);
+  }, 60_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
     watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });

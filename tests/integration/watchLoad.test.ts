@@ -58,8 +58,8 @@ function configWith(overrides: Record<string, unknown>): string {
 
 describe("watch mode under load", () => {
   it("SIGTERM during start-up with 100,000 files in the outbox and the ERP unreachable: exit 0 within 10 s", async () => {
-    // chokidar's initial scan stats and watches every entry (about 10-30 s for this many files on
-    // a busy 2-core machine); the stop must not wait for it.
+    // chokidar's initial scan lstats every entry (about 4-10 s for this many files on a busy
+    // 2-core machine; 10-30 s when it also watched each); the stop must not wait for it.
     const n = 100_000;
     for (let i = 0; i < n; i++) writeFileSync(join(ctx.local.outbox, `backlog-${i}.json`), "{}");
     const base = JSON.parse(readFileSync(ctx.local.configPath, "utf8"));

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync, lstatSync, appendFileSync, chmodSync, unlinkSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
 import { BatchQueue, type Batch, type BatchOutcome } from "../../agent/src/batchQueue";
+import { StartScanFilter } from "../../agent/src/startScanFilter";
 import { readWatcherStatus, writeHeartbeat, describeWatcher } from "../../agent/src/heartbeat";
 import { WatchErrorLog } from "../../agent/src/watchErrors";
 import { processStartTime } from "../../agent/src/lock";
@@ -140,6 +141,55 @@ describe("lookAt", () => {
     expect(lookAt(dir, "link.json", 1_000)).toMatchObject({ complete: true });
     expect(lookAt(dir, "folder.json", 1_000)).toMatchObject({ complete: true });
     expect(lookAt(dir, "linked.json", 1_000)).toMatchObject({ complete: false });
+  });
+});
+
+describe("the start-scan filter (chokidar's ignored)", () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "plutus-scan-"))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  /** Waits past the file system clock's tick, so that a change gives a new ctime. */
+  const nextTick = () => new Promise((r) => setTimeout(r, 20));
+
+  it("ignores what the initial scan sees, until its ctime changes (write, rename over, chmod, unlink and create); never a new name", async () => {
+    for (const name of ["a.json", "b.json", "c.json", "d.json", "e.json"]) writeFileSync(join(dir, name), "{");
+    const filter = new StartScanFilter(dir);
+    const asked = (name: string) => filter.ignored(join(dir, name), lstatSync(join(dir, name)));
+    for (const name of ["a.json", "b.json", "c.json", "d.json", "e.json"]) expect(asked(name)).toBe(true);
+    filter.scanDone();
+    expect(filter.size).toBe(5);
+    await nextTick();
+    appendFileSync(join(dir, "a.json"), "}");
+    writeFileSync(join(dir, "replacement"), "{}");
+    renameSync(join(dir, "replacement"), join(dir, "b.json"));
+    chmodSync(join(dir, "c.json"), 0o600);
+    unlinkSync(join(dir, "d.json"));
+    writeFileSync(join(dir, "d.json"), "{}");
+    writeFileSync(join(dir, "new.json"), "{}");
+    expect(["a.json", "b.json", "c.json", "d.json", "e.json", "new.json"].map(asked)).toEqual([false, false, false, false, true, false]);
+    // Once changed, forgotten: not ignored again, even with the ctime it had at the scan.
+    expect(filter.size).toBe(1);
+    expect(asked("a.json")).toBe(false);
+  });
+
+  it("never ignores the outbox itself, anything outside it, or a path asked about without Stats", () => {
+    writeFileSync(join(dir, "a.json"), "{");
+    const filter = new StartScanFilter(dir);
+    expect(filter.ignored(dir, lstatSync(dir))).toBe(false);
+    expect(filter.ignored(join(dir, "a.json"))).toBe(false);
+    expect(filter.ignored(join(dir, "sub", "a.json"), lstatSync(join(dir, "a.json")))).toBe(false);
+    expect(filter.size).toBe(0);
+  });
+
+  it("forgets entries a fresh listing no longer holds (delivered, quarantined), keeps the others", () => {
+    for (const name of ["a.json", "b.json", "junk name"]) writeFileSync(join(dir, name), "{");
+    const filter = new StartScanFilter(dir);
+    for (const name of ["a.json", "b.json", "junk name"]) filter.ignored(join(dir, name), lstatSync(join(dir, name)));
+    filter.scanDone();
+    filter.retainOnly(new Set(["b.json", "junk name", "other.json"]));
+    expect(filter.size).toBe(2);
+    expect(filter.ignored(join(dir, "b.json"), lstatSync(join(dir, "b.json")))).toBe(true);
+    expect(filter.ignored(join(dir, "a.json"), lstatSync(join(dir, "a.json")))).toBe(false);
   });
 });
 
