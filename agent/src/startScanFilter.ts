@@ -12,13 +12,15 @@ import { dirname } from "node:path";
  * write to a file the rule found not to be an order, a name gone and created again). Any such
  * change gives the file a new ctime (every write, rename, link, chmod or truncate sets it, from the
  * file system's own clock), and chokidar re-reads the folder on the folder's own event, asks this
- * filter again and, the ctime being different, tracks the file from then on and emits `add`. So
- * each entry of the initial scan is remembered by its path and ctime only (about 110 bytes), and
- * forgotten once it changed or left the outbox.
+ * filter again and, the ctime being different, tracks the file from then on and emits `add`. On a
+ * file system with whole-second timestamps (ext3, ext4 with 128-byte inodes) a write within the
+ * same second keeps the ctime: the size is compared too, which catches a file completed in place
+ * (it grows). So each entry of the initial scan is remembered by its path, ctime and size only
+ * (about 150 bytes), and forgotten once it changed or left the outbox.
  */
 export class StartScanFilter {
-  /** Path (as chokidar builds it: root + "/" + name) → ctimeMs when the initial scan saw it. */
-  private readonly unchanged = new Map<string, number>();
+  /** Path (as chokidar builds it: root + "/" + name) → [ctimeMs, size] when the initial scan saw it. */
+  private readonly unchanged = new Map<string, [number, number]>();
   private scanning = true;
 
   /** `root`: the outbox exactly as passed to chokidar (absolute, no trailing slash). */
@@ -29,12 +31,12 @@ export class StartScanFilter {
     // Without Stats chokidar only asks before it lstats: never ignore on a name alone.
     if (!stats || dirname(path) !== this.root) return false;
     if (this.scanning) {
-      this.unchanged.set(path, stats.ctimeMs);
+      this.unchanged.set(path, [stats.ctimeMs, stats.size]);
       return true;
     }
     const seen = this.unchanged.get(path);
     if (seen === undefined) return false;
-    if (seen === stats.ctimeMs) return true;
+    if (seen[0] === stats.ctimeMs && seen[1] === stats.size) return true;
     this.unchanged.delete(path);
     return false;
   };

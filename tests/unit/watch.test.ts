@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync, lstatSync, appendFileSync, chmodSync, unlinkSync, renameSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, symlinkSync, mkdirSync, linkSync, utimesSync, lstatSync, appendFileSync, chmodSync, unlinkSync, renameSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompletenessRule, lookAt, type FileLook } from "../../agent/src/completeness";
@@ -170,6 +170,18 @@ describe("the start-scan filter (chokidar's ignored)", () => {
     // Once changed, forgotten: not ignored again, even with the ctime it had at the scan.
     expect(filter.size).toBe(1);
     expect(asked("a.json")).toBe(false);
+  });
+
+  it("with whole-second timestamps (ext3, ext4 -I 128) a file completed in place within the same second is still a change: it grew", () => {
+    writeFileSync(join(dir, "half.json"), '{"order":');
+    const filter = new StartScanFilter(dir);
+    const atScan = lstatSync(join(dir, "half.json"));
+    const inTheSameSecond = (stats: Stats, size: number): Stats => Object.assign(Object.create(Object.getPrototypeOf(stats)), stats, { size, ctimeMs: Math.floor(atScan.ctimeMs / 1000) * 1000 });
+    expect(filter.ignored(join(dir, "half.json"), inTheSameSecond(atScan, atScan.size))).toBe(true);
+    filter.scanDone();
+    expect(filter.ignored(join(dir, "half.json"), inTheSameSecond(atScan, atScan.size))).toBe(true);
+    expect(filter.ignored(join(dir, "half.json"), inTheSameSecond(atScan, atScan.size + 4))).toBe(false);
+    expect(filter.size).toBe(0);
   });
 
   it("never ignores the outbox itself, anything outside it, or a path asked about without Stats", () => {
