@@ -142,12 +142,18 @@ function logEvents(logDir) {
     .map((line) => JSON.parse(line));
 }
 
-/** Each produced name delivered exactly once: every name arrived, and the agent logged one delivery per name. */
-function exactlyOnce(logDir, names, inboxDir) {
+/** How many delivery lines (delivered, recovered after a crash, presumed delivered) the agent logged per name. */
+function deliveriesPerName(logDir) {
   const delivered = new Map();
   for (const e of logEvents(logDir)) {
     if (e.event === "delivered" || e.event === "presumed-delivered" || e.event === "recovered") delivered.set(e.file, (delivered.get(e.file) || 0) + 1);
   }
+  return delivered;
+}
+
+/** Each produced name delivered exactly once: every name arrived, and the agent logged one delivery per name. */
+function exactlyOnce(logDir, names, inboxDir) {
+  const delivered = deliveriesPerName(logDir);
   const inbox = new Set(fs.readdirSync(inboxDir));
   return names.every((n) => inbox.has(n) && delivered.get(n) === 1);
 }
@@ -376,4 +382,4 @@ async function latencyBench(fx, opts) {
   return rows;
 }
 
-module.exports = { latencyBench, percentile, summarise, agentConfig };
+module.exports = { latencyBench, percentile, summarise, agentConfig, deliveriesPerName };

@@ -18,7 +18,7 @@ const { spawn } = require("node:child_process");
 const crypto = require("node:crypto");
 const fs = require("node:fs");
 const path = require("node:path");
-const { agentConfig } = require("./latency");
+const { agentConfig, deliveriesPerName } = require("./latency");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stderr.write(a.join(" ") + "\n");
@@ -124,18 +124,6 @@ function startWatcher(bundle, configFile, nodeArgs, onMarkCompact) {
       if (!out.includes("plutus-sync: watching")) throw new Error(`plutus-sync watch did not start: ${out}`);
     },
   };
-}
-
-function deliveriesPerName(logDir) {
-  const counts = new Map();
-  for (const file of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
-    for (const line of fs.readFileSync(path.join(logDir, file), "utf8").split("\n")) {
-      if (!line) continue;
-      const e = JSON.parse(line);
-      if (e.event === "delivered" || e.event === "recovered" || e.event === "presumed-delivered") counts.set(e.file, (counts.get(e.file) || 0) + 1);
-    }
-  }
-  return counts;
 }
 
 /** Mean of the samples in each whole minute of the run. */
@@ -304,4 +292,4 @@ async function soakBench(fx, opts) {
   return result;
 }
 
-module.exports = { soakBench, slope };
+module.exports = { soakBench, slope, procMemory };

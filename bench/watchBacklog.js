@@ -17,31 +17,12 @@
 const { spawn } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { agentConfig } = require("./latency");
+const { agentConfig, deliveriesPerName } = require("./latency");
+const { procMemory } = require("./soak");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stderr.write(a.join(" ") + "\n");
 const load = () => fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-
-function procKiB(pid, field) {
-  try {
-    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function deliveryLines(logDir) {
-  const counts = new Map();
-  for (const file of fs.readdirSync(logDir).filter((f) => f.endsWith(".log"))) {
-    for (const line of fs.readFileSync(path.join(logDir, file), "utf8").split("\n")) {
-      if (!line) continue;
-      const e = JSON.parse(line);
-      if (e.event === "delivered" || e.event === "recovered" || e.event === "presumed-delivered") counts.set(e.file, (counts.get(e.file) || 0) + 1);
-    }
-  }
-  return counts;
-}
 
 async function oneRun(fx, bundle, n, opts) {
   fx.resetRemote();
@@ -64,7 +45,7 @@ async function oneRun(fx, bundle, n, opts) {
   child.stderr.on("data", (d) => (out = (out + d).slice(-20_000)));
   const exited = new Promise((r) => child.on("close", (code, signal) => r({ code, signal })));
   let hwmKiB = 0;
-  const sampler = setInterval(() => (hwmKiB = Math.max(hwmKiB, procKiB(child.pid, "VmHWM") ?? 0)), 50);
+  const sampler = setInterval(() => (hwmKiB = Math.max(hwmKiB, procMemory(child.pid)?.hwmKiB ?? 0)), 50);
   let deliveredAt;
   const deadline = t0 + opts.limitSeconds * 1000;
   while (Date.now() < deadline && child.exitCode === null) {
@@ -75,13 +56,13 @@ async function oneRun(fx, bundle, n, opts) {
     }
   }
   await sleep(2_000);
-  const rssAfterKiB = procKiB(child.pid, "VmRSS");
-  hwmKiB = Math.max(hwmKiB, procKiB(child.pid, "VmHWM") ?? 0);
+  const rssAfterKiB = procMemory(child.pid)?.rssKiB;
+  hwmKiB = Math.max(hwmKiB, procMemory(child.pid)?.hwmKiB ?? 0);
   clearInterval(sampler);
   child.kill("SIGTERM");
   const stopped = await exited;
   const arrived = new Set(fs.readdirSync(inbox));
-  const lines = deliveryLines(config.logDir);
+  const lines = deliveriesPerName(config.logDir);
   const exactlyOnce = names.every((name) => arrived.has(name) && lines.get(name) === 1) && arrived.size === n;
   fs.rmSync(src.dir, { recursive: true, force: true });
   if (deliveredAt === undefined) log(`  not all delivered within ${opts.limitSeconds} s: ${arrived.size}/${n}; output: ${out.slice(-2000)}`);
