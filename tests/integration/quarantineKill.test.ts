@@ -1,8 +1,7 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { useErpStandIn, runAgent, lastJsonLine, sampleOrder } from "../support/agent";
+import { useTmpfsVolume } from "../support/tmpfsVolume";
 
 // The brief: an order ends up "quarantined with its reason — never gone, never silently written
 // off". A kill between the two steps of a quarantine (write the reason, move the entry) must
@@ -127,18 +126,10 @@ describe("a kill between a quarantine's reason and its move", () => {
   });
 
   describe("with the quarantine folder on another volume", () => {
-    let otherVolume: string;
-    beforeAll(() => {
-      otherVolume = mkdtempSync(join(tmpdir(), "s3-qvol-"));
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0700", "s3-qvol", otherVolume]);
-    });
-    afterAll(() => {
-      execFileSync("umount", [otherVolume]);
-      rmSync(otherVolume, { recursive: true, force: true });
-    });
+    const volume = useTmpfsVolume("s3-qvol", "32m");
 
     it("an invalid order is copied only after its reason is durable; the kill leaves the order in the outbox", async () => {
-      const quarantine = join(otherVolume, "quarantine-file");
+      const quarantine = join(volume(), "quarantine-file");
       configure({ quarantine });
       ctx.local.writeOrder("order-77.json", INVALID);
 
@@ -157,7 +148,7 @@ describe("a kill between a quarantine's reason and its move", () => {
     });
 
     it("a 3 MiB invalid order killed mid-copy: no partial file under its name; the next pass quarantines it whole, once", async () => {
-      const quarantine = join(otherVolume, "quarantine-big");
+      const quarantine = join(volume(), "quarantine-big");
       configure({ quarantine });
       const big = '{"orderId": "PL-000088", "note": "' + "x".repeat(3 * 1024 * 1024);
       ctx.local.writeOrder("order-88.json", big);
@@ -179,7 +170,7 @@ describe("a kill between a quarantine's reason and its move", () => {
     });
 
     it("a symlink (set aside, it cannot be copied): the reason a killed pass wrote for a move is replaced by the set-aside note", async () => {
-      const quarantine = join(otherVolume, "quarantine-link");
+      const quarantine = join(volume(), "quarantine-link");
       configure({ quarantine });
       symlinkSync("/etc/passwd", join(ctx.local.outbox, "evil.json"));
 

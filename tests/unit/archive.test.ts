@@ -10,6 +10,7 @@ import { RemoteLink } from "../../agent/src/remoteLink";
 import { createSilentLogger } from "../../agent/src/logger";
 import { dayFolder, listQuarantined, quarantineFile } from "../../agent/src/localMoves";
 import { moveWithoutOverwrite } from "../../agent/src/durableFs";
+import { useTmpfsVolume } from "../support/tmpfsVolume";
 
 let root: string;
 let journal: Journal;
@@ -155,16 +156,8 @@ describe("what counts as quarantined", () => {
 });
 
 describe("moving to another volume (quarantine or archive on a second file system)", () => {
-  let otherVolume: string;
-  beforeAll(() => {
-    // A real second file system, small: a copy that did not keep holes could not fit.
-    otherVolume = mkdtempSync(join(tmpdir(), "h6-xvol-"));
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m,mode=0700", "h6-xvol", otherVolume]);
-  });
-  afterAll(() => {
-    execFileSync("umount", [otherVolume]);
-    rmSync(otherVolume, { recursive: true, force: true });
-  });
+  // A real second file system, small: a copy that did not keep holes could not fit.
+  const volume = useTmpfsVolume("h6-xvol", "64m");
   afterEach(() => jest.restoreAllMocks());
 
   it("streams a 1 GiB sparse file in bounded memory, keeps its holes, and removes the source only after the copy", async () => {
@@ -174,7 +167,7 @@ describe("moving to another volume (quarantine or archive on a second file syste
     writeSync(fd, '{"head":1}', 0);
     writeSync(fd, "middle", 512 * 1024 ** 2);
     closeSync(fd);
-    const quarantine = join(otherVolume, "quarantine");
+    const quarantine = join(volume(), "quarantine");
     const rssBefore = process.resourceUsage().maxRSS;
     const dest = await quarantineFile(source, "huge.json", "file is 1073741824 bytes, larger than maxFileBytes (1048576)", quarantine);
     const grewKiB = process.resourceUsage().maxRSS - rssBefore;
@@ -195,7 +188,7 @@ describe("moving to another volume (quarantine or archive on a second file syste
   }, 60_000);
 
   it("a symlink, fifo or socket to quarantine on another volume is set aside in the outbox, with its note in quarantine", async () => {
-    const quarantine = join(otherVolume, "quarantine-special");
+    const quarantine = join(volume(), "quarantine-special");
     symlinkSync("/etc/passwd", join(outbox, "evil.json"));
     execFileSync("mkfifo", [join(outbox, "pipe.json")]);
     const server = require("node:net").createServer();
@@ -247,7 +240,7 @@ describe("moving to another volume (quarantine or archive on a second file syste
     writeFileSync(source, '{"order":1}');
     symlinkSync(secret, join(outbox, "swap"));
     swapAfterFirstLook(source, join(outbox, "swap"));
-    const dest = await moveWithoutOverwrite(source, join(otherVolume, "archive"), "o.json");
+    const dest = await moveWithoutOverwrite(source, join(volume(), "archive"), "o.json");
     expect(readFileSync(dest, "utf8")).toBe('{"order":1}');
     // What now holds the name is not the file that was copied: it stays.
     expect(lstatSync(source).isSymbolicLink()).toBe(true);
@@ -259,12 +252,12 @@ describe("moving to another volume (quarantine or archive on a second file syste
     writeFileSync(source, '{"order":2}');
     execFileSync("mkfifo", [join(outbox, "swap")]);
     swapAfterFirstLook(source, join(outbox, "swap"));
-    const move = moveWithoutOverwrite(source, join(otherVolume, "archive"), "p.json");
+    const move = moveWithoutOverwrite(source, join(volume(), "archive"), "p.json");
     // The old code blocked for good; a move that syncs to a busy disk may take seconds.
     const blocked = new Promise<"blocked">((resolve) => setTimeout(() => resolve("blocked"), 30_000).unref());
     try {
       const dest = await Promise.race([move, blocked]);
-      expect(dest).toBe(join(otherVolume, "archive", "p.json"));
+      expect(dest).toBe(join(volume(), "archive", "p.json"));
       expect(readFileSync(dest, "utf8")).toBe('{"order":2}');
       expect(lstatSync(source).isFIFO()).toBe(true);
     } finally {
