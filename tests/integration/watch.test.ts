@@ -1,41 +1,13 @@
-import { spawn, ChildProcess } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, logEventsSoFar, stagingFiles, stopWhile, BUNDLE } from "../support/agent";
+import { useErpStandIn, runAgent, lastJsonLine, sampleOrder, logEvents, logEventsSoFar, stagingFiles, stopWhile } from "../support/agent";
 import { FakeErp } from "../support/fakeErp";
 import { freePort } from "../support/sshd";
 import { TcpProxy } from "../support/tcpProxy";
+import { spawnWatch, startWatch, until, rewriteConfig, type WatchProcess } from "../support/watchProcess";
 
 const ctx = useErpStandIn();
-
-interface WatchProcess {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts `plutus-sync watch` and resolves once it says it is watching. */
-async function startWatch(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], wrapper: string[] = []): Promise<WatchProcess> {
-  const command = [...wrapper, process.execPath, ...nodeArgs, BUNDLE, "watch", "--config", configPath];
-  const child = spawn(command[0], command.slice(1), { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
-  await until(() => out.includes("plutus-sync: watching"), 20_000, () => `watch did not start: ${out} ${err}`);
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function until(condition: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(what());
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Writes an order elsewhere and renames it into the outbox, as the web shop should. */
 function renameIn(outbox: string, name: string, content: string): void {
@@ -45,11 +17,7 @@ function renameIn(outbox: string, name: string, content: string): void {
   renameSync(join(temp, name), join(outbox, name));
 }
 
-function configWith(overrides: Record<string, unknown>): string {
-  const config = { ...JSON.parse(readFileSync(ctx.local.configPath, "utf8")), ...overrides };
-  writeFileSync(ctx.local.configPath, JSON.stringify(config, null, 2));
-  return ctx.local.configPath;
-}
+const configWith = (overrides: Record<string, unknown>) => rewriteConfig(ctx.local.configPath, overrides);
 
 async function stop(watch: WatchProcess): Promise<{ code: number | null; ms: number }> {
   const started = Date.now();
@@ -212,17 +180,12 @@ describe("plutus-sync watch against a real sshd", () => {
       const heartbeatPath = join(ctx.local.stateDir, "watcher.json");
       for (let round = 0; round < 8; round++) {
         rmSync(heartbeatPath, { force: true });
-        const child = spawn(process.execPath, [BUNDLE, "watch", "--config", configPath], { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
-        let out = "";
-        let err = "";
-        child.stdout.on("data", (d) => (out += d));
-        child.stderr.on("data", (d) => (err += d));
-        const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+        const watcher = spawnWatch(configPath);
         // Its first heartbeat is written as it starts, before it connects; the connect never ends by itself.
-        await until(() => existsSync(heartbeatPath) || child.exitCode !== null, 30_000, () => `round ${round}: no heartbeat: ${out} ${err}`);
-        child.kill("SIGTERM");
-        const code = await exited;
-        expect({ round, code, err, stopped: out.includes("plutus-sync: watch stopped on SIGTERM; 0 delivered\n") }).toEqual({ round, code: 0, err: "", stopped: true });
+        await until(() => existsSync(heartbeatPath) || watcher.child.exitCode !== null, 30_000, () => `round ${round}: no heartbeat: ${watcher.stdout()} ${watcher.stderr()}`);
+        watcher.child.kill("SIGTERM");
+        const { code } = await watcher.exited;
+        expect({ round, code, err: watcher.stderr(), stopped: watcher.stdout().includes("plutus-sync: watch stopped on SIGTERM; 0 delivered\n") }).toEqual({ round, code: 0, err: "", stopped: true });
         expect({ round, stoppedAt: JSON.parse(readFileSync(heartbeatPath, "utf8")).stoppedAt }).toEqual({ round, stoppedAt: expect.any(String) });
       }
       const status = await runAgent(["status", "--config", configPath]);
@@ -304,7 +267,7 @@ describe("plutus-sync watch against a real sshd", () => {
       // The limit lowered to 300 in a user namespace of its own (nothing machine-wide changes).
       const limit = 'echo 300 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"';
       // No rescan interval may pass before the stop (it would report the count early), however long delivery takes.
-      watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }), {}, [], ["unshare", "-U", "-r", "sh", "-c", limit]);
+      watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 3_600 } }), { wrapper: ["unshare", "-U", "-r", "sh", "-c", limit] });
       // The start-up rescan runs with chokidar closed and what arrives meanwhile is never watched
       // (startScanFilter.ts): one order delivered first means chokidar is open and watching again.
       renameIn(ctx.local.outbox, "first.json", sampleOrder(9999));
@@ -446,7 +409,7 @@ describe("plutus-sync watch against a real sshd", () => {
   }, 60_000);
 
   it("delivers what it never heard about through the rescan (events lost, as on an inotify overflow)", async () => {
-    watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { PLUTUS_WATCH_IGNORE_EVENTS: "1" });
+    watch = await startWatch(configWith({ minAgeSeconds: 60, watch: { rescanSeconds: 2 } }), { env: { PLUTUS_WATCH_IGNORE_EVENTS: "1" } });
     for (let i = 0; i < 20; i++) renameIn(ctx.local.outbox, `lost-${i}.json`, sampleOrder(i));
     await until(() => readdirSync(ctx.erp.inboxDir).length === 20, 60_000, () => `rescan delivered ${readdirSync(ctx.erp.inboxDir).length}/20`);
     expect((await stop(watch)).code).toBe(0);
@@ -533,7 +496,7 @@ describe("plutus-sync watch against a real sshd", () => {
     const erp = await FakeErp.start(ctx.erp.inboxDir);
     try {
       // A leak of even 1 KiB per file would exhaust this heap over 30,000 files.
-      watch = await startWatch(configWith({ minAgeSeconds: 60 }), {}, ["--max-old-space-size=96"]);
+      watch = await startWatch(configWith({ minAgeSeconds: 60 }), { nodeArgs: ["--max-old-space-size=96"] });
       const rssAfter: number[] = [];
       for (const round of [0, 1, 2]) {
         const names = Array.from({ length: 10_000 }, (_, i) => `mass-${round}-${i}.json`);

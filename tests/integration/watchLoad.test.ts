@@ -1,8 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { TcpProxy } from "../support/tcpProxy";
+import { spawnWatch, startWatch, until, rewriteConfig, type WatchProcess } from "../support/watchProcess";
 import { join } from "node:path";
-import { useErpStandIn, sampleOrder, BUNDLE } from "../support/agent";
+import { useErpStandIn, sampleOrder } from "../support/agent";
 import { freePort } from "../support/sshd";
 import { loadConfig, readPrivateKey } from "../../agent/src/config";
 import { createSilentLogger } from "../../agent/src/logger";
@@ -11,50 +12,14 @@ import { WarmLink } from "../../agent/src/warmLink";
 /** Watch mode under load: a large outbox at start, growing files, a flapping ERP connection. */
 const ctx = useErpStandIn();
 
-interface WatchProcess {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function spawnWatch(configPath: string, wrapper: string[] = []): WatchProcess {
-  const command = [...wrapper, process.execPath, BUNDLE, "watch", "--config", configPath];
-  const child = spawn(command[0], command.slice(1), { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function startWatch(configPath: string, wrapper: string[] = []): Promise<WatchProcess> {
-  const watch = spawnWatch(configPath, wrapper);
-  await until(() => watch.stdout().includes("plutus-sync: watching"), 30_000, () => `watch did not start: ${watch.stdout()} ${watch.stderr()}`);
-  return watch;
-}
-
 async function stop(watch: WatchProcess): Promise<number | null> {
   if (watch.child.exitCode === null && watch.child.signalCode === null) watch.child.kill("SIGTERM");
   return (await watch.exited).code;
 }
 
-async function until(condition: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(what());
-    await sleep(20);
-  }
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function configWith(overrides: Record<string, unknown>): string {
-  const config = { ...JSON.parse(readFileSync(ctx.local.configPath, "utf8")), ...overrides };
-  writeFileSync(ctx.local.configPath, JSON.stringify(config, null, 2));
-  return ctx.local.configPath;
-}
+const configWith = (overrides: Record<string, unknown>) => rewriteConfig(ctx.local.configPath, overrides);
 
 describe("watch mode under load", () => {
   it("SIGTERM during start-up with 100,000 files in the outbox and the ERP unreachable: exit 0 within 10 s", async () => {
@@ -98,7 +63,7 @@ describe("watch mode under load", () => {
     // them: the figure is the watcher's. Its own work (the stalls measured before) is not hidden.
     const sshdPid = readFileSync(join(ctx.erp.root, "sshd.pid"), "utf8").trim();
     execFileSync("renice", ["-n", "-10", "-p", sshdPid], { stdio: "ignore" });
-    const watch = await startWatch(configWith({ minAgeSeconds: 60 }), ["nice", "-n", "-10"]);
+    const watch = await startWatch(configWith({ minAgeSeconds: 60 }), { wrapper: ["nice", "-n", "-10"], startTimeoutMs: 30_000 });
     const producer = join(ctx.local.root, "producer");
     mkdirSync(producer);
     const latencies: number[] = [];
